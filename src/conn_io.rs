@@ -1,0 +1,204 @@
+//! A client connection's socket with thrust's timeouts:
+//! - idle: no request in flight and nothing received for HTTP_IDLE_TIMEOUT;
+//! - read: a request head started but not finished within HTTP_READ_TIMEOUT
+//!   (the body's deadline is kept by `body::RequestBody`);
+//! - write: a write that makes no progress for HTTP_WRITE_TIMEOUT, so a long
+//!   download or event stream lives as long as the client keeps reading.
+//!
+//! Upgraded connections (WebSocket) keep only the write timeout.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::conn_state::ConnState;
+use crate::head_scan::HeadScanner;
+
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
+}
+
+pub struct ConnIo<S> {
+    inner: S,
+    state: Arc<ConnState>,
+    timeouts: Timeouts,
+    seen_completed: u64,
+    idle_since: Instant,
+    head_started: Option<Instant>,
+    read_deadline: Option<Instant>,
+    read_timer: Pin<Box<Sleep>>,
+    write_deadline: Option<Instant>,
+    write_armed: Option<Instant>,
+    write_timer: Pin<Box<Sleep>>,
+    scanner: HeadScanner,
+}
+
+impl<S> ConnIo<S> {
+    pub fn new(inner: S, state: Arc<ConnState>, timeouts: Timeouts) -> Self {
+        let now = Instant::now();
+        ConnIo {
+            inner,
+            state,
+            timeouts,
+            seen_completed: 0,
+            idle_since: now,
+            head_started: None,
+            read_deadline: None,
+            read_timer: Box::pin(tokio::time::sleep_until(now)),
+            write_deadline: None,
+            write_armed: None,
+            write_timer: Box::pin(tokio::time::sleep_until(now)),
+            scanner: HeadScanner::default(),
+        }
+    }
+
+    /// Notices a finished exchange: idleness and a new request head begin.
+    fn observe_completion(&mut self) {
+        let completed = self.state.completed();
+        if completed != self.seen_completed && self.state.in_flight() == 0 {
+            self.seen_completed = completed;
+            self.idle_since = Instant::now();
+            self.head_started = None;
+            self.scanner.restart();
+        }
+    }
+
+    fn current_read_deadline(&self) -> Option<Instant> {
+        if self.state.upgraded() || self.state.in_flight() > 0 {
+            return None;
+        }
+        match self.head_started {
+            Some(started) if !self.state.multiplexed() => self.timeouts.read.map(|t| started + t),
+            _ => self.timeouts.idle.map(|t| self.idle_since + t),
+        }
+    }
+
+    fn on_bytes_read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || self.state.upgraded() || self.state.multiplexed() {
+            return;
+        }
+        if self.state.in_flight() == 0 && self.head_started.is_none() {
+            self.head_started = Some(Instant::now());
+        }
+        if self.scanner.feed(bytes) == Some(true) {
+            self.state.flag_ambiguous_framing();
+        }
+    }
+
+    /// Polls the timer for `deadline`, resetting it when the deadline moved.
+    fn expired(
+        timer: &mut Pin<Box<Sleep>>,
+        armed: &mut Option<Instant>,
+        deadline: Instant,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        if *armed != Some(deadline) {
+            timer.as_mut().reset(deadline);
+            *armed = Some(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn write_progress<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => {
+                let Some(limit) = self.timeouts.write else {
+                    return Poll::Pending;
+                };
+                let deadline = *self
+                    .write_deadline
+                    .get_or_insert_with(|| Instant::now() + limit);
+                if Self::expired(&mut self.write_timer, &mut self.write_armed, deadline, cx) {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading (HTTP_WRITE_TIMEOUT)",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.write_deadline = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.observe_completion();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.on_bytes_read(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(deadline) = this.current_read_deadline() else {
+                    return Poll::Pending;
+                };
+                if Self::expired(&mut this.read_timer, &mut this.read_deadline, deadline, cx) {
+                    let what = if this.head_started.is_some() {
+                        "request head not received in time (HTTP_READ_TIMEOUT)"
+                    } else {
+                        "idle connection (HTTP_IDLE_TIMEOUT)"
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.write_progress(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.write_progress(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.write_progress(polled, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

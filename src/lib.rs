@@ -1,0 +1,95 @@
+//! thrust: the front server that runs inside an application's container.
+//! `run` wires the supervisor, the readiness watch and the server together.
+
+pub mod body;
+pub mod config;
+mod conn_io;
+mod conn_state;
+mod head_scan;
+pub mod listening;
+pub mod log;
+mod pipeline;
+mod readiness;
+mod server;
+mod supervisor;
+mod upstream;
+
+use std::sync::Arc;
+
+use config::{Config, Worker};
+use pipeline::health::DeepCheck;
+use pipeline::App;
+use readiness::Readiness;
+use server::Server;
+use supervisor::Supervisor;
+
+/// Runs thrust in front of `command`; returns the process exit code.
+pub fn run(config: Config, command: Vec<String>) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the async runtime");
+            return 1;
+        }
+    };
+    // The child is spawned from this (the main) thread: its parent-death
+    // signal is tied to the spawning thread, which lives as long as thrust.
+    runtime.block_on(serve(config, command))
+}
+
+async fn serve(config: Config, command: Vec<String>) -> u8 {
+    let listener = match server::bind(config.http_port, "HTTP_PORT") {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start");
+            eprintln!("thrust: {e}");
+            return 1;
+        }
+    };
+    let readiness = Arc::new(Readiness::default());
+    let supervisor = match Supervisor::spawn(&command, &config.worker) {
+        Ok(supervisor) => supervisor,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the app server");
+            eprintln!("thrust: {e}");
+            return e.exit_code();
+        }
+    };
+    tracing::info!(http = %format!("0.0.0.0:{}", config.http_port), "Server started");
+
+    let base_uri = upstream::base_uri(&config.worker);
+    let deep_check = config.health_upstream_path.clone().map(|path| {
+        let host = config
+            .acme
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_string());
+        DeepCheck::new(path, host, base_uri.clone())
+    });
+    let app = Arc::new(App {
+        client: upstream::client(&config.worker),
+        readiness: readiness.clone(),
+        base_uri,
+        deep_check,
+        config: config.clone(),
+    });
+
+    let watcher = readiness.clone();
+    let worker: Worker = config.worker.clone();
+    let child_pid = supervisor.pid();
+    tokio::spawn(async move { watcher.watch_worker(worker, child_pid).await });
+
+    let server = Server {
+        app,
+        https: false,
+        h2c: config.h2c,
+    };
+    let status = server
+        .serve_until(listener, supervisor.wait(readiness))
+        .await;
+    supervisor::exit_code(status)
+}

@@ -1,0 +1,41 @@
+use std::process::ExitCode;
+
+use thrust::config::{help_text, Config};
+
+fn usage() -> String {
+    format!(
+        "Usage: thrust CMD [ARGS...]\n\n\
+         Runs CMD (your app server) as a child process and serves it on HTTP_PORT,\n\
+         with the health check, proxying, logging and limits described below.\n\n\
+         Environment variables (THRUST_NAME > THRUSTER_NAME > NAME):\n{}",
+        help_text()
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {
+            eprintln!("{}", usage());
+            return ExitCode::from(2);
+        }
+        Some("-h" | "--help") => {
+            println!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("thrust {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(_) => {}
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("thrust: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    thrust::log::init(config.debug);
+    ExitCode::from(thrust::run(config, args))
+}

@@ -1,0 +1,100 @@
+//! The request pipeline, outermost first: framing check → health → logging →
+//! proxy. Each concern lives in its own file.
+
+mod forwarding;
+pub mod health;
+mod proxy;
+mod request_log;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::body::{Body, Observed};
+use crate::config::Config;
+use crate::conn_state::ConnState;
+use crate::readiness::Readiness;
+use crate::upstream::UpstreamClient;
+use health::DeepCheck;
+use request_log::RequestFacts;
+
+/// What every request handler shares.
+pub struct App {
+    pub config: Config,
+    pub readiness: Arc<Readiness>,
+    pub client: UpstreamClient,
+    pub base_uri: String,
+    pub deep_check: Option<DeepCheck>,
+}
+
+/// The client connection a request arrived on.
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub https: bool,
+    pub state: Arc<ConnState>,
+}
+
+pub async fn handle(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let in_flight = conn.state.begin();
+    if req.version() == Version::HTTP_2 {
+        conn.state.set_multiplexed();
+    }
+    let mut facts = RequestFacts::of(&req, conn.remote);
+
+    let (response, log_level_debug) = if conn.state.take_ambiguous_framing() {
+        let response = proxy::plain(
+            StatusCode::BAD_REQUEST,
+            "request has both Content-Length and Transfer-Encoding\n",
+            true,
+        );
+        (response, false)
+    } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
+        let response = health::answer(
+            &app.readiness,
+            app.deep_check.as_ref(),
+            &app.client,
+            req.method(),
+        )
+        .await;
+        let ok = response.status() == StatusCode::OK;
+        (response, ok)
+    } else {
+        facts.request_id = forwarding::ensure_request_id(req.headers_mut())
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        (proxy::forward(&app, &conn, req).await, false)
+    };
+
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("bypass")
+        .to_string();
+    let log_requests = app.config.log_requests;
+    let (parts, body) = response.into_parts();
+    let body = Observed::new(body, move |sent| {
+        drop(in_flight);
+        // Passing health checks would drown the log; they show at debug level.
+        if log_level_debug {
+            tracing::debug!(status, path = "health", "Health check answered");
+        } else if log_requests {
+            facts.log(status, &content_type, sent, &cache);
+        }
+    });
+    Response::from_parts(parts, crate::body::boxed(body))
+}

@@ -1,0 +1,189 @@
+//! Forwarding a request to the app server and its answer back: streaming
+//! both ways, upgrades, and the 4xx/5xx answers for what can go wrong.
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::forwarding::{self, ClientFacts};
+use super::request_log::content_length;
+use super::{App, ConnInfo};
+use crate::body::{self, Body, ClientBodyError, RequestBody};
+
+pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
+    let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
+    if let (Some(limit), Some(declared)) = (limit, content_length(req.headers())) {
+        if declared > limit {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+                true,
+            );
+        }
+    }
+    if !app.readiness.is_ready() && !app.readiness.wait_ready(app.config.boot_wait).await {
+        tracing::warn!(path = %req.uri().path(), "App server not ready, answering 502");
+        return bad_gateway(app).await;
+    }
+
+    let upgrade = req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let path = parts.uri.path().to_string();
+
+    // HTTP/2 carries the host in :authority; the app expects a Host header.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, authority);
+        }
+    }
+    forwarding::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let host = parts.headers.get(header::HOST).cloned();
+    forwarding::set_forwarded(
+        &mut parts.headers,
+        &ClientFacts {
+            addr: conn.remote.ip(),
+            https: conn.https,
+            host: host.as_ref(),
+            trust_forwarded: app.config.forward_headers,
+        },
+    );
+    forwarding::set_request_start(&mut parts.headers);
+
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    parts.uri = match Uri::try_from(format!("{}{}", app.base_uri, target)) {
+        Ok(uri) => uri,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n", true),
+    };
+    parts.version = Version::HTTP_11;
+    let read_timeout = (!app.config.read_timeout.is_zero()).then_some(app.config.read_timeout);
+    let upstream_req = Request::from_parts(
+        parts,
+        body::boxed(RequestBody::new(incoming, limit, read_timeout)),
+    );
+
+    let sent = app.client.request(upstream_req);
+    let result = match app.config.upstream_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
+                return plain(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n", false);
+            }
+        },
+        None => sent.await,
+    };
+
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => return failed(app, &path, &error).await,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            conn.state.set_upgraded();
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(client),
+                            &mut TokioIo::new(upstream),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Upgrade failed"),
+                }
+            });
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, body::empty());
+        }
+    }
+
+    let (mut parts, incoming) = response.into_parts();
+    forwarding::strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::boxed(incoming))
+}
+
+/// The answer when the exchange with the app failed before a response head.
+async fn failed(
+    app: &App,
+    path: &str,
+    error: &hyper_util::client::legacy::Error,
+) -> Response<Body> {
+    match ClientBodyError::find(error) {
+        Some(ClientBodyError::TooLarge) => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+            true,
+        ),
+        Some(ClientBodyError::TimedOut) => plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time\n",
+            true,
+        ),
+        Some(ClientBodyError::Malformed(_)) => {
+            plain(StatusCode::BAD_REQUEST, "malformed request body\n", true)
+        }
+        None => {
+            tracing::warn!(path = %path, error = %error_chain(error), "App server unreachable or connection broken, answering 502");
+            bad_gateway(app).await
+        }
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// 502 with the BAD_GATEWAY_PAGE, or empty when the file is missing.
+async fn bad_gateway(app: &App) -> Response<Body> {
+    let page = tokio::fs::read(&app.config.bad_gateway_page)
+        .await
+        .unwrap_or_default();
+    let mut response = Response::new(body::full(page.clone()));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    if !page.is_empty() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    response
+}
+
+/// A short plain-text answer; `close` ends the connection after it (the
+/// request's body is in an unknown state).
+pub fn plain(status: StatusCode, text: &'static str, close: bool) -> Response<Body> {
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}

@@ -1,0 +1,130 @@
+//! Whether the app server can take requests: starting → ready → draining.
+//! Shared by the health endpoint, the proxy's boot wait and the supervisor.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::config::Worker;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Ready,
+    Draining,
+    Stopped,
+}
+
+pub struct Readiness {
+    ready: watch::Sender<bool>,
+    draining: AtomicBool,
+    child_gone: AtomicBool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            ready: watch::Sender::new(false),
+            draining: AtomicBool::new(false),
+            child_gone: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Readiness {
+    pub fn health(&self) -> Health {
+        if self.child_gone.load(Ordering::Acquire) {
+            Health::Stopped
+        } else if self.draining.load(Ordering::Acquire) {
+            Health::Draining
+        } else if *self.ready.borrow() {
+            Health::Ready
+        } else {
+            Health::Starting
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn set_child_gone(&self) {
+        self.child_gone.store(true, Ordering::Release);
+    }
+
+    /// Waits up to `limit` for the worker to accept connections.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Connects to the worker until it accepts, then marks it ready and logs
+    /// after how long. While it does not, warns every 10 s with the ports the
+    /// child does listen on.
+    pub async fn watch_worker(&self, worker: Worker, child_pid: u32) {
+        let started = Instant::now();
+        let mut next_warning = started + Duration::from_secs(10);
+        loop {
+            if self.child_gone.load(Ordering::Acquire) {
+                return;
+            }
+            if worker_accepts(&worker).await {
+                self.ready.send_replace(true);
+                tracing::info!(
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "Child ready"
+                );
+                return;
+            }
+            if Instant::now() >= next_warning {
+                next_warning += Duration::from_secs(10);
+                warn_not_listening(&worker, child_pid, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+async fn worker_accepts(worker: &Worker) -> bool {
+    match worker {
+        Worker::Port(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_ok(),
+        Worker::Socket(path) => tokio::net::UnixStream::connect(path).await.is_ok(),
+    }
+}
+
+fn warn_not_listening(worker: &Worker, child_pid: u32, waited: Duration) {
+    let expected = match worker {
+        Worker::Port(port) => format!("127.0.0.1:{port}"),
+        Worker::Socket(path) => format!("unix:{}", path.display()),
+    };
+    let found = crate::listening::listening_addresses(child_pid);
+    let seconds = waited.as_secs();
+    if found.is_empty() {
+        tracing::warn!(
+            expected = %expected,
+            waited_s = seconds,
+            "Child is not listening yet: thrust expects {expected}; the child listens on no TCP port"
+        );
+    } else {
+        let list = found
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(
+            expected = %expected,
+            child_listens_on = %list,
+            waited_s = seconds,
+            "Child listens on {list}, thrust expects {expected}: bind to $PORT on 0.0.0.0 or 127.0.0.1"
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! The child process: spawning it, relaying signals, reaping orphans (thrust
+//! is often PID 1 in a container) and reporting how it exited.
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
+
+use crate::config::Worker;
+use crate::readiness::Readiness;
+
+/// Signals thrust passes on to the child. The first three also start draining.
+const RELAYED: [(SignalKind, Signal); 7] = [
+    (SignalKind::terminate(), Signal::SIGTERM),
+    (SignalKind::interrupt(), Signal::SIGINT),
+    (SignalKind::quit(), Signal::SIGQUIT),
+    (SignalKind::hangup(), Signal::SIGHUP),
+    (SignalKind::user_defined1(), Signal::SIGUSR1),
+    (SignalKind::user_defined2(), Signal::SIGUSR2),
+    (SignalKind::window_change(), Signal::SIGWINCH),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{command}: command not found")]
+    NotFound { command: String },
+    #[error("{command}: permission denied")]
+    NotExecutable { command: String },
+    #[error("{command}: {source}")]
+    Other { command: String, source: io::Error },
+}
+
+impl SpawnError {
+    /// Exit status by shell convention.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } | SpawnError::Other { .. } => 126,
+        }
+    }
+}
+
+/// A running child and the signal streams watching it.
+pub struct Supervisor {
+    pid: Pid,
+    child_exit: SignalStream,
+    relayed: Vec<(SignalStream, Signal)>,
+}
+
+impl Supervisor {
+    /// Starts `command` in its own process group with `PORT` (or the worker
+    /// socket) in its environment and stdio inherited.
+    pub fn spawn(command: &[String], worker: &Worker) -> Result<Supervisor, SpawnError> {
+        // Subscribe before spawning, so an instant exit or signal is not missed.
+        let child_exit = signal(SignalKind::child()).map_err(|source| SpawnError::Other {
+            command: command[0].clone(),
+            source,
+        })?;
+        let relayed = RELAYED
+            .iter()
+            .map(|(kind, sig)| signal(*kind).map(|stream| (stream, *sig)))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|source| SpawnError::Other {
+                command: command[0].clone(),
+                source,
+            })?;
+        // Orphans of the app's process tree are re-parented to thrust, which
+        // reaps them, so no zombie outlives its parent even when thrust is not PID 1.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::debug!(error = %e, "could not become a child subreaper");
+        }
+
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..]).process_group(0);
+        match worker {
+            Worker::Port(port) => {
+                cmd.env("PORT", port.to_string());
+            }
+            Worker::Socket(path) => {
+                cmd.env("THRUST_WORKER_SOCKET", path);
+            }
+        }
+        // SAFETY: the closure runs between fork and exec and only calls
+        // prctl(2), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If thrust itself is killed, the app must not linger.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)
+            });
+        }
+        let child = cmd.spawn().map_err(|source| {
+            let command = command[0].clone();
+            match source.kind() {
+                io::ErrorKind::NotFound => SpawnError::NotFound { command },
+                io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { command },
+                _ => SpawnError::Other { command, source },
+            }
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        tracing::info!(pid = child.id(), command = %command.join(" "), "Child started");
+        // Reaping happens in `wait` through waitpid; the std handle is not needed.
+        drop(child);
+        Ok(Supervisor {
+            pid,
+            child_exit,
+            relayed,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Relays signals and reaps processes until the child exits; returns the
+    /// child's exit status.
+    pub async fn wait(mut self, readiness: Arc<Readiness>) -> ExitStatus {
+        loop {
+            if let Some(status) = self.reap() {
+                readiness.set_child_gone();
+                if !readiness.is_ready() {
+                    tracing::error!(
+                        status = %describe(status),
+                        "Child exited before it was ever ready: it never accepted connections on its port"
+                    );
+                } else {
+                    tracing::info!(status = %describe(status), "Child exited");
+                }
+                return status;
+            }
+            let relay =
+                futures_util::future::select_all(self.relayed.iter_mut().map(|(stream, sig)| {
+                    Box::pin(async move { stream.recv().await.map(|_| *sig) })
+                }));
+            let received = tokio::select! {
+                _ = self.child_exit.recv() => None,
+                (received, _, _) = relay => received,
+            };
+            if let Some(sig) = received {
+                self.relay(sig, &readiness);
+            }
+        }
+    }
+
+    fn relay(&self, sig: Signal, readiness: &Readiness) {
+        if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
+            readiness.set_draining();
+        }
+        // The child leads its own process group: signalling the group reaches
+        // the app server even when the child is a shell wrapper.
+        let group = Pid::from_raw(-self.pid.as_raw());
+        let result = kill(group, sig).or_else(|_| kill(self.pid, sig));
+        match result {
+            Ok(()) => {
+                tracing::info!(signal = %sig, pid = self.pid.as_raw(), "Signal relayed to child")
+            }
+            Err(e) => tracing::warn!(signal = %sig, error = %e, "Could not relay signal to child"),
+        }
+    }
+
+    /// Reaps every exited process; returns the child's status once it is among them.
+    fn reap(&self) -> Option<ExitStatus> {
+        let mut child_status = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    if pid == self.pid {
+                        child_status = Some(ExitStatus::from_raw((code & 0xff) << 8));
+                    } else {
+                        tracing::debug!(pid = pid.as_raw(), code, "Reaped orphan");
+                    }
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    if pid == self.pid {
+                        child_status = Some(ExitStatus::from_raw(sig as i32));
+                    } else {
+                        tracing::debug!(pid = pid.as_raw(), signal = %sig, "Reaped orphan");
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return child_status,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// thrust's own exit code for a child status: its code, or 128+N for signal N.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        (None, None) => 1,
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        (None, None) => "unknown".to_string(),
+    }
+}
