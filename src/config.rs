@@ -61,254 +61,45 @@ const fn var(
 pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// Every variable thrust reads, in the order the docs list them.
+#[rustfmt::skip]
 pub const VARIABLES: &[Variable] = &[
-    var(
-        "HTTP_PORT",
-        &["PORT"],
-        Kind::Port,
-        "80",
-        "plain-HTTP listen port; `HTTP_PORT` wins over `PORT`",
-    ),
-    var(
-        "THRUST_WORKER_PORT",
-        &["TARGET_PORT"],
-        Kind::Port,
-        "3000 (3001 when listening on 3000)",
-        "the app server's port; the child gets `PORT` set to it",
-    ),
-    var(
-        "THRUST_WORKER_SOCKET",
-        &[],
-        Kind::Text,
-        "unset",
-        "proxy to this Unix socket instead of a TCP port; the child gets it in its environment too",
-    ),
+    var("HTTP_PORT", &["PORT"], Kind::Port, "80", "plain-HTTP listen port; `HTTP_PORT` wins over `PORT`"),
+    var("THRUST_WORKER_PORT", &["TARGET_PORT"], Kind::Port, "3000 (3001 when listening on 3000)", "the app server's port; the child gets `PORT` set to it"),
+    var("THRUST_WORKER_SOCKET", &[], Kind::Text, "unset", "proxy to this Unix socket instead of a TCP port; the child gets it in its environment too"),
     var("HTTPS_PORT", &[], Kind::Port, "443", "TLS listen port"),
-    var(
-        "TLS_DOMAIN",
-        &["THRUST_ACME_DOMAIN"],
-        Kind::Text,
-        "unset",
-        "comma-separated domains: enables TLS with ACME certificates",
-    ),
-    var(
-        "SSL_CERT_PATH",
-        &[],
-        Kind::Text,
-        "unset",
-        "PEM certificate chain: enables TLS with a static certificate (with `SSL_KEY_PATH`)",
-    ),
-    var(
-        "SSL_KEY_PATH",
-        &[],
-        Kind::Text,
-        "unset",
-        "PEM private key for `SSL_CERT_PATH`",
-    ),
-    var(
-        "ACME_DIRECTORY",
-        &[],
-        Kind::Text,
-        DEFAULT_ACME_DIRECTORY,
-        "ACME directory URL",
-    ),
-    var(
-        "ACME_EMAIL",
-        &[],
-        Kind::Text,
-        "unset",
-        "ACME account contact",
-    ),
-    var(
-        "EAB_KID",
-        &[],
-        Kind::Text,
-        "unset",
-        "External Account Binding key id",
-    ),
-    var(
-        "EAB_HMAC_KEY",
-        &[],
-        Kind::Text,
-        "unset",
-        "External Account Binding key (base64url)",
-    ),
-    var(
-        "STORAGE_PATH",
-        &[],
-        Kind::Text,
-        "./storage/thruster",
-        "where the ACME account key and certificates are kept (0600)",
-    ),
-    var(
-        "THRUST_HTTP2",
-        &[],
-        Kind::Bool,
-        "on when TLS is on",
-        "offer `h2` by ALPN on the TLS port",
-    ),
-    var(
-        "H2C_ENABLED",
-        &[],
-        Kind::Bool,
-        "off",
-        "HTTP/2 prior-knowledge cleartext on the HTTP port",
-    ),
-    var(
-        "CACHE_SIZE",
-        &[],
-        Kind::Bytes,
-        "67108864",
-        "total bytes of the in-memory response cache",
-    ),
-    var(
-        "MAX_CACHE_ITEM_SIZE",
-        &[],
-        Kind::Bytes,
-        "1048576",
-        "largest cacheable response body",
-    ),
-    var(
-        "X_SENDFILE_ENABLED",
-        &[],
-        Kind::Bool,
-        "on",
-        "serve files named by X-Sendfile responses",
-    ),
-    var(
-        "THRUST_SEND_FILE_HEADER",
-        &[],
-        Kind::Text,
-        "X-Sendfile",
-        "response header carrying the file: `X-Sendfile` or `X-Accel-Redirect`",
-    ),
-    var(
-        "THRUST_ACCEL_MAPPING",
-        &[],
-        Kind::Text,
-        "unset",
-        "`X-Accel-Mapping` sent with `X-Accel-Redirect` (`/real/root/=/uri/`)",
-    ),
-    var(
-        "GZIP_COMPRESSION_ENABLED",
-        &[],
-        Kind::Bool,
-        "on",
-        "response compression (all encodings)",
-    ),
-    var(
-        "THRUST_COMPRESSION",
-        &[],
-        Kind::Text,
-        "zstd,br,gzip",
-        "encodings offered, in server preference order",
-    ),
-    var(
-        "GZIP_COMPRESSION_DISABLE_ON_AUTH",
-        &[],
-        Kind::Bool,
-        "off",
-        "no compression for requests with credentials or private responses",
-    ),
-    var(
-        "GZIP_COMPRESSION_JITTER",
-        &[],
-        Kind::Count,
-        "32",
-        "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables",
-    ),
-    var(
-        "MAX_REQUEST_BODY",
-        &[],
-        Kind::Bytes,
-        "0 (no limit)",
-        "larger request bodies get 413",
-    ),
-    var(
-        "BAD_GATEWAY_PAGE",
-        &[],
-        Kind::Text,
-        "./public/502.html",
-        "HTML served with 502 when the app server cannot answer",
-    ),
-    var(
-        "HTTP_IDLE_TIMEOUT",
-        &[],
-        Kind::Seconds,
-        "60",
-        "keep-alive idle limit",
-    ),
-    var(
-        "HTTP_READ_TIMEOUT",
-        &[],
-        Kind::Seconds,
-        "30",
-        "time to receive request headers and body",
-    ),
-    var(
-        "HTTP_WRITE_TIMEOUT",
-        &[],
-        Kind::Seconds,
-        "30",
-        "time a client may take to accept more of the response",
-    ),
-    var(
-        "FORWARD_HEADERS",
-        &[],
-        Kind::Bool,
-        "on without TLS, off with TLS",
-        "trust incoming X-Forwarded-For/-Host/-Proto",
-    ),
-    var(
-        "LOG_REQUESTS",
-        &[],
-        Kind::Bool,
-        "on",
-        "one JSON line per request",
-    ),
+    var("TLS_DOMAIN", &["THRUST_ACME_DOMAIN"], Kind::Text, "unset", "comma-separated domains: enables TLS with ACME certificates"),
+    var("SSL_CERT_PATH", &[], Kind::Text, "unset", "PEM certificate chain: enables TLS with a static certificate (with `SSL_KEY_PATH`)"),
+    var("SSL_KEY_PATH", &[], Kind::Text, "unset", "PEM private key for `SSL_CERT_PATH`"),
+    var("ACME_DIRECTORY", &[], Kind::Text, DEFAULT_ACME_DIRECTORY, "ACME directory URL"),
+    var("ACME_EMAIL", &[], Kind::Text, "unset", "ACME account contact"),
+    var("EAB_KID", &[], Kind::Text, "unset", "External Account Binding key id"),
+    var("EAB_HMAC_KEY", &[], Kind::Text, "unset", "External Account Binding key (base64url)"),
+    var("STORAGE_PATH", &[], Kind::Text, "./storage/thruster", "where the ACME account key and certificates are kept (0600)"),
+    var("THRUST_HTTP2", &[], Kind::Bool, "on when TLS is on", "offer `h2` by ALPN on the TLS port"),
+    var("H2C_ENABLED", &[], Kind::Bool, "off", "HTTP/2 prior-knowledge cleartext on the HTTP port"),
+    var("CACHE_SIZE", &[], Kind::Bytes, "67108864", "total bytes of the in-memory response cache"),
+    var("MAX_CACHE_ITEM_SIZE", &[], Kind::Bytes, "1048576", "largest cacheable response body"),
+    var("X_SENDFILE_ENABLED", &[], Kind::Bool, "on", "serve files named by X-Sendfile responses"),
+    var("THRUST_SEND_FILE_HEADER", &[], Kind::Text, "X-Sendfile", "response header carrying the file: `X-Sendfile` or `X-Accel-Redirect`"),
+    var("THRUST_ACCEL_MAPPING", &[], Kind::Text, "unset", "`X-Accel-Mapping` sent with `X-Accel-Redirect` (`/real/root/=/uri/`)"),
+    var("GZIP_COMPRESSION_ENABLED", &[], Kind::Bool, "on", "response compression (all encodings)"),
+    var("THRUST_COMPRESSION", &[], Kind::Text, "zstd,br,gzip", "encodings offered, in server preference order"),
+    var("GZIP_COMPRESSION_DISABLE_ON_AUTH", &[], Kind::Bool, "off", "no compression for requests with credentials or private responses"),
+    var("GZIP_COMPRESSION_JITTER", &[], Kind::Count, "32", "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables"),
+    var("MAX_REQUEST_BODY", &[], Kind::Bytes, "0 (no limit)", "larger request bodies get 413"),
+    var("BAD_GATEWAY_PAGE", &[], Kind::Text, "./public/502.html", "HTML served with 502 when the app server cannot answer"),
+    var("HTTP_IDLE_TIMEOUT", &[], Kind::Seconds, "60", "keep-alive idle limit"),
+    var("HTTP_READ_TIMEOUT", &[], Kind::Seconds, "30", "time to receive request headers and body"),
+    var("HTTP_WRITE_TIMEOUT", &[], Kind::Seconds, "30", "time a client may take to accept more of the response"),
+    var("FORWARD_HEADERS", &[], Kind::Bool, "on without TLS, off with TLS", "trust incoming X-Forwarded-For/-Host/-Proto"),
+    var("LOG_REQUESTS", &[], Kind::Bool, "on", "one JSON line per request"),
     var("DEBUG", &[], Kind::Bool, "off", "debug-level logs"),
-    var(
-        "THRUST_HEALTH_PATH",
-        &[],
-        Kind::Text,
-        "/up",
-        "path thrust answers itself; empty disables",
-    ),
-    var(
-        "THRUST_HEALTH_UPSTREAM_PATH",
-        &[],
-        Kind::Text,
-        "unset",
-        "deep check: this app path must also answer 2xx",
-    ),
-    var(
-        "THRUST_UPSTREAM_TIMEOUT",
-        &[],
-        Kind::Seconds,
-        "60",
-        "wait for the app's response head, then 504; 0 = no limit",
-    ),
-    var(
-        "THRUST_BOOT_WAIT",
-        &[],
-        Kind::Seconds,
-        "5",
-        "how long a request that arrives before the app is ready waits for it",
-    ),
-    var(
-        "THRUST_SHUTDOWN_TIMEOUT",
-        &[],
-        Kind::Seconds,
-        "30",
-        "time in-flight requests get after the app exits",
-    ),
-    var(
-        "THRUST_METRICS_PORT",
-        &[],
-        Kind::Port,
-        "unset",
-        "Prometheus `/metrics` on this port",
-    ),
+    var("THRUST_HEALTH_PATH", &[], Kind::Text, "/up", "path thrust answers itself; empty disables"),
+    var("THRUST_HEALTH_UPSTREAM_PATH", &[], Kind::Text, "unset", "deep check: this app path must also answer 2xx"),
+    var("THRUST_UPSTREAM_TIMEOUT", &[], Kind::Seconds, "60", "wait for the app's response head, then 504; 0 = no limit"),
+    var("THRUST_BOOT_WAIT", &[], Kind::Seconds, "5", "how long a request that arrives before the app is ready waits for it"),
+    var("THRUST_SHUTDOWN_TIMEOUT", &[], Kind::Seconds, "30", "time in-flight requests get after the app exits"),
+    var("THRUST_METRICS_PORT", &[], Kind::Port, "unset", "Prometheus `/metrics` on this port"),
 ];
 
 /// A configuration value that cannot be used. Its text is the one line the
@@ -584,15 +375,10 @@ impl Config {
                 }
             }
             (Some(_), None) => {
-                return Err(
-                    env.invalid("SSL_KEY_PATH", "a PEM key file, since SSL_CERT_PATH is set")
-                )
+                return Err(env.invalid("SSL_CERT_PATH", "SSL_KEY_PATH to be set as well"))
             }
             (None, Some(_)) => {
-                return Err(env.invalid(
-                    "SSL_CERT_PATH",
-                    "a PEM certificate file, since SSL_KEY_PATH is set",
-                ))
+                return Err(env.invalid("SSL_KEY_PATH", "SSL_CERT_PATH to be set as well"))
             }
             (None, None) if !domains.is_empty() => Tls::Acme,
             (None, None) => Tls::Off,
@@ -620,12 +406,8 @@ impl Config {
         let eab = match (env.text("EAB_KID"), env.text("EAB_HMAC_KEY")) {
             (Some(kid), Some(key)) if is_base64url(&key) => Some((kid, key)),
             (Some(_), Some(_)) => return Err(env.invalid("EAB_HMAC_KEY", "a base64url key")),
-            (Some(_), None) => {
-                return Err(env.invalid("EAB_HMAC_KEY", "a base64url key, since EAB_KID is set"))
-            }
-            (None, Some(_)) => {
-                return Err(env.invalid("EAB_KID", "a key id, since EAB_HMAC_KEY is set"))
-            }
+            (Some(_), None) => return Err(env.invalid("EAB_KID", "EAB_HMAC_KEY to be set as well")),
+            (None, Some(_)) => return Err(env.invalid("EAB_HMAC_KEY", "EAB_KID to be set as well")),
             (None, None) => None,
         };
 
@@ -918,7 +700,7 @@ mod tests {
             parse(&[("SSL_CERT_PATH", "/etc/hostname")])
                 .unwrap_err()
                 .variable,
-            "SSL_KEY_PATH"
+            "SSL_CERT_PATH"
         );
         assert_eq!(
             parse(&[("THRUST_HEALTH_PATH", "up")]).unwrap_err().variable,

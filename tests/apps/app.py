@@ -1,0 +1,257 @@
+"""A small app server for thrust's integration tests (Python standard library only).
+
+It listens where thrust tells it ($PORT, or $THRUST_WORKER_SOCKET), and writes one
+JSON line per fully received request to $APP_LOG, so tests can assert what the
+app saw. Knobs: APP_BOOT_DELAY (seconds before listening), APP_LISTEN_PORT
+(listen somewhere else than $PORT).
+"""
+import base64
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+LOG = os.environ.get("APP_LOG")
+LOG_LOCK = threading.Lock()
+
+
+def record(entry):
+    if not LOG:
+        return
+    with LOG_LOCK, open(LOG, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    # --- request helpers -------------------------------------------------
+    def read_body(self):
+        """Reads the whole body (Content-Length or chunked); returns (bytes, count)."""
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            total, parts = 0, []
+            while True:
+                size_line = self.rfile.readline(1024)
+                if not size_line:
+                    raise ConnectionError("truncated chunked body")
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                remaining = size
+                while remaining:
+                    data = self.rfile.read(min(remaining, 1 << 16))
+                    if not data:
+                        raise ConnectionError("truncated chunk")
+                    remaining -= len(data)
+                    total += len(data)
+                    if total <= 1 << 16:
+                        parts.append(data)
+                self.rfile.readline(16)
+            return b"".join(parts)[: 1 << 16], total
+        length = int(self.headers.get("Content-Length") or 0)
+        total, parts = 0, []
+        while total < length:
+            data = self.rfile.read(min(length - total, 1 << 16))
+            if not data:
+                raise ConnectionError("truncated body")
+            if total < 1 << 16:
+                parts.append(data)
+            total += len(data)
+        return b"".join(parts)[: 1 << 16], total
+
+    def send(self, status, body, content_type="text/plain", extra=()):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def chunk(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    # --- dispatch --------------------------------------------------------
+    def handle_any(self):
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        try:
+            body, body_len = self.read_body()
+        except (ConnectionError, ValueError):
+            self.close_connection = True
+            return
+        record({
+            "method": self.command,
+            "target": self.path,
+            "path": url.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body_len": body_len,
+            "time": time.time(),
+        })
+        route = getattr(self, "route_" + url.path.strip("/").replace("-", "_"), None)
+        if route is None:
+            self.send(200, "hello from app\n")
+        else:
+            route(query, body, body_len)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = handle_any
+
+    # --- routes ----------------------------------------------------------
+    def route_echo(self, query, body, body_len):
+        self.send(200, json.dumps({
+            "method": self.command,
+            "target": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body_len": body_len,
+        }), "application/json")
+
+    def route_upload(self, query, body, body_len):
+        self.send(200, str(body_len))
+
+    def route_download(self, query, body, body_len):
+        size = int(query.get("bytes", "0"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = b"x" * (1 << 16)
+        sent = 0
+        while sent < size:
+            n = min(len(block), size - sent)
+            self.wfile.write(block[:n])
+            sent += n
+
+    def route_sse(self, query, body, body_len):
+        """Events written one at a time with a pause between them."""
+        count = int(query.get("n", "3"))
+        interval = float(query.get("interval", "0.5"))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(count):
+            self.chunk("data: event %d at %.3f\n\n" % (i, time.time()))
+            time.sleep(interval)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def route_slow_head(self, query, body, body_len):
+        time.sleep(float(query.get("seconds", "5")))
+        self.send(200, "late\n")
+
+    def route_hang(self, query, body, body_len):
+        """Waits without answering; records when the other side hangs up."""
+        deadline = time.time() + float(query.get("seconds", "30"))
+        while time.time() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.1)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                record({"event": "disconnected", "path": "/hang", "time": time.time()})
+                self.close_connection = True
+                return
+        self.send(200, "done\n")
+
+    def route_redirect_to_https(self, query, body, body_len):
+        self.send(301, "", extra=[("Location", "https://localhost/")])
+
+    def route_headers(self, query, body, body_len):
+        self.send(200, "ok\n", extra=[
+            ("Connection", "X-Internal"), ("X-Internal", "secret"),
+            ("Keep-Alive", "timeout=5"), ("X-Kept", "yes")])
+
+    def route_ws(self, query, body, body_len):
+        """WebSocket echo: every text frame comes back as sent."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                break
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(self.rfile.read(2), "big")
+            elif length == 127:
+                length = int.from_bytes(self.rfile.read(8), "big")
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 8:
+                self.wfile.write(b"\x88\x00")
+                break
+            frame = bytes([0x80 | opcode])
+            frame += bytes([len(payload)]) if len(payload) < 126 else bytes([126]) + len(payload).to_bytes(2, "big")
+            self.wfile.write(frame + payload)
+            self.wfile.flush()
+        self.close_connection = True
+
+
+class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class UnixHandler(Handler):
+    def address_string(self):
+        return "unix"
+
+    def setup(self):
+        self.client_address = ("unix", 0)
+        super().setup()
+
+
+def main():
+    def on_term(signum, frame):
+        record({"event": "signal", "signal": signum, "time": time.time()})
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGQUIT, on_term)
+    signal.signal(signal.SIGUSR1, lambda s, f: record({"event": "signal", "signal": s}))
+    signal.signal(signal.SIGUSR2, lambda s, f: record({"event": "signal", "signal": s}))
+    signal.signal(signal.SIGWINCH, lambda s, f: record({"event": "signal", "signal": s}))
+    time.sleep(float(os.environ.get("APP_BOOT_DELAY", "0")))
+    socket_path = os.environ.get("THRUST_WORKER_SOCKET")
+    if socket_path:
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        server = UnixServer(socket_path, UnixHandler)
+    else:
+        port = int(os.environ.get("APP_LISTEN_PORT") or os.environ["PORT"])
+        server = TCPServer(("127.0.0.1", port), Handler)
+    record({"event": "listening", "pid": os.getpid(), "time": time.time()})
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+//! Test harness: runs the built `thrust` binary in front of a real child
+//! process on free loopback ports, talks to it as a client would, and kills
+//! everything it started when the test ends.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const THRUST: &str = env!("CARGO_BIN_EXE_thrust");
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn app_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/app.py")
+}
+
+/// Polls `check` every 20 ms until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+pub struct Thrust {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub worker_port: u16,
+    pub dir: tempfile::TempDir,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub app_log: PathBuf,
+}
+
+pub struct Options<'a> {
+    pub env: Vec<(&'a str, String)>,
+    pub command: Vec<String>,
+}
+
+impl<'a> Options<'a> {
+    /// thrust in front of the Python test app.
+    pub fn app() -> Self {
+        Options {
+            env: Vec::new(),
+            command: vec![
+                "python3".into(),
+                app_script().to_string_lossy().into_owned(),
+            ],
+        }
+    }
+
+    pub fn command(command: &[&str]) -> Self {
+        Options {
+            env: Vec::new(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn env(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.env.push((name, value.into()));
+        self
+    }
+}
+
+impl Thrust {
+    /// Starts thrust on free ports with a clean environment of our choosing.
+    pub fn start(options: Options) -> Thrust {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut worker_port = free_port();
+        while worker_port == port {
+            worker_port = free_port();
+        }
+        let stdout = dir.path().join("thrust.out");
+        let stderr = dir.path().join("thrust.err");
+        let app_log = dir.path().join("app.log");
+        std::fs::write(&app_log, "").unwrap();
+        let mut cmd = Command::new(THRUST);
+        cmd.args(&options.command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("HTTP_PORT", port.to_string())
+            .env("TARGET_PORT", worker_port.to_string())
+            .env("APP_LOG", &app_log)
+            .env("BAD_GATEWAY_PAGE", dir.path().join("502.html"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .process_group(0);
+        for (name, value) in &options.env {
+            cmd.env(name, value);
+        }
+        let child = cmd.spawn().expect("spawn thrust");
+        Thrust {
+            child: Some(child),
+            port,
+            worker_port,
+            dir,
+            stdout,
+            stderr,
+            app_log,
+        }
+    }
+
+    /// Starts thrust and waits until /up answers 200.
+    pub fn start_ready(options: Options) -> Thrust {
+        let thrust = Thrust::start(options);
+        thrust.wait_ready();
+        thrust
+    }
+
+    pub fn wait_ready(&self) {
+        let ok = wait_until(Duration::from_secs(15), || {
+            get(self.port, "/up")
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        });
+        assert!(ok, "thrust never became ready; log:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        send_signal(self.pid(), sig);
+    }
+
+    /// Waits for thrust to exit (bounded); returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        format!(
+            "{}\n--- stderr ---\n{}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// thrust's JSON log lines.
+    pub fn log_lines(&self) -> Vec<Value> {
+        json_lines(&self.stdout)
+    }
+
+    /// Waits until a log line satisfies `check`.
+    pub fn wait_log(&self, limit: Duration, check: impl Fn(&Value) -> bool) -> Option<Value> {
+        let mut found = None;
+        wait_until(limit, || {
+            found = self.log_lines().into_iter().find(|l| check(l));
+            found.is_some()
+        });
+        found
+    }
+
+    /// What the app recorded: one entry per fully received request or event.
+    pub fn app_entries(&self) -> Vec<Value> {
+        json_lines(&self.app_log)
+    }
+
+    pub fn app_requests(&self, path: &str) -> Vec<Value> {
+        self.app_entries()
+            .into_iter()
+            .filter(|e| e["path"] == path && e.get("method").is_some())
+            .collect()
+    }
+
+    /// The pid of the child from thrust's "Child started" line.
+    pub fn child_pid(&self) -> Option<i32> {
+        self.log_lines()
+            .iter()
+            .find(|l| l["msg"] == "Child started")
+            .and_then(|l| l["pid"].as_i64())
+            .map(|p| p as i32)
+    }
+}
+
+impl Drop for Thrust {
+    fn drop(&mut self) {
+        let child_pid = self.child_pid();
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The app server runs in its own process group; make sure it is gone.
+        if let Some(pid) = child_pid {
+            send_signal(-pid, nix::sys::signal::Signal::SIGKILL);
+            send_signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Sends `sig` to `pid` (a negative pid names a process group); ignores "no such process".
+pub fn send_signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Sends raw bytes and reads one response.
+pub fn raw(port: u16, request: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(request)?;
+    read_response(&mut BufReader::new(stream), false)
+}
+
+pub fn get(port: u16, target: &str) -> std::io::Result<Response> {
+    request(port, "GET", target, &[], b"")
+}
+
+pub fn request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: test.local\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(&bytes)?;
+    read_response(&mut BufReader::new(stream), method == "HEAD")
+}
+
+/// Reads one response (Content-Length, chunked, or until close).
+pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> std::io::Result<Response> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = trimmed.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    if head_only || status == 204 || status == 304 || status == 101 || (100..200).contains(&status)
+    {
+        return Ok(Response {
+            status,
+            headers,
+            body,
+        });
+    }
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                line.clear();
+                reader.read_line(&mut line)?;
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Runs a command line tool to completion (bounded by the tool's own flags).
+pub fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is required for this test ({e}); run scripts/test to install it")
+        })
+}
