@@ -3,7 +3,8 @@
 It listens where thrust tells it ($PORT, or $THRUST_WORKER_SOCKET), and writes one
 JSON line per fully received request to $APP_LOG, so tests can assert what the
 app saw. Knobs: APP_BOOT_DELAY (seconds before listening), APP_LISTEN_PORT
-(listen somewhere else than $PORT).
+(listen somewhere else than $PORT), APP_TERM_DELAY (seconds to keep
+serving after SIGTERM).
 """
 import base64
 import hashlib
@@ -231,7 +232,12 @@ class UnixHandler(Handler):
 def main():
     def on_term(signum, frame):
         record({"event": "signal", "signal": signum, "time": time.time()})
-        sys.exit(0)
+        # Like Puma finishing its requests: keep serving a while, then exit 0.
+        delay = float(os.environ.get("APP_TERM_DELAY", "0"))
+        if delay:
+            threading.Timer(delay, lambda: os._exit(0)).start()
+        else:
+            sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
