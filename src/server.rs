@@ -5,14 +5,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, watch};
 
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
@@ -44,6 +46,12 @@ pub fn bind(port: u16, variable: &'static str) -> Result<TcpListener, BindError>
     socket.listen(1024).map_err(wrap)
 }
 
+/// HTTP/1.1 alone, or HTTP/1.1 and HTTP/2 told apart by the connection preface.
+enum Protocols {
+    Http1(http1::Builder),
+    Auto(auto::Builder<TokioExecutor>),
+}
+
 pub struct Server {
     pub app: Arc<App>,
     pub https: bool,
@@ -51,12 +59,26 @@ pub struct Server {
 }
 
 impl Server {
-    fn builder(&self) -> auto::Builder<TokioExecutor> {
+    /// HTTP/1.1 settings shared by both connection kinds.
+    fn tune_http1(builder: &mut http1::Builder) {
+        builder
+            .timer(TokioTimer::new())
+            // The head's deadline is kept by ConnIo, which knows idle from reading.
+            .header_read_timeout(None)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(256);
+    }
+
+    fn protocols(&self) -> Protocols {
+        if !self.h2c {
+            let mut builder = http1::Builder::new();
+            Self::tune_http1(&mut builder);
+            return Protocols::Http1(builder);
+        }
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            // The head's deadline is kept by ConnIo, which knows idle from reading.
             .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(256);
@@ -65,11 +87,7 @@ impl Server {
             .timer(TokioTimer::new())
             .max_concurrent_streams(250)
             .max_header_list_size(MAX_HEAD_BYTES as u32);
-        if self.h2c {
-            builder
-        } else {
-            builder.http1_only()
-        }
+        Protocols::Auto(builder)
     }
 
     fn timeouts(&self) -> Timeouts {
@@ -85,9 +103,11 @@ impl Server {
     /// Accepts connections until `stop` completes, then lets open requests
     /// finish for up to THRUST_SHUTDOWN_TIMEOUT.
     pub async fn serve_until<F: Future>(self, listener: TcpListener, stop: F) -> F::Output {
-        let builder = Arc::new(self.builder());
+        let protocols = Arc::new(self.protocols());
         let timeouts = self.timeouts();
-        let graceful = GracefulShutdown::new();
+        // Connections hold `live` senders: once all are gone, all have closed.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
         tokio::pin!(stop);
         let output = loop {
             let (stream, remote) = tokio::select! {
@@ -116,27 +136,55 @@ impl Server {
                 async move { Ok::<_, Infallible>(pipeline::handle(app, conn, req).await) }
             });
             let io = TokioIo::new(ConnIo::new(stream, state, timeouts));
-            let connection = builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            let watched = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(e) = watched.await {
-                    tracing::debug!(error = %e, "Connection ended with an error");
+            let stop = stop_rx.clone();
+            let live = live_tx.clone();
+            match &*protocols {
+                Protocols::Http1(builder) => {
+                    let connection = builder.serve_connection(io, service).with_upgrades();
+                    tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
                 }
-            });
+                Protocols::Auto(builder) => {
+                    let connection = builder
+                        .serve_connection_with_upgrades(io, service)
+                        .into_owned();
+                    tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+                }
+            }
         };
         drop(listener);
         let limit = self.app.config.shutdown_timeout;
-        if tokio::time::timeout(limit, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        stop_tx.send_replace(true);
+        drop(live_tx);
+        if tokio::time::timeout(limit, live_rx.recv()).await.is_err() {
             tracing::warn!(
                 timeout_s = limit.as_secs(),
                 "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut"
             );
         }
         output
+    }
+}
+
+/// Serves one connection; when `stop` turns true, asks it to finish its
+/// open requests and close.
+async fn drive<C, E>(
+    connection: C,
+    mut stop: watch::Receiver<bool>,
+    graceful: impl FnOnce(Pin<&mut C>),
+    _live: mpsc::Sender<()>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop.changed() => {
+            graceful(connection.as_mut());
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "Connection ended with an error");
     }
 }

@@ -171,6 +171,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
         self.send(200, "done\n")
 
+    def route_close(self, query, body, body_len):
+        """Hangs up without answering."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
     def route_redirect_to_https(self, query, body, body_len):
         self.send(301, "", extra=[("Location", "https://localhost/")])
 

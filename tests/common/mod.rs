@@ -10,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -137,6 +138,29 @@ impl Thrust {
                 .unwrap_or(false)
         });
         assert!(ok, "thrust never became ready; log:\n{}", self.log_text());
+    }
+
+    /// Waits until thrust accepts connections (it binds before the app starts).
+    pub fn wait_listening(&self) {
+        let ok = wait_until(Duration::from_secs(5), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(ok, "thrust never listened; log:\n{}", self.log_text());
+    }
+
+    /// Resident and peak memory of thrust, in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn pid(&self) -> i32 {
