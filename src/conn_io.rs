@@ -153,6 +153,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                // Registered before the in-flight check, so a request that
+                // finishes in between still wakes this reader.
+                this.state.wake_when_idle(cx.waker());
+                this.observe_completion();
                 let Some(deadline) = this.current_read_deadline() else {
                     return Poll::Pending;
                 };

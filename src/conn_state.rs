@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
 
 #[derive(Default)]
 pub struct ConnState {
@@ -12,6 +15,10 @@ pub struct ConnState {
     upgraded: AtomicBool,
     multiplexed: AtomicBool,
     ambiguous_framing: AtomicBool,
+    /// The connection's reader, parked without a deadline while requests
+    /// were in flight; woken when the last one finishes so it can start the
+    /// idle clock.
+    idle_waker: AtomicWaker,
 }
 
 impl ConnState {
@@ -19,6 +26,10 @@ impl ConnState {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    pub fn wake_when_idle(&self, waker: &Waker) {
+        self.idle_waker.register(waker);
     }
 
     pub fn in_flight(&self) -> usize {
@@ -63,6 +74,8 @@ pub struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.completed.fetch_add(1, Ordering::AcqRel);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_waker.wake();
+        }
     }
 }

@@ -17,13 +17,19 @@ use serde_json::Value;
 
 pub const THRUST: &str = env!("CARGO_BIN_EXE_thrust");
 
-/// A TCP port nothing listens on right now.
+/// A TCP port nothing listens on right now. Ports come from a counter below
+/// the kernel's ephemeral range, so two tests of one run never get the same
+/// port and no outgoing connection can take it meanwhile.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() * 7919) % 20_000;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + (base + offset) % 20_000) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn app_script() -> PathBuf {

@@ -1,0 +1,178 @@
+//! Timeouts and bad input (SPEC §11).
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Reads until the server closes the connection (or 10 s pass); returns what came.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn a_slowloris_client_is_cut_while_200_others_are_served() {
+    let t = Thrust::start_ready(Options::app().env("HTTP_READ_TIMEOUT", "2"));
+    let port = t.port;
+    let slow = std::thread::spawn(move || {
+        let mut stream = connect(port);
+        let head = b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let started = Instant::now();
+        for byte in head.iter() {
+            if stream.write_all(&[*byte]).is_err() {
+                return (started.elapsed(), true);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            let mut probe = [0u8; 1];
+            stream.set_nonblocking(true).unwrap();
+            let closed = matches!(stream.read(&mut probe), Ok(0));
+            stream.set_nonblocking(false).unwrap();
+            if closed {
+                return (started.elapsed(), true);
+            }
+        }
+        (started.elapsed(), false)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let others: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || {
+                get(port, &format!("/?client={i}"))
+                    .map(|r| r.status)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let ok = others
+        .into_iter()
+        .map(|h| h.join().unwrap_or(0))
+        .filter(|status| *status == 200)
+        .count();
+    assert_eq!(ok, 200, "every other client gets its answer");
+    let (elapsed, cut) = slow.join().unwrap();
+    assert!(cut, "the slow client was never cut");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+    assert!(t.app_requests("/slow").is_empty());
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("HTTP_IDLE_TIMEOUT", "1")
+            .env("HTTP_READ_TIMEOUT", "5"),
+    );
+    // A connection that never sends anything.
+    let mut silent = connect(t.port);
+    // A connection that made one request and keeps the connection open.
+    let mut used = connect(t.port);
+    used.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(used.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    // Reuse within the idle limit works.
+    std::thread::sleep(Duration::from_millis(500));
+    used.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+
+    let started = Instant::now();
+    assert!(read_until_closed(&mut silent).is_empty());
+    assert!(read_until_closed(&mut used).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_at_the_write_timeout() {
+    let t = Thrust::start_ready(Options::app().env("HTTP_WRITE_TIMEOUT", "1"));
+    let size = 300_000_000u64;
+    let mut stream = connect(t.port);
+    write!(
+        stream,
+        "GET /download?bytes={size} HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
+    // Read nothing for a while: thrust's writes stall and time out.
+    std::thread::sleep(Duration::from_secs(4));
+    let received = read_until_closed(&mut stream).len() as u64;
+    assert!(
+        received < size,
+        "the whole body was sent to a client that did not read"
+    );
+}
+
+#[test]
+fn a_request_body_that_stalls_gets_408_and_never_reaches_the_app() {
+    let t = Thrust::start_ready(Options::app().env("HTTP_READ_TIMEOUT", "1"));
+    let mut stream = connect(t.port);
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(stream), false).unwrap();
+    assert_eq!(r.status, 408);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(t.app_requests("/upload").is_empty());
+}
+
+#[test]
+fn malformed_and_smuggling_requests_get_400_and_never_reach_the_app() {
+    let t = Thrust::start_ready(Options::app());
+    let cases: [(&str, &[u8], u16); 7] = [
+        ("CL+TE", b"POST /smuggle HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", 400),
+        ("TE+CL", b"POST /smuggle HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nG", 400),
+        ("two Content-Length", b"POST /smuggle HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        ("bad chunk size", b"POST /smuggle HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+        ("TE not chunked", b"POST /smuggle HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+        ("broken header line", b"GET /smuggle HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n", 400),
+        ("space before colon", b"GET /smuggle HTTP/1.1\r\nHost: t\r\nContent-Length : 0\r\n\r\n", 400),
+    ];
+    for (name, bytes, status) in cases {
+        let mut stream = connect(t.port);
+        stream.write_all(bytes).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let r = read_response(&mut reader, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status, status, "{name}");
+        // And the connection is closed after it.
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        assert!(
+            rest.is_empty(),
+            "{name}: more after the error: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    let huge = format!(
+        "GET /smuggle HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    assert_eq!(raw(t.port, huge.as_bytes()).unwrap().status, 431);
+    let fits = format!(
+        "GET /fits HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(60 * 1024)
+    );
+    assert_eq!(raw(t.port, fits.as_bytes()).unwrap().status, 200);
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        t.app_requests("/smuggle").is_empty(),
+        "the app saw: {:?}",
+        t.app_requests("/smuggle")
+    );
+    assert_eq!(get(t.port, "/").unwrap().status, 200, "thrust still serves");
+}
