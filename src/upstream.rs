@@ -23,7 +23,9 @@ pub type UpstreamClient = Client<WorkerConnector, Body>;
 /// the URI only names the pool.
 pub fn client(worker: &Worker) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below Puma's 20 s persistent timeout, so thrust drops an idle
+        // connection before the app server does and never races its close.
+        .pool_idle_timeout(Duration::from_secs(15))
         .pool_max_idle_per_host(256)
         // The Host header is the client's, passed as received; never invent one.
         .set_host(false)
