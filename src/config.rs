@@ -662,54 +662,31 @@ mod tests {
         assert_eq!(e.variable, "THRUSTER_HTTP_PORT");
         assert_eq!(e.value, "eighty");
         assert!(e.to_string().contains("port number"));
-        assert_eq!(parse(&[("DEBUG", "maybe")]).unwrap_err().variable, "DEBUG");
-        assert_eq!(
-            parse(&[("CACHE_SIZE", "-1")]).unwrap_err().variable,
-            "CACHE_SIZE"
-        );
-        assert_eq!(
-            parse(&[("CACHE_SIZE", "99999999999999999999999")])
-                .unwrap_err()
-                .variable,
-            "CACHE_SIZE"
-        );
-        assert_eq!(
-            parse(&[("HTTP_PORT", "0")]).unwrap_err().variable,
-            "HTTP_PORT"
-        );
-        assert_eq!(
-            parse(&[("HTTP_PORT", "65536")]).unwrap_err().variable,
-            "HTTP_PORT"
-        );
-        assert_eq!(
-            parse(&[("THRUST_COMPRESSION", "gzip,lzma")])
-                .unwrap_err()
-                .variable,
-            "THRUST_COMPRESSION"
-        );
-        assert_eq!(
-            parse(&[
-                ("SSL_CERT_PATH", "/nonexistent.pem"),
-                ("SSL_KEY_PATH", "/nonexistent.key")
-            ])
-            .unwrap_err()
-            .variable,
-            "SSL_CERT_PATH"
-        );
-        assert_eq!(
-            parse(&[("SSL_CERT_PATH", "/etc/hostname")])
-                .unwrap_err()
-                .variable,
-            "SSL_CERT_PATH"
-        );
-        assert_eq!(
-            parse(&[("THRUST_HEALTH_PATH", "up")]).unwrap_err().variable,
-            "THRUST_HEALTH_PATH"
-        );
-        assert_eq!(
-            parse(&[("TLS_DOMAIN", "a b.com")]).unwrap_err().variable,
-            "TLS_DOMAIN"
-        );
+        let cases: [(&[(&str, &str)], &str); 11] = [
+            (&[("DEBUG", "maybe")], "DEBUG"),
+            (&[("CACHE_SIZE", "-1")], "CACHE_SIZE"),
+            (&[("CACHE_SIZE", "99999999999999999999999")], "CACHE_SIZE"),
+            (&[("HTTP_PORT", "0")], "HTTP_PORT"),
+            (&[("HTTP_PORT", "65536")], "HTTP_PORT"),
+            (&[("THRUST_COMPRESSION", "gzip,lzma")], "THRUST_COMPRESSION"),
+            (
+                &[
+                    ("SSL_CERT_PATH", "/nonexistent.pem"),
+                    ("SSL_KEY_PATH", "/nonexistent.key"),
+                ],
+                "SSL_CERT_PATH",
+            ),
+            (&[("SSL_CERT_PATH", "/etc/hostname")], "SSL_CERT_PATH"),
+            (&[("THRUST_HEALTH_PATH", "up")], "THRUST_HEALTH_PATH"),
+            (&[("TLS_DOMAIN", "a b.com")], "TLS_DOMAIN"),
+            (
+                &[("EAB_KID", "kid"), ("EAB_HMAC_KEY", "not base64!")],
+                "EAB_HMAC_KEY",
+            ),
+        ];
+        for (vars, variable) in cases {
+            assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");
+        }
     }
 
     #[test]

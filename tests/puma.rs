@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -80,22 +79,7 @@ fn puma_behind_thrust_passes_health_checks_and_stops_cleanly() {
     assert!(r.text().contains("EventSource"));
 
     // Puma's event stream arrives event by event.
-    let mut stream = connect(t.port);
-    stream
-        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut arrivals = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        let events = String::from_utf8_lossy(&buf[..n])
-            .matches("data: event")
-            .count();
-        arrivals.extend(std::iter::repeat_n(Instant::now(), events));
-    }
+    let arrivals = event_arrivals(t.port, "localhost", "/events");
     assert_eq!(arrivals.len(), 5);
     assert!(arrivals[4] - arrivals[0] >= Duration::from_millis(1500));
 

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -405,6 +405,27 @@ pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> std::io::Re
         headers,
         body,
     })
+}
+
+/// Reads an event stream to its end, noting when each `data:` line arrived.
+pub fn event_arrivals(port: u16, host: &str, target: &str) -> Vec<Instant> {
+    let mut stream = connect(port);
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut arrivals = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let events = String::from_utf8_lossy(&buf[..n]).matches("data: ").count();
+        arrivals.extend(std::iter::repeat_n(Instant::now(), events));
+    }
+    arrivals
 }
 
 /// Runs a command line tool to completion (bounded by the tool's own flags).
