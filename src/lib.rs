@@ -16,7 +16,7 @@ mod upstream;
 
 use std::sync::Arc;
 
-use config::{Config, Worker};
+use config::Config;
 use pipeline::health::DeepCheck;
 use pipeline::App;
 use readiness::Readiness;
@@ -25,6 +25,10 @@ use supervisor::Supervisor;
 
 /// Runs thrust in front of `command`; returns the process exit code.
 pub fn run(config: Config, command: Vec<String>) -> u8 {
+    if command.is_empty() {
+        eprintln!("thrust: no command to run");
+        return 2;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +83,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     });
 
     let watcher = readiness.clone();
-    let worker: Worker = config.worker.clone();
+    let worker = config.worker.clone();
     let child_pid = supervisor.pid();
     tokio::spawn(async move { watcher.watch_worker(worker, child_pid).await });
 

@@ -47,7 +47,7 @@ pub async fn handle(
     }
     let mut facts = RequestFacts::of(&req, conn.remote);
 
-    let (response, log_level_debug) = if conn.state.take_ambiguous_framing() {
+    let (response, passing_health_check) = if conn.state.take_ambiguous_framing() {
         let response = proxy::plain(
             StatusCode::BAD_REQUEST,
             "request has both Content-Length and Transfer-Encoding\n",
@@ -90,8 +90,8 @@ pub async fn handle(
     let body = Observed::new(body, move |sent| {
         drop(in_flight);
         // Passing health checks would drown the log; they show at debug level.
-        if log_level_debug {
-            tracing::debug!(status, path = "health", "Health check answered");
+        if passing_health_check {
+            tracing::debug!(status, path = %facts.path(), "Health check answered");
         } else if log_requests {
             facts.log(status, &content_type, sent, &cache);
         }

@@ -157,17 +157,18 @@ async fn bad_gateway(app: &App) -> Response<Body> {
     let page = tokio::fs::read(&app.config.bad_gateway_page)
         .await
         .unwrap_or_default();
-    let mut response = Response::new(body::full(page.clone()));
+    let length = page.len();
+    let has_page = length > 0;
+    let mut response = Response::new(body::full(page));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
-    if !page.is_empty() {
-        response.headers_mut().insert(
+    let headers = response.headers_mut();
+    if has_page {
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
     }
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 

@@ -57,6 +57,10 @@ impl RequestFacts {
         }
     }
 
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Writes the line once the response has been sent (or abandoned).
     pub fn log(&self, status: u16, resp_content_type: &str, resp_content_length: u64, cache: &str) {
         tracing::info!(
