@@ -5,6 +5,7 @@ pub mod body;
 pub mod config;
 mod conn_io;
 mod conn_state;
+mod fd_limit;
 mod head_scan;
 pub mod listening;
 pub mod log;
@@ -54,7 +55,8 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         }
     };
     let readiness = Arc::new(Readiness::default());
-    let supervisor = match Supervisor::spawn(&command, &config.worker) {
+    let fd_limit = fd_limit::raise();
+    let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
         Ok(supervisor) => supervisor,
         Err(e) => {
             tracing::error!(error = %e, "Cannot start the app server");

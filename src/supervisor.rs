@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
 use crate::config::Worker;
+use crate::fd_limit::OriginalLimit;
 use crate::readiness::Readiness;
 
 /// Signals thrust passes on to the child. The first three also start draining.
@@ -55,7 +56,11 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts `command` in its own process group with `PORT` (or the worker
     /// socket) in its environment and stdio inherited.
-    pub fn spawn(command: &[String], worker: &Worker) -> Result<Supervisor, SpawnError> {
+    pub fn spawn(
+        command: &[String],
+        worker: &Worker,
+        fd_limit: Option<OriginalLimit>,
+    ) -> Result<Supervisor, SpawnError> {
         // Subscribe before spawning, so an instant exit or signal is not missed.
         let child_exit = signal(SignalKind::child()).map_err(|source| SpawnError::Other {
             command: command[0].clone(),
@@ -86,11 +91,15 @@ impl Supervisor {
             }
         }
         // SAFETY: the closure runs between fork and exec and only calls
-        // prctl(2), which is async-signal-safe.
+        // prctl(2) and setrlimit(2), which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 // If thrust itself is killed, the app must not linger.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                if let Some(limit) = fd_limit {
+                    limit.restore()?;
+                }
+                Ok(())
             });
         }
         let child = cmd.spawn().map_err(|source| {

@@ -176,3 +176,42 @@ fn malformed_and_smuggling_requests_get_400_and_never_reach_the_app() {
     );
     assert_eq!(get(t.port, "/").unwrap().status, 200, "thrust still serves");
 }
+
+#[test]
+fn a_thousand_idle_connections_beyond_the_starting_fd_limit_do_not_stop_others() {
+    let script = format!(
+        "echo \"app open files: $(ulimit -n)\"; exec python3 {}",
+        app_script().display()
+    );
+    let mut options = Options::command(&["sh", "-c", &script]);
+    options.soft_nofile = Some(1024);
+    let t = Thrust::start_ready(options);
+    // thrust raised its own limit; the app got the one thrust started with.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", t.pid())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[3], open_files[4],
+        "soft limit raised to the hard limit: {open_files:?}"
+    );
+    assert!(t.log_text().contains("app open files: 1024"));
+
+    let mut idle: Vec<TcpStream> = (0..1100).map(|_| connect(t.port)).collect();
+    let port = t.port;
+    let others: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || get(port, "/").map(|r| r.status).unwrap_or(0)))
+        .collect();
+    assert!(others.into_iter().all(|h| h.join().unwrap_or(0) == 200));
+    // The oldest and the newest idle connections are still served.
+    for i in [0, 1099] {
+        idle[i]
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut BufReader::new(idle[i].try_clone().unwrap()), false).unwrap();
+        assert_eq!(r.status, 200, "idle connection {i}");
+    }
+}

@@ -9,10 +9,7 @@ use nix::sys::signal::Signal;
 
 fn app_command(script: &str) -> Options<'static> {
     let script = script.replace("APP", &format!("python3 {}", app_script().display()));
-    Options {
-        env: Vec::new(),
-        command: vec!["sh".into(), "-c".into(), script],
-    }
+    Options::command(&["sh", "-c", &script])
 }
 
 #[test]

@@ -61,24 +61,21 @@ pub struct Thrust {
 pub struct Options<'a> {
     pub env: Vec<(&'a str, String)>,
     pub command: Vec<String>,
+    /// Start thrust with this soft open-file limit (as a container might).
+    pub soft_nofile: Option<u64>,
 }
 
 impl<'a> Options<'a> {
     /// thrust in front of the Python test app.
     pub fn app() -> Self {
-        Options {
-            env: Vec::new(),
-            command: vec![
-                "python3".into(),
-                app_script().to_string_lossy().into_owned(),
-            ],
-        }
+        Options::command(&["python3", &app_script().to_string_lossy()])
     }
 
     pub fn command(command: &[&str]) -> Self {
         Options {
             env: Vec::new(),
             command: command.iter().map(|s| s.to_string()).collect(),
+            soft_nofile: None,
         }
     }
 
@@ -117,6 +114,14 @@ impl Thrust {
             .process_group(0);
         for (name, value) in &options.env {
             cmd.env(name, value);
+        }
+        if let Some(soft) = options.soft_nofile {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+            // SAFETY: setrlimit(2) is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?));
+            }
         }
         let child = cmd.spawn().expect("spawn thrust");
         Thrust {
