@@ -21,6 +21,11 @@ class Events
   end
 end
 
+# Files under /files/ are sent by thrust: Rack::Sendfile turns Rack::Files'
+# bodies into an X-Sendfile header, as Rails does with
+# config.action_dispatch.x_sendfile_header = "X-Sendfile".
+FILES = Rack::Files.new(ROOT)
+
 app = lambda do |env|
   host = env["HTTP_HOST"].to_s.sub(/:\d+\z/, "")
   unless ALLOWED_HOSTS.include?(host)
@@ -28,6 +33,8 @@ app = lambda do |env|
   end
 
   case env["PATH_INFO"]
+  when %r{\A/files(/.*)\z}
+    FILES.call(env.merge("PATH_INFO" => Regexp.last_match(1)))
   when "/up"
     # What force_ssl does to a plain-HTTP health check.
     [301, { "location" => "https://#{host}/up", "content-type" => "text/plain" }, []]
@@ -46,4 +53,5 @@ app = lambda do |env|
   end
 end
 
+use Rack::Sendfile, "X-Sendfile"
 run app

@@ -1,7 +1,9 @@
 //! thrust: the front server that runs inside an application's container.
 //! `run` wires the supervisor, the readiness watch and the server together.
 
+mod accept_encoding;
 pub mod body;
+mod conditional;
 pub mod config;
 mod conn_io;
 mod conn_state;
@@ -10,8 +12,10 @@ mod head_scan;
 pub mod listening;
 pub mod log;
 mod pipeline;
+mod range;
 mod readiness;
 mod server;
+mod static_file;
 mod supervisor;
 mod upstream;
 

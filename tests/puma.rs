@@ -78,6 +78,31 @@ fn puma_behind_thrust_passes_health_checks_and_stops_cleanly() {
     assert_eq!(r.header("content-type"), Some("text/javascript"));
     assert!(r.text().contains("EventSource"));
 
+    // Rack::Sendfile + Rack::Files: Puma sends the header, thrust the bytes.
+    let direct = request(
+        t.worker_port,
+        "GET",
+        "/files/assets/app.js",
+        &[("Host", "localhost")],
+        b"",
+    )
+    .unwrap();
+    let on_disk = demo().join("public/assets/app.js");
+    assert_eq!(direct.header("x-sendfile"), Some(on_disk.to_str().unwrap()));
+    assert!(direct.body.is_empty());
+    let r = request(
+        t.port,
+        "GET",
+        "/files/assets/app.js",
+        &[("Host", "localhost")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, std::fs::read(&on_disk).unwrap());
+    assert_eq!(r.header("content-type"), Some("application/javascript"));
+    assert_eq!(r.header("x-sendfile"), None);
+
     // Puma's event stream arrives event by event.
     let arrivals = event_arrivals(t.port, "localhost", "/events");
     assert_eq!(arrivals.len(), 5);

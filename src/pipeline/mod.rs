@@ -5,6 +5,7 @@ mod forwarding;
 pub mod health;
 mod proxy;
 mod request_log;
+mod sendfile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::body::{Body, Observed};
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
+use crate::static_file::FileRequest;
 use crate::upstream::UpstreamClient;
 use health::DeepCheck;
 use request_log::RequestFacts;
@@ -34,6 +36,20 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     pub https: bool,
     pub state: Arc<ConnState>,
+}
+
+/// What the app answers, with thrust's additions: files sent for it.
+async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
+    let file_request = app
+        .config
+        .x_sendfile
+        .then(|| FileRequest::of(req.method(), req.headers()));
+    sendfile::announce(req.headers_mut(), &app.config);
+    let response = proxy::forward(app, conn, req).await;
+    match &file_request {
+        Some(file_request) => sendfile::resolve(&app.config, file_request, response).await,
+        None => response,
+    }
 }
 
 pub async fn handle(
@@ -69,7 +85,7 @@ pub async fn handle(
             .to_str()
             .unwrap_or_default()
             .to_string();
-        (proxy::forward(&app, &conn, req).await, false)
+        (serve_app(&app, &conn, req).await, false)
     };
 
     let status = response.status().as_u16();

@@ -78,7 +78,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(body, str):
             body = body.encode()
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type:
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for k, v in extra:
             self.send_header(k, v)
@@ -170,6 +171,22 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         self.send(200, "done\n")
+
+    def route_sendfile(self, query, body, body_len):
+        """Like Rack::Sendfile: names the file in the header the front server announced."""
+        kind = self.headers.get("X-Sendfile-Type")
+        path = query.get("path", "")
+        extra = [(k[len("h_"):].replace("_", "-"), v) for k, v in query.items() if k.startswith("h_")]
+        if kind == "X-Accel-Redirect":
+            mapping = self.headers.get("X-Accel-Mapping", "")
+            if "=" in mapping:
+                root, uri = mapping.split("=", 1)
+                if path.startswith(root):
+                    path = uri + path[len(root):]
+        if kind:
+            extra.append((kind, path))
+        content_type = query.get("type", "text/plain")
+        self.send(int(query.get("status", "200")), "body from the app\n", None if content_type == "none" else content_type, extra)
 
     def route_close(self, query, body, body_len):
         """Hangs up without answering."""

@@ -1,0 +1,92 @@
+//! X-Sendfile / X-Accel-Redirect: the app names a file in a response header
+//! and thrust sends the file, so Puma's threads are not tied up streaming it.
+
+use std::path::PathBuf;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::proxy;
+use crate::body::Body;
+use crate::config::{Config, SendFileHeader};
+use crate::static_file::{self, FileRequest};
+
+const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
+const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+const X_SENDFILE_TYPE: HeaderName = HeaderName::from_static("x-sendfile-type");
+const X_ACCEL_MAPPING: HeaderName = HeaderName::from_static("x-accel-mapping");
+
+impl SendFileHeader {
+    fn name(self) -> HeaderName {
+        match self {
+            SendFileHeader::XSendfile => X_SENDFILE,
+            SendFileHeader::XAccelRedirect => X_ACCEL_REDIRECT,
+        }
+    }
+}
+
+/// Announces to the app which header thrust honours. A client's own
+/// X-Sendfile-Type or X-Accel-Mapping never reaches the app: a client must
+/// never choose a file.
+pub fn announce(headers: &mut HeaderMap, config: &Config) {
+    headers.remove(X_SENDFILE_TYPE);
+    headers.remove(X_ACCEL_MAPPING);
+    if !config.x_sendfile {
+        return;
+    }
+    let kind = match config.send_file_header {
+        SendFileHeader::XSendfile => "X-Sendfile",
+        SendFileHeader::XAccelRedirect => "X-Accel-Redirect",
+    };
+    headers.insert(X_SENDFILE_TYPE, HeaderValue::from_static(kind));
+    if let (SendFileHeader::XAccelRedirect, Some((root, uri))) =
+        (config.send_file_header, &config.accel_mapping)
+    {
+        if let Ok(mapping) = HeaderValue::from_str(&format!("{root}={uri}")) {
+            headers.insert(X_ACCEL_MAPPING, mapping);
+        }
+    }
+}
+
+/// The file a response names, mapped back through X-Accel-Mapping.
+fn file_path(value: &str, config: &Config) -> PathBuf {
+    if let (SendFileHeader::XAccelRedirect, Some((root, uri))) =
+        (config.send_file_header, &config.accel_mapping)
+    {
+        if let Some(rest) = value.strip_prefix(uri.as_str()) {
+            return PathBuf::from(format!("{root}{rest}"));
+        }
+    }
+    PathBuf::from(value)
+}
+
+/// Serves the file a response names, or passes the response on.
+pub async fn resolve(
+    config: &Config,
+    request: &FileRequest,
+    response: Response<Body>,
+) -> Response<Body> {
+    let name = config.send_file_header.name();
+    let Some(value) = response.headers().get(&name) else {
+        return response;
+    };
+    let path = file_path(&String::from_utf8_lossy(value.as_bytes()), config);
+    let (mut parts, upstream_body) = response.into_parts();
+    // The app's body (usually empty) is replaced by the file.
+    drop(upstream_body);
+    parts.headers.remove(&name);
+    if !path.is_absolute() {
+        tracing::error!(path = %path.display(), header = %name, "The app named a relative path to send; it must be absolute");
+        return proxy::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error\n",
+            false,
+        );
+    }
+    let offered = if config.compression {
+        config.encodings.as_slice()
+    } else {
+        &[]
+    };
+    static_file::serve(&path, request, offered, parts).await
+}

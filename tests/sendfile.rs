@@ -1,0 +1,250 @@
+//! X-Sendfile (SPEC §6).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn sendfile_target(path: &Path, extra: &str) -> String {
+    format!("/sendfile?path={}{extra}", path.display())
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn sample(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+#[test]
+fn the_app_is_told_which_header_and_clients_cannot_choose() {
+    let t = Thrust::start_ready(Options::app());
+    let r = request(
+        t.port,
+        "GET",
+        "/echo",
+        &[
+            ("X-Sendfile-Type", "X-Accel-Redirect"),
+            ("X-Accel-Mapping", "/=/"),
+        ],
+        b"",
+    )
+    .unwrap();
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-sendfile-type"], "X-Sendfile");
+    assert!(h.get("x-accel-mapping").is_none());
+    drop(t);
+
+    let t = Thrust::start_ready(Options::app().env("X_SENDFILE_ENABLED", "0"));
+    let r = request(
+        t.port,
+        "GET",
+        "/echo",
+        &[
+            ("X-Sendfile-Type", "X-Sendfile"),
+            ("X-Accel-Mapping", "/=/"),
+        ],
+        b"",
+    )
+    .unwrap();
+    let h = &r.json()["headers"];
+    assert!(
+        h.get("x-sendfile-type").is_none() && h.get("x-accel-mapping").is_none(),
+        "{h}"
+    );
+    // Disabled: the app's header passes through and its body is sent.
+    let r = get(t.port, "/sendfile?path=/etc/hostname").unwrap();
+    assert_eq!(r.text(), "body from the app\n");
+}
+
+#[test]
+fn files_are_served_with_the_apps_headers_and_their_own_metadata() {
+    let t = Thrust::start_ready(Options::app());
+    let file = write_file(t.dir.path(), "report.css", &sample(5000));
+    let target = sendfile_target(
+        &file,
+        "&type=none&h_ETag=%22v1%22&h_Content_Disposition=attachment&h_Cache_Control=private",
+    );
+    let r = get(t.port, &target).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, sample(5000));
+    assert_eq!(r.header("content-length"), Some("5000"));
+    assert_eq!(r.header("content-type"), Some("text/css"));
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    assert_eq!(r.header("content-disposition"), Some("attachment"));
+    assert_eq!(r.header("cache-control"), Some("private"));
+    assert_eq!(r.header("x-sendfile"), None);
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    assert_eq!(
+        r.header("last-modified"),
+        Some(httpdate::fmt_http_date(modified).as_str())
+    );
+
+    let r = request(t.port, "HEAD", &target, &[], b"").unwrap();
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5000")));
+}
+
+#[test]
+fn ranges_and_conditional_requests() {
+    let t = Thrust::start_ready(Options::app());
+    let file = write_file(t.dir.path(), "data.bin", &sample(1000));
+    let target = sendfile_target(&file, "&h_ETag=%22v1%22");
+
+    let r = request(t.port, "GET", &target, &[("Range", "bytes=10-19")], b"").unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(r.body, &sample(1000)[10..20]);
+    let r = request(t.port, "GET", &target, &[("Range", "bytes=-10")], b"").unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (206, &sample(1000)[990..]));
+    let r = request(t.port, "GET", &target, &[("Range", "bytes=5000-")], b"").unwrap();
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */1000"))
+    );
+    // A stale If-Range gets the whole file.
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"v0\"")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("If-None-Match", "\"v0\", \"v1\"")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("If-Modified-Since", &httpdate::fmt_http_date(modified))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 304);
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn missing_files_are_404_and_relative_paths_500() {
+    let t = Thrust::start_ready(Options::app());
+    let r = get(t.port, "/sendfile?path=/nonexistent/file.txt").unwrap();
+    assert_eq!(r.status, 404);
+    let r = get(t.port, "/sendfile?path=relative/file.txt").unwrap();
+    assert_eq!(r.status, 500);
+    let line = t
+        .wait_log(Duration::from_secs(2), |l| {
+            l["level"] == "ERROR" && l["path"] == "relative/file.txt"
+        })
+        .unwrap();
+    assert!(line["msg"].as_str().unwrap().contains("absolute"));
+}
+
+#[test]
+fn precompressed_siblings_follow_accept_encoding() {
+    let t = Thrust::start_ready(Options::app());
+    let file = write_file(t.dir.path(), "app.js", b"console.log('identity')");
+    write_file(t.dir.path(), "app.js.gz", b"gzip bytes");
+    write_file(t.dir.path(), "app.js.br", b"brotli bytes");
+    let target = sendfile_target(&file, "&type=text/javascript");
+
+    let r = request(t.port, "GET", &target, &[("Accept-Encoding", "gzip")], b"").unwrap();
+    assert_eq!(
+        (r.text().as_str(), r.header("content-encoding")),
+        ("gzip bytes", Some("gzip"))
+    );
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(r.header("content-type"), Some("text/javascript"));
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("Accept-Encoding", "gzip, br, zstd")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.text().as_str(), r.header("content-encoding")),
+        ("brotli bytes", Some("br"))
+    );
+    let r = request(t.port, "GET", &target, &[], b"").unwrap();
+    assert_eq!(
+        (r.text().as_str(), r.header("content-encoding")),
+        ("console.log('identity')", None)
+    );
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+}
+
+#[test]
+fn x_accel_redirect_maps_uris_back_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "doc.txt", b"mapped file");
+    let mapping = format!("{}/=/private/", dir.path().display());
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("THRUST_SEND_FILE_HEADER", "X-Accel-Redirect")
+            .env("THRUST_ACCEL_MAPPING", mapping),
+    );
+    let r = get(t.port, &sendfile_target(&file, "")).unwrap();
+    assert_eq!(r.text(), "mapped file");
+    let seen = t.app_requests("/sendfile");
+    assert_eq!(seen[0]["headers"]["x-sendfile-type"], "X-Accel-Redirect");
+    assert_eq!(
+        seen[0]["headers"]["x-accel-mapping"],
+        format!("{}/=/private/", dir.path().display())
+    );
+}
+
+#[test]
+fn a_2gb_sparse_file_streams_with_flat_memory() {
+    let t = Thrust::start_ready(Options::app());
+    let path = t.dir.path().join("big.iso");
+    let size = 2u64 << 30;
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    let (rss_before, _) = t.memory_kib();
+    let mut stream = connect(t.port);
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        sendfile_target(&path, "")
+    )
+    .unwrap();
+    let mut received = 0u64;
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    assert!(received > size && received < size + 1024, "{received}");
+    let (_, peak) = t.memory_kib();
+    assert!(
+        peak < rss_before + 32 * 1024,
+        "memory grew with the file: {rss_before} KiB before, peak {peak} KiB"
+    );
+}
