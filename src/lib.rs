@@ -3,6 +3,7 @@
 
 mod accept_encoding;
 pub mod body;
+mod compress;
 mod conditional;
 pub mod config;
 mod conn_io;
@@ -85,6 +86,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         readiness: readiness.clone(),
         base_uri,
         deep_check,
+        jitter: Arc::new(compress::Jitter::new(config.compression_jitter)),
         config: config.clone(),
     });
 

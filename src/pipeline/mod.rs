@@ -1,6 +1,7 @@
 //! The request pipeline, outermost first: framing check → health → logging →
 //! proxy. Each concern lives in its own file.
 
+mod compression;
 mod forwarding;
 pub mod health;
 mod proxy;
@@ -14,11 +15,13 @@ use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{Body, Observed};
+use crate::compress::Jitter;
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
 use crate::static_file::FileRequest;
 use crate::upstream::UpstreamClient;
+use compression::CompressionRequest;
 use health::DeepCheck;
 use request_log::RequestFacts;
 
@@ -29,6 +32,7 @@ pub struct App {
     pub client: UpstreamClient,
     pub base_uri: String,
     pub deep_check: Option<DeepCheck>,
+    pub jitter: Arc<Jitter>,
 }
 
 /// The client connection a request arrived on.
@@ -38,18 +42,21 @@ pub struct ConnInfo {
     pub state: Arc<ConnState>,
 }
 
-/// What the app answers, with thrust's additions: files sent for it.
+/// What the app answers, with thrust's additions: files sent for it and
+/// compression.
 async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let file_request = app
         .config
         .x_sendfile
         .then(|| FileRequest::of(req.method(), req.headers()));
+    let compression_request = CompressionRequest::of(&req);
     sendfile::announce(req.headers_mut(), &app.config);
     let response = proxy::forward(app, conn, req).await;
-    match &file_request {
+    let response = match &file_request {
         Some(file_request) => sendfile::resolve(&app.config, file_request, response).await,
         None => response,
-    }
+    };
+    compression::apply(&app.config, &app.jitter, &compression_request, response)
 }
 
 pub async fn handle(

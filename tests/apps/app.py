@@ -172,11 +172,23 @@ class Handler(BaseHTTPRequestHandler):
                 return
         self.send(200, "done\n")
 
+    @staticmethod
+    def extra_headers(query):
+        """Response headers asked for in the query: h_Cache_Control=public → Cache-Control: public."""
+        return [(k[len("h_"):].replace("_", "-"), v) for k, v in query.items() if k.startswith("h_")]
+
+    def route_text(self, query, body, body_len):
+        """`bytes` bytes of repetitive text, of `type`, with the asked-for headers."""
+        size = int(query.get("bytes", "5000"))
+        text = "".join("line %05d of some text that compresses well\n" % i for i in range(size // 40 + 1))[:size]
+        content_type = query.get("type", "text/plain")
+        self.send(int(query.get("status", "200")), text, None if content_type == "none" else content_type, self.extra_headers(query))
+
     def route_sendfile(self, query, body, body_len):
         """Like Rack::Sendfile: names the file in the header the front server announced."""
         kind = self.headers.get("X-Sendfile-Type")
         path = query.get("path", "")
-        extra = [(k[len("h_"):].replace("_", "-"), v) for k, v in query.items() if k.startswith("h_")]
+        extra = self.extra_headers(query)
         if kind == "X-Accel-Redirect":
             mapping = self.headers.get("X-Accel-Mapping", "")
             if "=" in mapping:

@@ -1,0 +1,317 @@
+//! Response compression: which responses are compressed, with what, and the
+//! streaming body that does it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
+use pin_project_lite::pin_project;
+
+use crate::accept_encoding::negotiate;
+use crate::body::{self, Body, BoxError};
+use crate::compress::{Compressor, Jitter};
+use crate::config::{Config, Encoding};
+use crate::static_file::{vary_on_accept_encoding, weaken_etag};
+
+/// Smaller bodies gain too little to be worth the work.
+const MIN_SIZE: u64 = 1024;
+
+/// What compression needs from the request, taken before it is forwarded.
+pub struct CompressionRequest {
+    accept_encoding: Option<String>,
+    has_credentials: bool,
+    method: Method,
+    /// The request target: it keys the padding of streamed responses.
+    target: String,
+}
+
+impl CompressionRequest {
+    pub fn of<B>(req: &Request<B>) -> Self {
+        let headers = req.headers();
+        CompressionRequest {
+            accept_encoding: headers
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            has_credentials: [header::COOKIE, header::AUTHORIZATION]
+                .iter()
+                .any(|name| headers.contains_key(name))
+                || headers.contains_key("x-csrf-token"),
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn accept_encoding(&self) -> Option<&str> {
+        self.accept_encoding.as_deref()
+    }
+}
+
+/// Content types worth compressing. An allow-list: images, archives, audio
+/// and video are already compressed, and unknown binary types are left alone.
+pub fn compressible(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "application/ecmascript"
+                | "application/xml"
+                | "application/wasm"
+                | "application/x-ndjson"
+                | "application/graphql-response+json"
+                | "application/vnd.ms-fontobject"
+                | "application/x-font-ttf"
+                | "application/x-font-otf"
+                | "application/x-font-opentype"
+                | "application/x-font-truetype"
+                | "font/ttf"
+                | "font/otf"
+                | "font/eot"
+                | "font/opentype"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "image/bmp"
+        )
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.trim()
+                .split('=')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+}
+
+/// The encoding to apply to a response, or None to send it as it is.
+pub fn choose(
+    config: &Config,
+    request: &CompressionRequest,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Option<Encoding> {
+    if !config.compression
+        || status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+        )
+        || headers.contains_key(header::CONTENT_ENCODING)
+        || headers.contains_key(header::CONTENT_RANGE)
+        || has_token(headers, header::CACHE_CONTROL, "no-transform")
+    {
+        return None;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())?;
+    if !compressible(content_type) {
+        return None;
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|len| len < MIN_SIZE) {
+        return None;
+    }
+    if config.compression_disable_on_auth
+        && (request.has_credentials
+            || headers.contains_key(header::SET_COOKIE)
+            || has_token(headers, header::CACHE_CONTROL, "private")
+            || has_token(headers, header::CACHE_CONTROL, "no-store")
+            || has_token(headers, header::VARY, "cookie"))
+    {
+        return None;
+    }
+    negotiate(request.accept_encoding(), &config.encodings)
+}
+
+/// Rewrites headers for a body encoded with `encoding`.
+pub fn mark_encoded(headers: &mut HeaderMap, encoding: Encoding) {
+    headers.insert(
+        header::CONTENT_ENCODING,
+        http::HeaderValue::from_static(encoding.token()),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::ACCEPT_RANGES);
+    weaken_etag(headers);
+}
+
+/// Compresses a response when `choose` says so. Compressible responses
+/// always carry `Vary: Accept-Encoding`, compressed or not.
+pub fn apply(
+    config: &Config,
+    jitter: &std::sync::Arc<Jitter>,
+    request: &CompressionRequest,
+    response: Response<Body>,
+) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let Some(encoding) = choose(config, request, parts.status, &parts.headers) else {
+        if config.compression
+            && parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(compressible)
+            && !parts.headers.contains_key(header::CONTENT_ENCODING)
+        {
+            vary_on_accept_encoding(&mut parts.headers);
+        }
+        return Response::from_parts(parts, body);
+    };
+    mark_encoded(&mut parts.headers, encoding);
+    vary_on_accept_encoding(&mut parts.headers);
+    if request.method == Method::HEAD {
+        return Response::from_parts(parts, body::empty());
+    }
+    let body = Compressed {
+        inner: body,
+        encoding,
+        state: State::Waiting {
+            jitter: jitter.clone(),
+            target: request.target.clone(),
+        },
+    };
+    Response::from_parts(parts, body::boxed(body))
+}
+
+enum State {
+    /// No data yet: the padding depends on the first chunk.
+    Waiting {
+        jitter: std::sync::Arc<Jitter>,
+        target: String,
+    },
+    Running(Compressor),
+    Done,
+}
+
+pin_project! {
+    /// A body compressed chunk by chunk, flushed after each chunk.
+    struct Compressed {
+        #[pin]
+        inner: Body,
+        encoding: Encoding,
+        state: State,
+    }
+}
+
+impl Compressed {
+    fn compressor<'a>(
+        state: &'a mut State,
+        encoding: Encoding,
+        first: &[u8],
+    ) -> std::io::Result<&'a mut Compressor> {
+        if let State::Waiting { jitter, target } = state {
+            // Keyed on the target and the first chunk: a response that
+            // reflects an attacker's guess gets a different padding per guess.
+            let padding = jitter.padding((target.as_str(), first));
+            *state = State::Running(Compressor::new(encoding, padding)?);
+        }
+        match state {
+            State::Running(compressor) => Ok(compressor),
+            _ => Err(std::io::Error::other("compressor already finished")),
+        }
+    }
+}
+
+impl HttpBody for Compressed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if matches!(this.state, State::Done) {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers do not survive re-encoding
+                    };
+                    let compressor = Self::compressor(this.state, *this.encoding, &data)?;
+                    let out = compressor.chunk(&data)?;
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    Self::compressor(this.state, *this.encoding, &[])?;
+                    let State::Running(compressor) = std::mem::replace(this.state, State::Done)
+                    else {
+                        return Poll::Ready(None);
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(compressor.finish()?))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_types_are_an_allow_list() {
+        for yes in [
+            "text/html; charset=utf-8",
+            "application/json",
+            "application/ld+json",
+            "image/svg+xml",
+            "application/javascript",
+            "text/event-stream",
+            "font/ttf",
+            "application/wasm",
+            "application/x-ndjson",
+            "application/rss+xml",
+            "TEXT/CSS",
+        ] {
+            assert!(compressible(yes), "{yes}");
+        }
+        for no in [
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "application/zip",
+            "application/gzip",
+            "video/mp4",
+            "audio/mpeg",
+            "application/octet-stream",
+            "font/woff2",
+            "",
+            ";",
+            "text",
+        ] {
+            assert!(!compressible(no), "{no}");
+        }
+    }
+}
