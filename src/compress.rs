@@ -12,8 +12,19 @@ use crate::config::Encoding;
 
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_QUALITY: u32 = 5;
-const BROTLI_WINDOW: u32 = 22;
 const ZSTD_LEVEL: i32 = 3;
+/// Window for a body of unknown length: 256 KiB matches nearly all of what
+/// a typical response can use, at a fraction of the default's memory.
+const UNKNOWN_SIZE_WINDOW_LOG: u32 = 18;
+
+/// The smallest window (log2 bytes) that covers a body of `size` bytes:
+/// encoder memory follows the window, and a small response needs no 4 MiB one.
+fn window_log(size: Option<u64>) -> u32 {
+    match size {
+        Some(size) => (64 - size.max(1).leading_zeros()).clamp(10, 22),
+        None => UNKNOWN_SIZE_WINDOW_LOG,
+    }
+}
 
 /// Padding lengths derived from content with a key chosen at start-up, so the
 /// same content always gets the same padding (repeating a request cannot
@@ -55,8 +66,10 @@ pub struct Compressor {
 }
 
 impl Compressor {
-    /// A new encoder; `padding` bytes of jitter go into the output.
-    pub fn new(encoding: Encoding, padding: usize) -> std::io::Result<Self> {
+    /// A new encoder; `padding` bytes of jitter go into the output;
+    /// `size` is the body's length when known.
+    pub fn new(encoding: Encoding, padding: usize, size: Option<u64>) -> std::io::Result<Self> {
+        let window = window_log(size);
         let (codec, brotli_padding) = match encoding {
             Encoding::Gzip => {
                 let mut builder = flate2::GzBuilder::new();
@@ -69,12 +82,8 @@ impl Compressor {
                 )
             }
             Encoding::Brotli => {
-                let writer = brotli::CompressorWriter::new(
-                    Vec::new(),
-                    16 * 1024,
-                    BROTLI_QUALITY,
-                    BROTLI_WINDOW,
-                );
+                let writer =
+                    brotli::CompressorWriter::new(Vec::new(), 16 * 1024, BROTLI_QUALITY, window);
                 (Codec::Brotli(Box::new(writer)), padding)
             }
             Encoding::Zstd => {
@@ -132,9 +141,15 @@ impl Compressor {
 
 /// Compresses a whole body at once (for cached responses).
 pub fn compress_all(encoding: Encoding, body: &[u8], padding: usize) -> std::io::Result<Bytes> {
-    let mut compressor = Compressor::new(encoding, padding)?;
+    let mut compressor = Compressor::new(encoding, padding, Some(body.len() as u64))?;
+    if let Codec::Zstd(encoder) = &mut compressor.codec {
+        // The exact size lets zstd shrink its tables to the body, not just its window.
+        encoder.set_pledged_src_size(Some(body.len() as u64))?;
+    }
     let mut out = compressor.chunk(body)?.to_vec();
     out.extend_from_slice(&compressor.finish()?);
+    // Kept for the entry's lifetime: no spare capacity.
+    out.shrink_to_fit();
     Ok(Bytes::from(out))
 }
 
@@ -213,7 +228,7 @@ mod tests {
         let text = "the quick brown fox jumps over the lazy dog. ".repeat(100);
         for encoding in ALL {
             for padding in [0, 1, 2, 3, 31, 256, 257, 258, 259, 1000] {
-                let mut compressor = Compressor::new(encoding, padding).unwrap();
+                let mut compressor = Compressor::new(encoding, padding, None).unwrap();
                 let mut out = Vec::new();
                 for chunk in text.as_bytes().chunks(700) {
                     out.extend_from_slice(&compressor.chunk(chunk).unwrap());
@@ -239,7 +254,7 @@ mod tests {
     fn each_chunk_is_decodable_when_it_is_sent() {
         // What a client has after each flush decodes to everything sent so far.
         for encoding in [Encoding::Gzip, Encoding::Zstd] {
-            let mut compressor = Compressor::new(encoding, 5).unwrap();
+            let mut compressor = Compressor::new(encoding, 5, Some(11)).unwrap();
             let mut sent = compressor.chunk(b"data: one\n\n").unwrap().to_vec();
             let mut partial = Vec::new();
             match encoding {

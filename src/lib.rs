@@ -3,6 +3,7 @@
 
 mod accept_encoding;
 pub mod body;
+mod cache_control;
 mod compress;
 mod conditional;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod log;
 mod pipeline;
 mod range;
 mod readiness;
+mod response_cache;
 mod server;
 mod static_file;
 mod supervisor;
@@ -87,7 +89,11 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         base_uri,
         deep_check,
         jitter: Arc::new(compress::Jitter::new(config.compression_jitter)),
-        config: config.clone(),
+        cache: Arc::new(response_cache::ResponseCache::new(config.cache_size)),
+        cache_storing: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
+        config: Arc::new(config.clone()),
     });
 
     let watcher = readiness.clone();

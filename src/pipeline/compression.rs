@@ -106,13 +106,8 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         })
 }
 
-/// The encoding to apply to a response, or None to send it as it is.
-pub fn choose(
-    config: &Config,
-    request: &CompressionRequest,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Option<Encoding> {
+/// Whether a response is worth compressing at all, whoever asks for it.
+pub fn worth_compressing(config: &Config, status: StatusCode, headers: &HeaderMap) -> bool {
     if !config.compression
         || status.is_informational()
         || matches!(
@@ -123,19 +118,28 @@ pub fn choose(
         || headers.contains_key(header::CONTENT_RANGE)
         || has_token(headers, header::CACHE_CONTROL, "no-transform")
     {
-        return None;
+        return false;
     }
-    let content_type = headers
+    let compressible_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())?;
-    if !compressible(content_type) {
-        return None;
-    }
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(compressible);
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|len| len < MIN_SIZE) {
+    compressible_type && length.is_none_or(|len| len >= MIN_SIZE)
+}
+
+/// The encoding to apply to a response for this request, or None to send it
+/// as it is.
+pub fn choose(
+    config: &Config,
+    request: &CompressionRequest,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Option<Encoding> {
+    if !worth_compressing(config, status, headers) {
         return None;
     }
     if config.compression_disable_on_auth
@@ -183,14 +187,21 @@ pub fn apply(
         }
         return Response::from_parts(parts, body);
     };
+    let size = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     mark_encoded(&mut parts.headers, encoding);
     vary_on_accept_encoding(&mut parts.headers);
+    tracing::debug!(encoding = encoding.token(), target = %request.target, "Compressing response");
     if request.method == Method::HEAD {
         return Response::from_parts(parts, body::empty());
     }
     let body = Compressed {
         inner: body,
         encoding,
+        size,
         state: State::Waiting {
             jitter: jitter.clone(),
             target: request.target.clone(),
@@ -215,6 +226,7 @@ pin_project! {
         #[pin]
         inner: Body,
         encoding: Encoding,
+        size: Option<u64>,
         state: State,
     }
 }
@@ -223,13 +235,14 @@ impl Compressed {
     fn compressor<'a>(
         state: &'a mut State,
         encoding: Encoding,
+        size: Option<u64>,
         first: &[u8],
     ) -> std::io::Result<&'a mut Compressor> {
         if let State::Waiting { jitter, target } = state {
             // Keyed on the target and the first chunk: a response that
             // reflects an attacker's guess gets a different padding per guess.
             let padding = jitter.padding((target.as_str(), first));
-            *state = State::Running(Compressor::new(encoding, padding)?);
+            *state = State::Running(Compressor::new(encoding, padding, size)?);
         }
         match state {
             State::Running(compressor) => Ok(compressor),
@@ -256,7 +269,8 @@ impl HttpBody for Compressed {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers do not survive re-encoding
                     };
-                    let compressor = Self::compressor(this.state, *this.encoding, &data)?;
+                    let compressor =
+                        Self::compressor(this.state, *this.encoding, *this.size, &data)?;
                     let out = compressor.chunk(&data)?;
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -264,7 +278,7 @@ impl HttpBody for Compressed {
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => {
-                    Self::compressor(this.state, *this.encoding, &[])?;
+                    Self::compressor(this.state, *this.encoding, *this.size, &[])?;
                     let State::Running(compressor) = std::mem::replace(this.state, State::Done)
                     else {
                         return Poll::Ready(None);

@@ -1,6 +1,7 @@
 //! The request pipeline, outermost first: framing check → health → logging →
 //! proxy. Each concern lives in its own file.
 
+mod cache;
 mod compression;
 mod forwarding;
 pub mod health;
@@ -19,15 +20,19 @@ use crate::compress::Jitter;
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
+use crate::response_cache::ResponseCache;
 use crate::static_file::FileRequest;
 use crate::upstream::UpstreamClient;
+use cache::CacheRequest;
 use compression::CompressionRequest;
 use health::DeepCheck;
 use request_log::RequestFacts;
 
 /// What every request handler shares.
 pub struct App {
-    pub config: Config,
+    pub config: Arc<Config>,
+    pub cache: Arc<ResponseCache>,
+    pub cache_storing: Arc<tokio::sync::Semaphore>,
     pub readiness: Arc<Readiness>,
     pub client: UpstreamClient,
     pub base_uri: String,
@@ -42,16 +47,42 @@ pub struct ConnInfo {
     pub state: Arc<ConnState>,
 }
 
-/// What the app answers, with thrust's additions: files sent for it and
-/// compression.
+async fn bypass(app: &App, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let mut response = proxy::forward(app, conn, req).await;
+    cache::mark(&mut response, "bypass");
+    response
+}
+
+/// What the app answers, with thrust's additions: the cache, files sent for
+/// it, compression.
 async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let file_request = app
         .config
         .x_sendfile
         .then(|| FileRequest::of(req.method(), req.headers()));
     let compression_request = CompressionRequest::of(&req);
+    let cache_request = CacheRequest::of(&req);
     sendfile::announce(req.headers_mut(), &app.config);
-    let response = proxy::forward(app, conn, req).await;
+    let response = match cache_request {
+        None => bypass(app, conn, req).await,
+        Some(cache_request) => match cache::lookup(&app.cache, &cache_request) {
+            Some(entry) => {
+                cache::respond(&app.config, &cache_request, &compression_request, &entry)
+            }
+            // A range of something not stored goes to the app as it is.
+            None if cache_request.is_range() => bypass(app, conn, req).await,
+            None => {
+                let response = proxy::forward(app, conn, req).await;
+                let store = cache::Store {
+                    cache: app.cache.clone(),
+                    storing: app.cache_storing.clone(),
+                    jitter: app.jitter.clone(),
+                    config: app.config.clone(),
+                };
+                cache::capture(store, cache_request, response)
+            }
+        },
+    };
     let response = match &file_request {
         Some(file_request) => sendfile::resolve(&app.config, file_request, response).await,
         None => response,

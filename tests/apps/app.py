@@ -3,7 +3,7 @@
 It listens where thrust tells it ($PORT, or $THRUST_WORKER_SOCKET), and writes one
 JSON line per fully received request to $APP_LOG, so tests can assert what the
 app saw. Knobs: APP_BOOT_DELAY (seconds before listening), APP_LISTEN_PORT
-(listen somewhere else than $PORT), APP_TERM_DELAY (seconds to keep
+(listen somewhere else than $PORT), APP_WORKERS (processes), APP_TERM_DELAY (seconds to keep
 serving after SIGTERM).
 """
 import base64
@@ -33,6 +33,9 @@ def record(entry):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Head and body go out in separate writes; without this, Nagle's
+    # algorithm and delayed ACKs stall each keep-alive response by 40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -182,6 +185,17 @@ class Handler(BaseHTTPRequestHandler):
         size = int(query.get("bytes", "5000"))
         text = "".join("line %05d of some text that compresses well\n" % i for i in range(size // 40 + 1))[:size]
         content_type = query.get("type", "text/plain")
+        if query.get("chunked"):
+            self.send_response(int(query.get("status", "200")))
+            self.send_header("Content-Type", content_type)
+            for k, v in self.extra_headers(query):
+                self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(text), 1000):
+                self.chunk(text[start:start + 1000])
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self.send(int(query.get("status", "200")), text, None if content_type == "none" else content_type, self.extra_headers(query))
 
     def route_sendfile(self, query, body, body_len):
@@ -289,6 +303,11 @@ def main():
     else:
         port = int(os.environ.get("APP_LISTEN_PORT") or os.environ["PORT"])
         server = TCPServer(("127.0.0.1", port), Handler)
+    # APP_WORKERS > 1: more processes accept on the same socket (like Puma's
+    # cluster mode), for tests that need throughput from this small app.
+    for _ in range(int(os.environ.get("APP_WORKERS", "1")) - 1):
+        if os.fork() == 0:
+            break
     record({"event": "listening", "pid": os.getpid(), "time": time.time()})
     server.serve_forever()
 

@@ -1,0 +1,430 @@
+//! The response cache in the request path: lookups, hits (with their
+//! compressed variants, ranges, HEAD and 304s) and storing a response while
+//! it streams to the first client.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
+use pin_project_lite::pin_project;
+
+use super::compression::{self, CompressionRequest};
+use super::forwarding;
+use crate::body::{self, Body, BoxError};
+use crate::cache_control::CacheControl;
+use crate::compress::{compress_all, Jitter};
+use crate::conditional;
+use crate::config::Config;
+use crate::range::{self, RangeRequest};
+use crate::response_cache::{BaseKey, Entry, ResponseCache};
+use crate::static_file::vary_on_accept_encoding;
+
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// A request the cache may answer: GET or HEAD, no upgrade.
+pub struct CacheRequest {
+    base: BaseKey,
+    method: Method,
+    headers: HeaderMap,
+}
+
+impl CacheRequest {
+    /// None when the request must bypass the cache.
+    pub fn of<B>(req: &Request<B>) -> Option<Self> {
+        if !(req.method() == Method::GET || req.method() == Method::HEAD)
+            || forwarding::wants_upgrade(req.headers())
+        {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        Some(CacheRequest {
+            base: BaseKey { target, host },
+            method: req.method().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn header(&self, name: HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A Range request is answered from a stored entry but never stored.
+    pub fn is_range(&self) -> bool {
+        self.headers.contains_key(header::RANGE)
+    }
+}
+
+pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(outcome));
+}
+
+pub fn lookup(cache: &ResponseCache, request: &CacheRequest) -> Option<Arc<Entry>> {
+    cache.get(&request.base, &request.headers)
+}
+
+/// Answers from a stored entry.
+pub fn respond(
+    config: &Config,
+    request: &CacheRequest,
+    compression: &CompressionRequest,
+    entry: &Entry,
+) -> Response<Body> {
+    let mut headers = entry.headers.clone();
+    headers.insert(X_CACHE, HeaderValue::from_static("hit"));
+    headers.insert(
+        header::AGE,
+        HeaderValue::from(entry.stored_at.elapsed().as_secs()),
+    );
+    let reply = |status: StatusCode, headers: HeaderMap, body: Bytes| {
+        let mut response = Response::new(if request.method == Method::HEAD {
+            body::empty()
+        } else {
+            body::full(body)
+        });
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    };
+
+    let etag = headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(if_none_match) = request.header(header::IF_NONE_MATCH) {
+        if conditional::none_match(if_none_match, etag.as_deref()) {
+            headers.remove(header::CONTENT_LENGTH);
+            return reply(StatusCode::NOT_MODIFIED, headers, Bytes::new());
+        }
+    }
+
+    if entry.status == StatusCode::OK {
+        let size = entry.body.len() as u64;
+        let range_applies = request
+            .header(header::IF_RANGE)
+            .is_none_or(|if_range| conditional::range_still_valid(if_range, etag.as_deref(), None));
+        if range_applies {
+            match range::parse(request.header(header::RANGE), size) {
+                RangeRequest::Whole => {}
+                RangeRequest::Part { start, end } => {
+                    let part = entry.body.slice(start as usize..=end as usize);
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                    set(
+                        &mut headers,
+                        header::CONTENT_RANGE,
+                        format!("bytes {start}-{end}/{size}"),
+                    );
+                    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    return reply(StatusCode::PARTIAL_CONTENT, headers, part);
+                }
+                RangeRequest::Unsatisfiable => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                    set(
+                        &mut headers,
+                        header::CONTENT_RANGE,
+                        format!("bytes */{size}"),
+                    );
+                    return reply(StatusCode::RANGE_NOT_SATISFIABLE, headers, Bytes::new());
+                }
+            }
+        }
+    }
+
+    let variant =
+        compression::choose(config, compression, entry.status, &headers).and_then(|encoding| {
+            entry
+                .variant(encoding)
+                .map(|bytes| (encoding, bytes.clone()))
+        });
+    let body = match variant {
+        Some((encoding, bytes)) => {
+            compression::mark_encoded(&mut headers, encoding);
+            vary_on_accept_encoding(&mut headers);
+            bytes
+        }
+        None => entry.body.clone(),
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    reply(entry.status, headers, body)
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name, value);
+    }
+}
+
+/// The Vary names of a storable response; None for `Vary: *`.
+fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for token in headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let token = token.trim();
+        if token == "*" {
+            return None;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(names)
+}
+
+/// How long a response may be stored, if at all (Thruster's rules, with
+/// `private` and `no-store` always honoured).
+fn storable(status: StatusCode, headers: &HeaderMap, max_item: u64) -> Option<Duration> {
+    let status_ok = (200..400).contains(&status.as_u16())
+        && status != StatusCode::NOT_MODIFIED
+        && status != StatusCode::PARTIAL_CONTENT;
+    let too_big = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > max_item);
+    if !status_ok || too_big {
+        return None;
+    }
+    let lines = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    CacheControl::parse(lines)
+        .shared_lifetime()
+        .map(Duration::from_secs)
+}
+
+/// Where a captured response goes, and what it needs to become an entry.
+pub struct Store {
+    pub cache: Arc<ResponseCache>,
+    /// One permit per response being stored at a time.
+    pub storing: Arc<tokio::sync::Semaphore>,
+    pub jitter: Arc<Jitter>,
+    pub config: Arc<Config>,
+}
+
+/// Passes a miss to the client and, when storable, keeps a copy of its body
+/// (abandoned past MAX_CACHE_ITEM_SIZE) to store once it is complete.
+pub fn capture(store: Store, request: CacheRequest, response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts
+        .headers
+        .insert(X_CACHE, HeaderValue::from_static("miss"));
+    let max_item = store.config.max_cache_item_size;
+    let plan = (request.method == Method::GET && !request.is_range())
+        .then(|| storable(parts.status, &parts.headers, max_item))
+        .flatten()
+        .zip(vary_names(&parts.headers));
+    let Some((lifetime, vary)) = plan else {
+        return Response::from_parts(parts, body);
+    };
+    let mut headers = parts.headers.clone();
+    headers.remove(header::SET_COOKIE);
+    let status = parts.status;
+    let on_complete = move |bytes: Bytes| {
+        // Compressing the variants is CPU work: it runs off the I/O threads,
+        // a bounded number at a time. When all slots are busy (a flood of
+        // new URLs) the response is simply not stored, so no queue grows.
+        let Ok(permit) = store.storing.clone().try_acquire_owned() else {
+            tracing::debug!(target = %request.base.target, "Cache busy storing, response not stored");
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let variants: Vec<_> =
+                if compression::worth_compressing(&store.config, status, &headers) {
+                    let padding = store.jitter.padding(&bytes[..]);
+                    store
+                        .config
+                        .encodings
+                        .iter()
+                        .filter_map(|&encoding| {
+                            compress_all(encoding, &bytes, padding)
+                                .ok()
+                                .map(|b| (encoding, b))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            tracing::debug!(target = %request.base.target, variants = variants.len(), "Stored response with its compressed variants");
+            store
+                .cache
+                .insert(request.base, vary, &request.headers, |base, values| {
+                    let mut entry = Entry::new(base, values, status, headers, bytes, lifetime);
+                    entry.variants = variants;
+                    entry
+                });
+        });
+    };
+    let body = Capture {
+        inner: body,
+        buffer: Some(BytesMut::new()),
+        limit: max_item,
+        on_complete: Some(on_complete),
+    };
+    Response::from_parts(parts, body::boxed(body))
+}
+
+pin_project! {
+    /// A body passed through unchanged while a bounded copy is kept.
+    struct Capture<F> {
+        #[pin]
+        inner: Body,
+        buffer: Option<BytesMut>,
+        limit: u64,
+        on_complete: Option<F>,
+    }
+}
+
+impl<F: FnOnce(Bytes)> HttpBody for Capture<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(buffer)) = (frame.data_ref(), this.buffer.as_mut()) {
+                    if (buffer.len() + data.len()) as u64 > *this.limit {
+                        *this.buffer = None;
+                    } else {
+                        buffer.extend_from_slice(data);
+                    }
+                }
+                // A body with a known length is not polled past its last
+                // byte, so completion is noticed here rather than at the end.
+                if this.inner.is_end_stream() {
+                    complete(this.buffer, this.on_complete);
+                }
+            }
+            Poll::Ready(None) => complete(this.buffer, this.on_complete),
+            Poll::Ready(Some(Err(_))) => *this.buffer = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Hands the captured body over, once.
+fn complete<F: FnOnce(Bytes)>(buffer: &mut Option<BytesMut>, on_complete: &mut Option<F>) {
+    if let (Some(buffer), Some(done)) = (buffer.take(), on_complete.take()) {
+        done(buffer.freeze());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn storability_follows_status_size_and_cache_control() {
+        let public = [("cache-control", "public, max-age=60")];
+        assert_eq!(
+            storable(StatusCode::OK, &headers(&public), 100),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            storable(StatusCode::MOVED_PERMANENTLY, &headers(&public), 100),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            storable(StatusCode::NOT_MODIFIED, &headers(&public), 100),
+            None
+        );
+        assert_eq!(
+            storable(StatusCode::PARTIAL_CONTENT, &headers(&public), 100),
+            None
+        );
+        assert_eq!(
+            storable(StatusCode::NOT_FOUND, &headers(&public), 100),
+            None
+        );
+        assert_eq!(
+            storable(
+                StatusCode::OK,
+                &headers(&[
+                    ("cache-control", "public, max-age=60"),
+                    ("content-length", "101")
+                ]),
+                100
+            ),
+            None
+        );
+        assert_eq!(
+            storable(
+                StatusCode::OK,
+                &headers(&[("cache-control", "public, private, max-age=60")]),
+                100
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn vary_star_is_never_stored_and_names_are_normalised() {
+        assert_eq!(vary_names(&headers(&[("vary", "*")])), None);
+        assert_eq!(
+            vary_names(&headers(&[
+                ("vary", "Accept-Language, accept-encoding"),
+                ("vary", "Accept-Language")
+            ]))
+            .unwrap(),
+            vec![
+                HeaderName::from_static("accept-encoding"),
+                HeaderName::from_static("accept-language")
+            ]
+        );
+        assert_eq!(
+            vary_names(&headers(&[("vary", ", ,bad header,")])).unwrap(),
+            Vec::<HeaderName>::new()
+        );
+    }
+}
