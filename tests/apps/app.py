@@ -269,6 +269,7 @@ class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class UnixHandler(Handler):
+    disable_nagle_algorithm = False  # TCP_NODELAY does not apply to Unix sockets
     def address_string(self):
         return "unix"
 
