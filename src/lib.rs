@@ -20,6 +20,8 @@ mod response_cache;
 mod server;
 mod static_file;
 mod supervisor;
+#[cfg(test)]
+mod test_support;
 mod upstream;
 
 use std::sync::Arc;

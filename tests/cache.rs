@@ -200,18 +200,8 @@ fn compressed_hits_do_no_compression_work() {
 
     // Every stored variant decodes to the original (curl's own decoders).
     for encoding in ["gzip", "br", "zstd"] {
-        let url = format!("http://127.0.0.1:{}{target}", t.port);
-        let out = run_tool(
-            "curl",
-            &[
-                "-s",
-                "--compressed",
-                "-H",
-                &format!("Accept-Encoding: {encoding}"),
-                &url,
-            ],
-        );
-        assert_eq!(out.stdout, identity.body, "{encoding}");
+        let (_, decoded) = curl(t.port, &target, &[&format!("Accept-Encoding: {encoding}")]);
+        assert_eq!(decoded, identity.body, "{encoding}");
     }
 }
 

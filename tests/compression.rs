@@ -6,30 +6,6 @@ use std::io::{Read, Write};
 
 use common::*;
 
-/// (headers, decoded body) of a curl request that decodes any encoding.
-fn curl(port: u16, target: &str, headers: &[&str]) -> (String, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let head = dir.path().join("head");
-    let url = format!("http://127.0.0.1:{port}{target}");
-    let mut args = vec![
-        "-s",
-        "--compressed",
-        "-D",
-        head.to_str().unwrap(),
-        "--max-time",
-        "10",
-    ];
-    for h in headers {
-        args.extend(["-H", h]);
-    }
-    args.push(&url);
-    let out = run_tool("curl", &args);
-    (
-        std::fs::read_to_string(&head).unwrap().to_ascii_lowercase(),
-        out.stdout,
-    )
-}
-
 fn expected_text(size: usize) -> Vec<u8> {
     let mut text = String::new();
     for i in 0..size / 40 + 1 {

@@ -351,18 +351,7 @@ fn complete<F: FnOnce(Bytes)>(buffer: &mut Option<BytesMut>, on_complete: &mut O
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::test_support::headers;
 
     #[test]
     fn storability_follows_status_size_and_cache_control() {

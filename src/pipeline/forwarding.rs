@@ -120,18 +120,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::test_support::headers;
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

@@ -433,6 +433,30 @@ pub fn event_arrivals(port: u16, host: &str, target: &str) -> Vec<Instant> {
     arrivals
 }
 
+/// (headers, decoded body) of a curl request that decodes any encoding.
+pub fn curl(port: u16, target: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let url = format!("http://127.0.0.1:{port}{target}");
+    let mut args = vec![
+        "-s",
+        "--compressed",
+        "-D",
+        head.to_str().unwrap(),
+        "--max-time",
+        "10",
+    ];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(&url);
+    let out = run_tool("curl", &args);
+    (
+        std::fs::read_to_string(&head).unwrap().to_ascii_lowercase(),
+        out.stdout,
+    )
+}
+
 /// Runs a command line tool to completion (bounded by the tool's own flags).
 pub fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
