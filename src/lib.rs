@@ -85,17 +85,16 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             .unwrap_or_else(|| "localhost".to_string());
         DeepCheck::new(path, host, base_uri.clone())
     });
+    let config = Arc::new(config);
+    let jitter = Arc::new(compress::Jitter::new(config.compression_jitter));
     let app = Arc::new(App {
         client: upstream::client(&config.worker),
         readiness: readiness.clone(),
         base_uri,
         deep_check,
-        jitter: Arc::new(compress::Jitter::new(config.compression_jitter)),
-        cache: Arc::new(response_cache::ResponseCache::new(config.cache_size)),
-        cache_storing: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        )),
-        config: Arc::new(config.clone()),
+        cache: pipeline::cache::Store::new(config.clone(), jitter.clone()),
+        jitter,
+        config: config.clone(),
     });
 
     let watcher = readiness.clone();

@@ -75,10 +75,6 @@ pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
         .insert(X_CACHE, HeaderValue::from_static(outcome));
 }
 
-pub fn lookup(cache: &ResponseCache, request: &CacheRequest) -> Option<Arc<Entry>> {
-    cache.get(&request.base, &request.headers)
-}
-
 /// Answers from a stored entry.
 pub fn respond(
     config: &Config,
@@ -216,13 +212,30 @@ fn storable(status: StatusCode, headers: &HeaderMap, max_item: u64) -> Option<Du
         .map(Duration::from_secs)
 }
 
-/// Where a captured response goes, and what it needs to become an entry.
+/// The cache as the pipeline uses it: the store and what it takes to fill it.
+#[derive(Clone)]
 pub struct Store {
-    pub cache: Arc<ResponseCache>,
+    cache: Arc<ResponseCache>,
     /// One permit per response being stored at a time.
-    pub storing: Arc<tokio::sync::Semaphore>,
-    pub jitter: Arc<Jitter>,
-    pub config: Arc<Config>,
+    storing: Arc<tokio::sync::Semaphore>,
+    jitter: Arc<Jitter>,
+    config: Arc<Config>,
+}
+
+impl Store {
+    pub fn new(config: Arc<Config>, jitter: Arc<Jitter>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Store {
+            cache: Arc::new(ResponseCache::new(config.cache_size)),
+            storing: Arc::new(tokio::sync::Semaphore::new(cpus)),
+            jitter,
+            config,
+        }
+    }
+
+    pub fn lookup(&self, request: &CacheRequest) -> Option<Arc<Entry>> {
+        self.cache.get(&request.base, &request.headers)
+    }
 }
 
 /// Passes a miss to the client and, when storable, keeps a copy of its body

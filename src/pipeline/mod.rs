@@ -1,7 +1,8 @@
-//! The request pipeline, outermost first: framing check → health → logging →
-//! proxy. Each concern lives in its own file.
+//! The request pipeline: framing check → health → (cache → proxy) →
+//! sendfile → compression, and the log line once the response is sent.
+//! Each concern lives in its own file.
 
-mod cache;
+pub mod cache;
 mod compression;
 mod forwarding;
 pub mod health;
@@ -20,7 +21,6 @@ use crate::compress::Jitter;
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
-use crate::response_cache::ResponseCache;
 use crate::static_file::FileRequest;
 use crate::upstream::UpstreamClient;
 use cache::CacheRequest;
@@ -31,8 +31,7 @@ use request_log::RequestFacts;
 /// What every request handler shares.
 pub struct App {
     pub config: Arc<Config>,
-    pub cache: Arc<ResponseCache>,
-    pub cache_storing: Arc<tokio::sync::Semaphore>,
+    pub cache: cache::Store,
     pub readiness: Arc<Readiness>,
     pub client: UpstreamClient,
     pub base_uri: String,
@@ -65,7 +64,7 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
     sendfile::announce(req.headers_mut(), &app.config);
     let response = match cache_request {
         None => bypass(app, conn, req).await,
-        Some(cache_request) => match cache::lookup(&app.cache, &cache_request) {
+        Some(cache_request) => match app.cache.lookup(&cache_request) {
             Some(entry) => {
                 cache::respond(&app.config, &cache_request, &compression_request, &entry)
             }
@@ -73,13 +72,7 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
             None if cache_request.is_range() => bypass(app, conn, req).await,
             None => {
                 let response = proxy::forward(app, conn, req).await;
-                let store = cache::Store {
-                    cache: app.cache.clone(),
-                    storing: app.cache_storing.clone(),
-                    jitter: app.jitter.clone(),
-                    config: app.config.clone(),
-                };
-                cache::capture(store, cache_request, response)
+                cache::capture(app.cache.clone(), cache_request, response)
             }
         },
     };
@@ -90,6 +83,7 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
     compression::apply(&app.config, &app.jitter, &compression_request, response)
 }
 
+/// Answers one request.
 pub async fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
