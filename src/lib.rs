@@ -22,16 +22,19 @@ mod static_file;
 mod supervisor;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod upstream;
 
 use std::sync::Arc;
 
-use config::Config;
+use config::{Config, Tls};
 use pipeline::health::DeepCheck;
 use pipeline::App;
 use readiness::Readiness;
 use server::Server;
 use supervisor::Supervisor;
+use tls::static_cert::StaticCert;
+use tls::Certificates;
 
 /// Runs thrust in front of `command`; returns the process exit code.
 pub fn run(config: Config, command: Vec<String>) -> u8 {
@@ -63,6 +66,46 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             return 1;
         }
     };
+    let certificates = match &config.tls {
+        Tls::Off => None,
+        Tls::Static { cert, key } => match StaticCert::load(cert, key) {
+            Ok(loaded) => Some(Certificates::Static(loaded)),
+            Err(e) => {
+                eprintln!("thrust: {e}");
+                return 2;
+            }
+        },
+        Tls::Acme => {
+            eprintln!("thrust: TLS_DOMAIN: automatic certificates are not available yet; use SSL_CERT_PATH and SSL_KEY_PATH");
+            return 2;
+        }
+    };
+    let https = match &certificates {
+        None => None,
+        Some(certificates) => {
+            let listener = match server::bind(config.https_port, "HTTPS_PORT") {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot start");
+                    eprintln!("thrust: {e}");
+                    return 1;
+                }
+            };
+            let tls_config = match tls::server_config(certificates, config.http2) {
+                Ok(tls_config) => tls_config,
+                Err(e) => {
+                    eprintln!("thrust: TLS setup failed: {e}");
+                    return 2;
+                }
+            };
+            certificates.keep_current();
+            Some(server::Https {
+                listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+                http2: config.http2,
+            })
+        }
+    };
     let readiness = Arc::new(Readiness::default());
     let fd_limit = fd_limit::raise();
     let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
@@ -73,7 +116,14 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             return e.exit_code();
         }
     };
-    tracing::info!(http = %format!("0.0.0.0:{}", config.http_port), "Server started");
+    match &https {
+        Some(_) => tracing::info!(
+            http = %format!("0.0.0.0:{}", config.http_port),
+            https = %format!("0.0.0.0:{}", config.https_port),
+            "Server started"
+        ),
+        None => tracing::info!(http = %format!("0.0.0.0:{}", config.http_port), "Server started"),
+    }
 
     let base_uri = upstream::base_uri(&config.worker);
     let deep_check = config.health_upstream_path.clone().map(|path| {
@@ -93,6 +143,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         base_uri,
         deep_check,
         cache: pipeline::cache::Store::new(config.clone(), jitter.clone()),
+        certificates,
         jitter,
         config: config.clone(),
     });
@@ -104,11 +155,10 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
 
     let server = Server {
         app,
-        https: false,
         h2c: config.h2c,
     };
     let status = server
-        .serve_until(listener, supervisor.wait(readiness))
+        .serve_until(listener, https, supervisor.wait(readiness))
         .await;
     supervisor::exit_code(status)
 }

@@ -13,7 +13,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, watch};
 
 use crate::conn_io::{ConnIo, Timeouts};
@@ -52,27 +54,16 @@ enum Protocols {
     Auto(auto::Builder<TokioExecutor>),
 }
 
-pub struct Server {
-    pub app: Arc<App>,
-    pub https: bool,
-    pub h2c: bool,
-}
-
-impl Server {
-    /// HTTP/1.1 settings shared by both connection kinds.
-    fn tune_http1(builder: &mut http1::Builder) {
-        builder
-            .timer(TokioTimer::new())
-            // The head's deadline is kept by ConnIo, which knows idle from reading.
-            .header_read_timeout(None)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .max_headers(256);
-    }
-
-    fn protocols(&self) -> Protocols {
-        if !self.h2c {
+impl Protocols {
+    fn new(http2: bool) -> Self {
+        if !http2 {
             let mut builder = http1::Builder::new();
-            Self::tune_http1(&mut builder);
+            builder
+                .timer(TokioTimer::new())
+                // The head's deadline is kept by ConnIo, which knows idle from reading.
+                .header_read_timeout(None)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(256);
             return Protocols::Http1(builder);
         }
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -89,7 +80,78 @@ impl Server {
             .max_header_list_size(MAX_HEAD_BYTES as u32);
         Protocols::Auto(builder)
     }
+}
 
+/// The HTTPS side: its listener, the TLS acceptor and whether h2 is offered.
+pub struct Https {
+    pub listener: TcpListener,
+    pub acceptor: TlsAcceptor,
+    pub http2: bool,
+}
+
+pub struct Server {
+    pub app: Arc<App>,
+    pub h2c: bool,
+}
+
+/// What every connection task needs, shared.
+struct Shared {
+    app: Arc<App>,
+    timeouts: Timeouts,
+    stop: watch::Receiver<bool>,
+    live: mpsc::Sender<()>,
+}
+
+impl Shared {
+    /// Serves one client connection (plain or decrypted TLS).
+    fn spawn<S>(&self, stream: S, remote: SocketAddr, https: bool, protocols: &Protocols)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(ConnState::default());
+        let conn = Arc::new(ConnInfo { remote, https, state: state.clone() });
+        let app = self.app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(pipeline::handle(app, conn, req).await) }
+        });
+        let io = TokioIo::new(ConnIo::new(stream, state, self.timeouts));
+        let (stop, live) = (self.stop.clone(), self.live.clone());
+        match protocols {
+            Protocols::Http1(builder) => {
+                let connection = builder.serve_connection(io, service).with_upgrades();
+                tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+            }
+            Protocols::Auto(builder) => {
+                let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+                tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+            }
+        }
+    }
+}
+
+/// Accepts on `listener`; on failure (out of descriptors...) backs off and
+/// keeps serving. Pending forever when there is no listener.
+async fn accept(listener: Option<&TcpListener>) -> (TcpStream, SocketAddr) {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, remote);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Server {
     fn timeouts(&self) -> Timeouts {
         let config = &self.app.config;
         let limit = |d: Duration| (!d.is_zero()).then_some(d);
@@ -102,64 +164,39 @@ impl Server {
 
     /// Accepts connections until `stop` completes, then lets open requests
     /// finish for up to THRUST_SHUTDOWN_TIMEOUT.
-    pub async fn serve_until<F: Future>(self, listener: TcpListener, stop: F) -> F::Output {
-        let protocols = Arc::new(self.protocols());
-        let timeouts = self.timeouts();
+    pub async fn serve_until<F: Future>(self, http: TcpListener, https: Option<Https>, stop: F) -> F::Output {
+        let plain = Protocols::new(self.h2c);
+        let secure = Arc::new(Protocols::new(https.as_ref().is_some_and(|h| h.http2)));
         // Connections hold `live` senders: once all are gone, all have closed.
         let (stop_tx, stop_rx) = watch::channel(false);
         let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
+        let shared = Arc::new(Shared { app: self.app.clone(), timeouts: self.timeouts(), stop: stop_rx, live: live_tx });
+        let handshake_limit = self.timeouts().read.unwrap_or(Duration::from_secs(30));
         tokio::pin!(stop);
         let output = loop {
-            let (stream, remote) = tokio::select! {
+            tokio::select! {
                 output = &mut stop => break output,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "Accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let state = Arc::new(ConnState::default());
-            let conn = Arc::new(ConnInfo {
-                remote,
-                https: self.https,
-                state: state.clone(),
-            });
-            let app = self.app.clone();
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(pipeline::handle(app, conn, req).await) }
-            });
-            let io = TokioIo::new(ConnIo::new(stream, state, timeouts));
-            let stop = stop_rx.clone();
-            let live = live_tx.clone();
-            match &*protocols {
-                Protocols::Http1(builder) => {
-                    let connection = builder.serve_connection(io, service).with_upgrades();
-                    tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
-                }
-                Protocols::Auto(builder) => {
-                    let connection = builder
-                        .serve_connection_with_upgrades(io, service)
-                        .into_owned();
-                    tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+                (stream, remote) = accept(Some(&http)) => shared.spawn(stream, remote, false, &plain),
+                (stream, remote) = accept(https.as_ref().map(|h| &h.listener)) => {
+                    let Some(acceptor) = https.as_ref().map(|h| h.acceptor.clone()) else { continue };
+                    let (shared, secure) = (shared.clone(), secure.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => shared.spawn(tls, remote, true, &secure),
+                            Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
+                        }
+                    });
                 }
             }
         };
-        drop(listener);
+        drop(http);
+        drop(https);
         let limit = self.app.config.shutdown_timeout;
         stop_tx.send_replace(true);
-        drop(live_tx);
+        drop(shared);
         if tokio::time::timeout(limit, live_rx.recv()).await.is_err() {
-            tracing::warn!(
-                timeout_s = limit.as_secs(),
-                "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut"
-            );
+            tracing::warn!(timeout_s = limit.as_secs(), "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut");
         }
         output
     }

@@ -7,6 +7,7 @@ mod compression;
 mod forwarding;
 pub mod health;
 mod proxy;
+mod redirect;
 mod request_log;
 mod sendfile;
 
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
 use crate::static_file::FileRequest;
+use crate::tls::Certificates;
 use crate::upstream::UpstreamClient;
 use cache::CacheRequest;
 use compression::CompressionRequest;
@@ -37,6 +39,8 @@ pub struct App {
     pub base_uri: String,
     pub deep_check: Option<DeepCheck>,
     pub jitter: Arc<Jitter>,
+    /// Set when TLS is on: which hosts the HTTP port redirects to HTTPS.
+    pub certificates: Option<Certificates>,
 }
 
 /// The client connection a request arrived on.
@@ -112,6 +116,12 @@ pub async fn handle(
         .await;
         let ok = response.status() == StatusCode::OK;
         (response, ok)
+    } else if let Some(certificates) = app
+        .certificates
+        .as_ref()
+        .filter(|_| !conn.https && !redirect::is_acme_challenge(&req))
+    {
+        (redirect::answer(certificates, &req), false)
     } else {
         facts.request_id = forwarding::ensure_request_id(req.headers_mut())
             .to_str()
