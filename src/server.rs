@@ -15,8 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
@@ -109,7 +109,11 @@ impl Shared {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
-        let conn = Arc::new(ConnInfo { remote, https, state: state.clone() });
+        let conn = Arc::new(ConnInfo {
+            remote,
+            https,
+            state: state.clone(),
+        });
         let app = self.app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
@@ -124,7 +128,9 @@ impl Shared {
                 tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
             }
             Protocols::Auto(builder) => {
-                let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+                let connection = builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned();
                 tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
             }
         }
@@ -164,13 +170,23 @@ impl Server {
 
     /// Accepts connections until `stop` completes, then lets open requests
     /// finish for up to THRUST_SHUTDOWN_TIMEOUT.
-    pub async fn serve_until<F: Future>(self, http: TcpListener, https: Option<Https>, stop: F) -> F::Output {
+    pub async fn serve_until<F: Future>(
+        self,
+        http: TcpListener,
+        https: Option<Https>,
+        stop: F,
+    ) -> F::Output {
         let plain = Protocols::new(self.h2c);
         let secure = Arc::new(Protocols::new(https.as_ref().is_some_and(|h| h.http2)));
         // Connections hold `live` senders: once all are gone, all have closed.
         let (stop_tx, stop_rx) = watch::channel(false);
         let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
-        let shared = Arc::new(Shared { app: self.app.clone(), timeouts: self.timeouts(), stop: stop_rx, live: live_tx });
+        let shared = Arc::new(Shared {
+            app: self.app.clone(),
+            timeouts: self.timeouts(),
+            stop: stop_rx,
+            live: live_tx,
+        });
         let handshake_limit = self.timeouts().read.unwrap_or(Duration::from_secs(30));
         tokio::pin!(stop);
         let output = loop {
@@ -196,7 +212,10 @@ impl Server {
         stop_tx.send_replace(true);
         drop(shared);
         if tokio::time::timeout(limit, live_rx.recv()).await.is_err() {
-            tracing::warn!(timeout_s = limit.as_secs(), "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut");
+            tracing::warn!(
+                timeout_s = limit.as_secs(),
+                "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut"
+            );
         }
         output
     }

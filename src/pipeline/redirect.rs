@@ -21,14 +21,20 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
         // [v6]:port
         rest.split(']').next().unwrap_or_default().to_string()
     } else {
-        raw.rsplit_once(':').map_or(raw.as_str(), |(host, _)| host).to_string()
+        raw.rsplit_once(':')
+            .map_or(raw.as_str(), |(host, _)| host)
+            .to_string()
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 pub fn answer<B>(certificates: &Certificates, req: &Request<B>) -> Response<Body> {
     let Some(host) = request_host(req).filter(|host| certificates.covers(host)) else {
-        return proxy::plain(StatusCode::MISDIRECTED_REQUEST, "this host is not served here\n", false);
+        return proxy::plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this host is not served here\n",
+            false,
+        );
     };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     // No port: behind `-p 443:8443` the public HTTPS port is 443.
@@ -38,7 +44,9 @@ pub fn answer<B>(certificates: &Certificates, req: &Request<B>) -> Response<Body
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     response.headers_mut().insert(header::LOCATION, location);
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     response
 }
 

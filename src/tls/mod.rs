@@ -40,7 +40,10 @@ impl Certificates {
 }
 
 /// TLS 1.2 and 1.3 with the ring provider; ALPN offers h2 when enabled.
-pub fn server_config(certificates: &Certificates, http2: bool) -> Result<Arc<ServerConfig>, rustls::Error> {
+pub fn server_config(
+    certificates: &Certificates,
+    http2: bool,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

@@ -24,8 +24,14 @@ pub enum CertError {
 
 /// Reads and checks a chain and its key.
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, CertError> {
-    let cert_err = |problem: String| CertError::Cert { path: cert_path.into(), problem };
-    let key_err = |problem: String| CertError::Key { path: key_path.into(), problem };
+    let cert_err = |problem: String| CertError::Cert {
+        path: cert_path.into(),
+        problem,
+    };
+    let key_err = |problem: String| CertError::Key {
+        path: key_path.into(),
+        problem,
+    };
     let cert_pem = std::fs::read(cert_path).map_err(|e| cert_err(e.to_string()))?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -34,13 +40,23 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, Cert
         return Err(cert_err("no certificate in the file".into()));
     }
     let key_pem = std::fs::read(key_path).map_err(|e| key_err(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| key_err(format!("no PKCS#8, RSA or EC private key in the file ({e})")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        key_err(format!(
+            "no PKCS#8, RSA or EC private key in the file ({e})"
+        ))
+    })?;
     let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| key_err(format!("does not match the certificate in SSL_CERT_PATH ({e})")))?;
-    ParsedCertificate::try_from(certified.end_entity_cert().map_err(|e| cert_err(e.to_string()))?)
-        .map_err(|e| cert_err(format!("unreadable certificate ({e})")))?;
+    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+        key_err(format!(
+            "does not match the certificate in SSL_CERT_PATH ({e})"
+        ))
+    })?;
+    ParsedCertificate::try_from(
+        certified
+            .end_entity_cert()
+            .map_err(|e| cert_err(e.to_string()))?,
+    )
+    .map_err(|e| cert_err(format!("unreadable certificate ({e})")))?;
     Ok(Arc::new(certified))
 }
 
@@ -102,7 +118,9 @@ impl StaticCert {
                     }
                     tracing::info!(cert = %self.cert_path.display(), "Certificate reloaded");
                 }
-                Err(e) => tracing::warn!(error = %e, "Certificate files changed but do not load; keeping the current certificate"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Certificate files changed but do not load; keeping the current certificate")
+                }
             }
         }
     }
@@ -110,7 +128,9 @@ impl StaticCert {
 
 impl std::fmt::Debug for StaticCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticCert").field("cert_path", &self.cert_path).finish()
+        f.debug_struct("StaticCert")
+            .field("cert_path", &self.cert_path)
+            .finish()
     }
 }
 

@@ -1,0 +1,261 @@
+//! TLS with static certificates, HTTPS redirects and HTTP/2 over TLS (SPEC §9).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+struct Cert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A self-signed certificate for `names`, written as PEM files in `dir`.
+fn self_signed(dir: &Path, tag: &str, names: &[&str]) -> Cert {
+    let generated =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = dir.join(format!("{tag}.crt"));
+    let key = dir.join(format!("{tag}.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    Cert { cert, key }
+}
+
+fn start_tls(cert: &Cert, extra: &[(&'static str, &str)]) -> (Thrust, u16) {
+    let https_port = free_port();
+    let mut options = Options::app()
+        .env("SSL_CERT_PATH", cert.cert.to_string_lossy())
+        .env("SSL_KEY_PATH", cert.key.to_string_lossy())
+        .env("HTTPS_PORT", https_port.to_string());
+    for (name, value) in extra {
+        options = options.env(name, *value);
+    }
+    (Thrust::start_ready(options), https_port)
+}
+
+/// curl over TLS to `host` (resolved to 127.0.0.1), trusting `ca`; returns
+/// (status line, body, HTTP version) or the curl error.
+fn curl_tls(
+    port: u16,
+    host: &str,
+    ca: &Path,
+    target: &str,
+    extra: &[&str],
+) -> Result<(u16, String, String), String> {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{target}");
+    let mut args = vec![
+        "-s",
+        "-S",
+        "--max-time",
+        "10",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let out = run_tool("curl", &args);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap();
+    let (code, version) = tail.split_once(' ').unwrap();
+    Ok((code.parse().unwrap(), body.to_string(), version.to_string()))
+}
+
+#[test]
+fn https_serves_the_app_over_http2_and_http1_with_tls_12_and_13() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test", "localhost"]);
+    let (t, https) = start_tls(&cert, &[]);
+
+    let (status, body, version) =
+        curl_tls(https, "app.test", &cert.cert, "/echo?tls", &["--http2"]).unwrap();
+    assert_eq!((status, version.as_str()), (200, "2"));
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(seen["headers"]["host"], format!("app.test:{https}"));
+    assert_eq!(seen["target"], "/echo?tls");
+
+    for flags in [
+        ["--tlsv1.2", "--tls-max", "1.2"],
+        ["--tlsv1.3", "--tls-max", "1.3"],
+    ] {
+        let (status, _, _) = curl_tls(https, "app.test", &cert.cert, "/", &flags).unwrap();
+        assert_eq!(status, 200, "{flags:?}");
+    }
+    let (status, _, version) =
+        curl_tls(https, "app.test", &cert.cert, "/", &["--http1.1"]).unwrap();
+    assert_eq!((status, version.as_str()), (200, "1.1"));
+
+    // Health on HTTPS too; and h2load through the whole pipeline.
+    let (status, body, _) = curl_tls(https, "app.test", &cert.cert, "/up", &[]).unwrap();
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let out = run_tool(
+        "h2load",
+        &[
+            "-n",
+            "300",
+            "-c",
+            "4",
+            "-m",
+            "10",
+            &format!("https://127.0.0.1:{https}/"),
+        ],
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("300 succeeded, 0 failed, 0 errored") && report.contains("h2"),
+        "{report}"
+    );
+    drop(t);
+}
+
+#[test]
+fn http2_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (_t, https) = start_tls(&cert, &[("THRUST_HTTP2", "0")]);
+    let (status, _, version) = curl_tls(https, "app.test", &cert.cert, "/", &["--http2"]).unwrap();
+    assert_eq!((status, version.as_str()), (200, "1.1"));
+}
+
+#[test]
+fn the_http_port_redirects_covered_hosts_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test", "*.wild.test"]);
+    let (t, _) = start_tls(&cert, &[]);
+    let r = request(
+        t.port,
+        "GET",
+        "/path?q=1&x=%20",
+        &[("Host", "app.test:8080")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://app.test/path?q=1&x=%20"))
+    );
+    let r = request(t.port, "GET", "/", &[("Host", "a.wild.test")], b"").unwrap();
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://a.wild.test/"))
+    );
+    for host in ["evil.example", "wild.test", "a.b.wild.test"] {
+        let r = request(t.port, "GET", "/", &[("Host", host)], b"").unwrap();
+        assert_eq!(r.status, 421, "{host}");
+    }
+    // Health checks and ACME challenges are answered on HTTP, never redirected.
+    let r = request(t.port, "GET", "/up", &[("Host", "evil.example")], b"").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    let r = request(
+        t.port,
+        "GET",
+        "/.well-known/acme-challenge/token",
+        &[("Host", "app.test")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.text(), "hello from app\n");
+    assert!(
+        t.app_requests("/").is_empty(),
+        "redirected requests never reach the app"
+    );
+}
+
+#[test]
+fn certificate_files_are_reloaded_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = self_signed(dir.path(), "first", &["app.test"]);
+    let live = Cert {
+        cert: dir.path().join("live.crt"),
+        key: dir.path().join("live.key"),
+    };
+    std::fs::copy(&first.cert, &live.cert).unwrap();
+    std::fs::copy(&first.key, &live.key).unwrap();
+    let (t, https) = start_tls(&live, &[]);
+
+    // A stream that spans the swap.
+    let url = format!("https://app.test:{https}/sse?n=5&interval=0.8");
+    let resolve = format!("app.test:{https}:127.0.0.1");
+    let swap_dir = dir.path().to_path_buf();
+    let swapper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let second = self_signed(&swap_dir, "second", &["app.test", "renamed.test"]);
+        std::fs::copy(&second.key, swap_dir.join("live.key")).unwrap();
+        std::fs::copy(&second.cert, swap_dir.join("live.crt")).unwrap();
+        second
+    });
+    let stream = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-N",
+            "--max-time",
+            "20",
+            "--cacert",
+            first.cert.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let second = swapper.join().unwrap();
+    assert!(
+        t.wait_log(Duration::from_secs(1), |l| l["msg"]
+            == "Certificate reloaded")
+            .is_some(),
+        "reloaded while the stream was open"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&stream.stdout)
+            .matches("data: event")
+            .count(),
+        5,
+        "the open stream survived the reload"
+    );
+
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        curl_tls(https, "renamed.test", &second.cert, "/", &[]).is_ok()
+    });
+    assert!(reloaded, "the new certificate is served");
+    assert!(
+        curl_tls(https, "app.test", &first.cert, "/", &[]).is_err(),
+        "the old certificate is gone"
+    );
+}
+
+#[test]
+fn unreadable_or_mismatched_files_stop_startup_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = self_signed(dir.path(), "one", &["app.test"]);
+    let two = self_signed(dir.path(), "two", &["app.test"]);
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    for (cert, key, named) in [
+        (&one.cert, &two.key, "SSL_KEY_PATH"),
+        (&garbage, &one.key, "SSL_CERT_PATH"),
+        (&one.cert, &garbage, "SSL_KEY_PATH"),
+    ] {
+        let out = std::process::Command::new(THRUST)
+            .args(["sleep", "5"])
+            .env("HTTP_PORT", free_port().to_string())
+            .env("HTTPS_PORT", free_port().to_string())
+            .env("SSL_CERT_PATH", cert)
+            .env("SSL_KEY_PATH", key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+}
