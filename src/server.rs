@@ -76,6 +76,7 @@ impl Protocols {
         builder
             .http2()
             .timer(TokioTimer::new())
+            .enable_connect_protocol()
             .max_concurrent_streams(250)
             .max_header_list_size(MAX_HEAD_BYTES as u32);
         Protocols::Auto(builder)

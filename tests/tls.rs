@@ -259,3 +259,40 @@ fn unreadable_or_mismatched_files_stop_startup_naming_the_file() {
         assert!(stderr.contains(named), "{named}: {stderr}");
     }
 }
+
+#[test]
+fn websocket_over_http2_is_bridged_to_an_http1_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (t, https) = start_tls(&cert, &[]);
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/h2_ws_client.py");
+    let out = run_tool(
+        "/usr/bin/python3",
+        &[
+            client.to_str().unwrap(),
+            "app.test",
+            &https.to_string(),
+            "/ws",
+            "hello",
+            "over h2",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(result["connect_protocol"], true, "{result}");
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["echoes"], serde_json::json!(["hello", "over h2"]));
+    // The app saw an ordinary HTTP/1.1 WebSocket handshake.
+    let handshake = &t.app_requests("/ws")[0];
+    assert_eq!(handshake["method"], "GET");
+    assert_eq!(handshake["headers"]["upgrade"], "websocket");
+    assert_eq!(
+        handshake["headers"]["sec-websocket-key"]
+            .as_str()
+            .unwrap()
+            .len(),
+        24
+    );
+    assert_eq!(handshake["headers"]["x-forwarded-proto"], "https");
+}

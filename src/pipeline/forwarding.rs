@@ -49,6 +49,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Turns an HTTP/2 extended CONNECT for WebSocket into the HTTP/1.1
+/// handshake the app expects: GET, Upgrade, and a fresh Sec-WebSocket-Key
+/// (RFC 8441 drops the key; the app server requires one).
+pub fn as_websocket_handshake(parts: &mut http::request::Parts) {
+    use base64::Engine;
+    parts.method = http::Method::GET;
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    let key = base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes());
+    if let Ok(key) = HeaderValue::from_str(&key) {
+        parts.headers.insert(header::SEC_WEBSOCKET_KEY, key);
+    }
+    if !parts.headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+        parts.headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+}
+
 /// Whether a request asks to switch protocols (WebSocket over HTTP/1.1).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)

@@ -2,7 +2,7 @@
 //! both ways, upgrades, and the 4xx/5xx answers for what can go wrong.
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -27,7 +27,15 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         return bad_gateway(app).await;
     }
 
-    let upgrade = req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers());
+    // WebSocket over HTTP/2 (RFC 8441): an extended CONNECT, bridged to an
+    // HTTP/1.1 upgrade, which is what app servers speak.
+    let h2_websocket = req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    let upgrade = h2_websocket
+        || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_string();
@@ -43,6 +51,13 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         }
     }
     forwarding::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let upstream_body = if h2_websocket {
+        forwarding::as_websocket_handshake(&mut parts);
+        // The stream itself carries the WebSocket bytes once upgraded.
+        body::empty()
+    } else {
+        body::boxed(RequestBody::new(incoming, limit, read_timeout(app)))
+    };
     let host = parts.headers.get(header::HOST).cloned();
     forwarding::set_forwarded(
         &mut parts.headers,
@@ -65,11 +80,7 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n", true),
     };
     parts.version = Version::HTTP_11;
-    let read_timeout = (!app.config.read_timeout.is_zero()).then_some(app.config.read_timeout);
-    let upstream_req = Request::from_parts(
-        parts,
-        body::boxed(RequestBody::new(incoming, limit, read_timeout)),
-    );
+    let upstream_req = Request::from_parts(parts, upstream_body);
 
     let sent = app.client.request(upstream_req);
     let result = match app.config.upstream_timeout {
@@ -104,7 +115,18 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
                     Err(e) => tracing::debug!(error = %e, "Upgrade failed"),
                 }
             });
-            let (parts, _) = response.into_parts();
+            let (mut parts, _) = response.into_parts();
+            if h2_websocket {
+                // HTTP/2 accepts the stream with a 200 and no connection headers.
+                parts.status = StatusCode::OK;
+                for name in [
+                    header::UPGRADE,
+                    header::CONNECTION,
+                    header::SEC_WEBSOCKET_ACCEPT,
+                ] {
+                    parts.headers.remove(name);
+                }
+            }
             return Response::from_parts(parts, body::empty());
         }
     }
@@ -112,6 +134,10 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     let (mut parts, incoming) = response.into_parts();
     forwarding::strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body::boxed(incoming))
+}
+
+fn read_timeout(app: &App) -> Option<std::time::Duration> {
+    (!app.config.read_timeout.is_zero()).then_some(app.config.read_timeout)
 }
 
 /// The answer when the exchange with the app failed before a response head.
