@@ -296,3 +296,95 @@ fn websocket_over_http2_is_bridged_to_an_http1_upgrade() {
     );
     assert_eq!(handshake["headers"]["x-forwarded-proto"], "https");
 }
+
+/// Runs an abusive HTTP/2 client while ordinary clients keep asking; returns
+/// the abuser's report once both are done.
+fn abuse_while_serving(mode: &str, n: &str) -> (serde_json::Value, Thrust) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (t, https) = start_tls(&cert, &[("LOG_REQUESTS", "0")]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/h2_abuse.py");
+    let (mode, n, port) = (mode.to_string(), n.to_string(), https.to_string());
+    let abuser = std::thread::spawn(move || {
+        run_tool(
+            "/usr/bin/python3",
+            &[script.to_str().unwrap(), &mode, &port, &n],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..5 {
+        let answer = curl_tls(
+            https,
+            "app.test",
+            &cert.cert,
+            &format!("/?during={i}"),
+            &["--http2"],
+        );
+        assert_eq!(
+            answer.as_ref().map(|a| a.0),
+            Ok(200),
+            "an ordinary client was not served: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = abuser.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    // And thrust is still there afterwards.
+    assert_eq!(
+        curl_tls(https, "app.test", &cert.cert, "/", &["--http2"]).map(|a| a.0),
+        Ok(200)
+    );
+    drop(dir);
+    (report, t)
+}
+
+#[test]
+fn http2_rapid_reset_is_cut_off() {
+    let (report, _t) = abuse_while_serving("rapid_reset", "5000");
+    // hyper/h2 answer a reset flood with GOAWAY (ENHANCE_YOUR_CALM = 11).
+    assert!(
+        report["goaway"] == 11 || report["closed"] == true,
+        "{report}"
+    );
+}
+
+#[test]
+fn http2_stream_floods_are_capped() {
+    let (report, t) = abuse_while_serving("streams", "1000");
+    assert!(
+        report["resets"].as_u64().unwrap_or(0) >= 700 || report.get("goaway").is_some(),
+        "streams beyond the limit are refused: {report}"
+    );
+    assert!(
+        t.app_requests("/hang").len() <= 250,
+        "{} hangs reached the app",
+        t.app_requests("/hang").len()
+    );
+}
+
+#[test]
+fn http2_huge_header_lists_are_refused() {
+    let (report, t) = abuse_while_serving("big_headers", "200000");
+    assert!(
+        report.get("responses").is_none() || report["responses"] == 0,
+        "{report}"
+    );
+    assert!(
+        report.get("resets").is_some()
+            || report.get("goaway").is_some()
+            || report["closed"] == true,
+        "{report}"
+    );
+    assert!(t
+        .app_requests("/")
+        .iter()
+        .all(|r| r["headers"].get("x-big-0").is_none()));
+}
+
+#[test]
+fn http2_slow_window_clients_do_not_stop_others() {
+    let (report, _t) = abuse_while_serving("slow_window", "100");
+    assert!(report.get("error").is_none(), "{report}");
+}
