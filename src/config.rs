@@ -74,6 +74,8 @@ pub const VARIABLES: &[Variable] = &[
     var("ACME_EMAIL", &[], Kind::Text, "unset", "ACME account contact"),
     var("EAB_KID", &[], Kind::Text, "unset", "External Account Binding key id"),
     var("EAB_HMAC_KEY", &[], Kind::Text, "unset", "External Account Binding key (base64url)"),
+    var("THRUST_ACME_CHALLENGE", &[], Kind::Text, "tls-alpn-01", "ACME challenge to answer: `tls-alpn-01` (needs only the HTTPS port) or `http-01`"),
+    var("THRUST_ACME_RENEW_WITHIN", &[], Kind::Seconds, "a third of the lifetime", "renew a certificate this many seconds before it expires"),
     var("STORAGE_PATH", &[], Kind::Text, "./storage/thruster", "where the ACME account key and certificates are kept (0600)"),
     var("THRUST_HTTP2", &[], Kind::Bool, "on when TLS is on", "offer `h2` by ALPN on the TLS port"),
     var("H2C_ENABLED", &[], Kind::Bool, "off", "HTTP/2 prior-knowledge cleartext on the HTTP port"),
@@ -145,6 +147,12 @@ pub enum Encoding {
     Gzip,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    TlsAlpn01,
+    Http01,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcmeSettings {
     pub domains: Vec<String>,
@@ -152,6 +160,9 @@ pub struct AcmeSettings {
     pub email: Option<String>,
     pub eab: Option<(String, String)>,
     pub storage: PathBuf,
+    pub challenge: AcmeChallenge,
+    /// None: renew when a third of the lifetime remains.
+    pub renew_within: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -411,6 +422,16 @@ impl Config {
             (None, None) => None,
         };
 
+        let challenge = match env.text("THRUST_ACME_CHALLENGE") {
+            None => AcmeChallenge::TlsAlpn01,
+            Some(v) if v.eq_ignore_ascii_case("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
+            Some(v) if v.eq_ignore_ascii_case("http-01") => AcmeChallenge::Http01,
+            Some(_) => return Err(env.invalid("THRUST_ACME_CHALLENGE", "tls-alpn-01 or http-01")),
+        };
+        let renew_within = env
+            .parsed("THRUST_ACME_RENEW_WITHIN", parse_whole)?
+            .map(Duration::from_secs);
+
         let send_file_header = match env.text("THRUST_SEND_FILE_HEADER") {
             None => SendFileHeader::XSendfile,
             Some(v) if v.eq_ignore_ascii_case("x-sendfile") => SendFileHeader::XSendfile,
@@ -480,6 +501,8 @@ impl Config {
                     .text("STORAGE_PATH")
                     .unwrap_or_else(|| "./storage/thruster".to_string())
                     .into(),
+                challenge,
+                renew_within,
             },
             http2: env.boolean("THRUST_HTTP2", tls_on)?,
             h2c: env.boolean("H2C_ENABLED", false)?,

@@ -2,6 +2,7 @@
 //! `run` wires the supervisor, the readiness watch and the server together.
 
 mod accept_encoding;
+mod acme;
 pub mod body;
 mod cache_control;
 mod compress;
@@ -75,10 +76,13 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
                 return 2;
             }
         },
-        Tls::Acme => {
-            eprintln!("thrust: TLS_DOMAIN: automatic certificates are not available yet; use SSL_CERT_PATH and SSL_KEY_PATH");
-            return 2;
-        }
+        Tls::Acme => match acme::Acme::new(config.acme.clone()) {
+            Ok(acme) => Some(Certificates::Acme(acme)),
+            Err(e) => {
+                eprintln!("thrust: STORAGE_PATH={:?}: {e}", config.acme.storage);
+                return 2;
+            }
+        },
     };
     let https = match &certificates {
         None => None,
@@ -91,8 +95,8 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
                     return 1;
                 }
             };
-            let tls_config = match tls::server_config(certificates, config.http2) {
-                Ok(tls_config) => tls_config,
+            let handshaker = match tls::Handshaker::new(certificates, config.http2) {
+                Ok(handshaker) => handshaker,
                 Err(e) => {
                     eprintln!("thrust: TLS setup failed: {e}");
                     return 2;
@@ -101,7 +105,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             certificates.keep_current();
             Some(server::Https {
                 listener,
-                acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+                handshaker: Arc::new(handshaker),
                 http2: config.http2,
             })
         }

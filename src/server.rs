@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::Handshaker;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,7 +17,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
@@ -86,7 +86,7 @@ impl Protocols {
 /// The HTTPS side: its listener, the TLS acceptor and whether h2 is offered.
 pub struct Https {
     pub listener: TcpListener,
-    pub acceptor: TlsAcceptor,
+    pub handshaker: Arc<Handshaker>,
     pub http2: bool,
 }
 
@@ -195,10 +195,10 @@ impl Server {
                 output = &mut stop => break output,
                 (stream, remote) = accept(Some(&http)) => shared.spawn(stream, remote, false, &plain),
                 (stream, remote) = accept(https.as_ref().map(|h| &h.listener)) => {
-                    let Some(acceptor) = https.as_ref().map(|h| h.acceptor.clone()) else { continue };
+                    let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
                     let (shared, secure) = (shared.clone(), secure.clone());
                     tokio::spawn(async move {
-                        match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                        match tokio::time::timeout(handshake_limit, handshaker.accept(stream)).await {
                             Ok(Ok(tls)) => shared.spawn(tls, remote, true, &secure),
                             Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
                             Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),

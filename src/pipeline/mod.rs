@@ -116,6 +116,12 @@ pub async fn handle(
         .await;
         let ok = response.status() == StatusCode::OK;
         (response, ok)
+    } else if let Some(answer) = app
+        .certificates
+        .as_ref()
+        .and_then(|c| redirect::acme_http_challenge(c, &req))
+    {
+        (answer, false)
     } else if let Some(certificates) = app
         .certificates
         .as_ref()

@@ -55,6 +55,23 @@ pub fn is_acme_challenge<B>(req: &Request<B>) -> bool {
     req.uri().path().starts_with("/.well-known/acme-challenge/")
 }
 
+/// The key authorization for a pending HTTP-01 challenge, answered by thrust.
+pub fn acme_http_challenge<B>(
+    certificates: &Certificates,
+    req: &Request<B>,
+) -> Option<Response<Body>> {
+    let token = req
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    let answer = certificates.http_challenge(token)?;
+    let mut response = Response::new(body::full(answer));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Some(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,23 +2,63 @@
 
 pub mod static_cert;
 
+use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rustls::server::ResolvesServerCert;
+use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
+use crate::acme::Acme;
 use static_cert::StaticCert;
 
+/// How long a handshake waits for a certificate whose order is in flight.
+const WAIT_FOR_ORDER: Duration = Duration::from_secs(30);
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// Where certificates come from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Certificates {
     Static(Arc<StaticCert>),
+    Acme(Arc<Acme>),
+}
+
+/// The current ACME certificate for the client's server name.
+#[derive(Debug)]
+struct AcmeCurrent(Arc<Acme>);
+
+impl ResolvesServerCert for AcmeCurrent {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.current(&hello.server_name()?.to_ascii_lowercase())
+    }
+}
+
+/// The TLS-ALPN-01 challenge certificate for the client's server name.
+#[derive(Debug)]
+struct AcmeChallenge(Arc<Acme>);
+
+impl ResolvesServerCert for AcmeChallenge {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0
+            .alpn_challenge(&hello.server_name()?.to_ascii_lowercase())
+    }
+}
+
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acme")
+    }
 }
 
 impl Certificates {
     fn resolver(&self) -> Arc<dyn ResolvesServerCert> {
         match self {
             Certificates::Static(cert) => cert.clone(),
+            Certificates::Acme(acme) => Arc::new(AcmeCurrent(acme.clone())),
         }
     }
 
@@ -28,6 +68,15 @@ impl Certificates {
             Certificates::Static(cert) => {
                 tokio::spawn(cert.clone().watch());
             }
+            Certificates::Acme(acme) => acme.start(),
+        }
+    }
+
+    /// The ACME HTTP-01 answer for a token, when one is pending.
+    pub fn http_challenge(&self, token: &str) -> Option<String> {
+        match self {
+            Certificates::Acme(acme) => acme.http_challenge(token),
+            Certificates::Static(_) => None,
         }
     }
 
@@ -35,24 +84,93 @@ impl Certificates {
     pub fn covers(&self, host: &str) -> bool {
         match self {
             Certificates::Static(cert) => static_cert::covers(&cert.current(), host),
+            Certificates::Acme(acme) => acme.covers(host),
         }
     }
 }
 
-/// TLS 1.2 and 1.3 with the ring provider; ALPN offers h2 when enabled.
-pub fn server_config(
-    certificates: &Certificates,
-    http2: bool,
+/// TLS 1.2 and 1.3 with the ring provider and the given ALPN protocols.
+fn config_with(
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(certificates.resolver());
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
+}
+
+/// Performs TLS handshakes for the HTTPS listener.
+pub enum Handshaker {
+    Static(TlsAcceptor),
+    /// Reads the ClientHello first: challenges get the challenge
+    /// certificate, listed names wait (bounded) for an order in flight, and
+    /// unlisted names are refused without contacting the ACME server.
+    Acme {
+        acme: Arc<Acme>,
+        main: Arc<ServerConfig>,
+        challenge: Arc<ServerConfig>,
+    },
+}
+
+impl Handshaker {
+    /// ALPN offers h2 when enabled.
+    pub fn new(certificates: &Certificates, http2: bool) -> Result<Self, rustls::Error> {
+        let alpn = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        let main = config_with(certificates.resolver(), alpn)?;
+        Ok(match certificates {
+            Certificates::Static(_) => Handshaker::Static(TlsAcceptor::from(main)),
+            Certificates::Acme(acme) => Handshaker::Acme {
+                acme: acme.clone(),
+                main,
+                challenge: config_with(
+                    Arc::new(AcmeChallenge(acme.clone())),
+                    vec![ACME_TLS_ALPN.to_vec()],
+                )?,
+            },
+        })
+    }
+
+    pub async fn accept(&self, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let (acme, main, challenge) = match self {
+            Handshaker::Static(acceptor) => return acceptor.accept(stream).await,
+            Handshaker::Acme {
+                acme,
+                main,
+                challenge,
+            } => (acme, main, challenge),
+        };
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let hello = start.client_hello();
+        let name = hello
+            .server_name()
+            .map(str::to_ascii_lowercase)
+            .filter(|name| acme.covers(name));
+        let wants_challenge = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        let Some(name) = name else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "server name not in TLS_DOMAIN",
+            ));
+        };
+        if wants_challenge {
+            return start.into_stream(challenge.clone()).await;
+        }
+        if acme.certificate_for(&name, WAIT_FOR_ORDER).await.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no certificate for {name} yet"),
+            ));
+        }
+        start.into_stream(main.clone()).await
+    }
 }

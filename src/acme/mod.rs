@@ -1,0 +1,344 @@
+//! Automatic certificates (ACME, RFC 8555) through instant-acme: an account
+//! kept in STORAGE_PATH, one certificate per TLS_DOMAIN name, ordered at
+//! start-up in the background, answered by TLS-ALPN-01 (in the TLS resolver)
+//! or HTTP-01 (on the HTTP port), reused across restarts and renewed when a
+//! third of its lifetime remains, with backoff on failure.
+
+mod client;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use tokio::sync::watch;
+
+use crate::config::{AcmeChallenge, AcmeSettings};
+use store::Store;
+
+/// First retry after a failed order; doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+pub struct Acme {
+    settings: AcmeSettings,
+    /// Current certificate per domain.
+    certificates: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Bumped whenever a certificate arrives, for handshakes waiting on one.
+    arrived: watch::Sender<u64>,
+    /// HTTP-01: token → key authorization.
+    http_tokens: Mutex<HashMap<String, String>>,
+    /// TLS-ALPN-01: domain → the challenge certificate.
+    alpn_certificates: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    account: tokio::sync::Mutex<Option<Account>>,
+    store: Store,
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// A chain and key in PEM, ready for rustls, with the chain's end of validity.
+fn certified(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Arc<CertifiedKey>, SystemTime, SystemTime), String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let leaf = chain.first().ok_or("empty certificate chain")?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    };
+    let (from, until) = (
+        at(parsed.validity().not_before),
+        at(parsed.validity().not_after),
+    );
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| e.to_string())?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| e.to_string())?;
+    Ok((Arc::new(certified), from, until))
+}
+
+impl Acme {
+    pub fn new(settings: AcmeSettings) -> std::io::Result<Arc<Self>> {
+        let store = Store::open(&settings.storage)?;
+        Ok(Arc::new(Acme {
+            settings,
+            certificates: RwLock::default(),
+            arrived: watch::Sender::new(0),
+            http_tokens: Mutex::default(),
+            alpn_certificates: RwLock::default(),
+            account: tokio::sync::Mutex::new(None),
+            store,
+        }))
+    }
+
+    pub fn covers(&self, host: &str) -> bool {
+        self.settings.domains.iter().any(|d| d == host)
+    }
+
+    /// The certificate for `domain`, waiting up to `limit` while its order is
+    /// in flight.
+    pub async fn certificate_for(
+        &self,
+        domain: &str,
+        limit: Duration,
+    ) -> Option<Arc<CertifiedKey>> {
+        let mut arrived = self.arrived.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(found) = self.current(domain) {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, arrived.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    pub fn current(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.certificates.read().ok()?.get(domain).cloned()
+    }
+
+    pub fn alpn_challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.alpn_certificates.read().ok()?.get(domain).cloned()
+    }
+
+    pub fn http_challenge(&self, token: &str) -> Option<String> {
+        self.http_tokens.lock().ok()?.get(token).cloned()
+    }
+
+    /// Loads stored certificates and starts keeping every domain's current.
+    pub fn start(self: &Arc<Self>) {
+        for domain in self.settings.domains.clone() {
+            let expires = self.store.certificate(&domain).and_then(|(chain, key)| match certified(&chain, &key) {
+                Ok((cert, from, until)) => {
+                    self.install(&domain, cert);
+                    tracing::info!(domain = %domain, "Certificate loaded from storage");
+                    Some((from, until))
+                }
+                Err(e) => {
+                    tracing::warn!(domain = %domain, error = %e, "Stored certificate unusable, ordering a new one");
+                    None
+                }
+            });
+            let acme = self.clone();
+            tokio::spawn(async move { acme.maintain(domain, expires).await });
+        }
+    }
+
+    fn install(&self, domain: &str, cert: Arc<CertifiedKey>) {
+        if let Ok(mut certificates) = self.certificates.write() {
+            certificates.insert(domain.to_string(), cert);
+        }
+        self.arrived.send_modify(|n| *n += 1);
+    }
+
+    /// When a certificate valid `from`..`until` is due for renewal.
+    fn renew_at(&self, from: SystemTime, until: SystemTime) -> SystemTime {
+        let lifetime = until.duration_since(from).unwrap_or_default();
+        let ahead = self.settings.renew_within.unwrap_or(lifetime / 3);
+        until.checked_sub(ahead).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    async fn maintain(
+        self: Arc<Self>,
+        domain: String,
+        mut validity: Option<(SystemTime, SystemTime)>,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if let Some((from, until)) = validity {
+                let wait = self
+                    .renew_at(from, until)
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::sleep(wait).await;
+            }
+            let renewing = validity.is_some();
+            tracing::info!(domain = %domain, renewing, "Certificate ordered");
+            match self.obtain(&domain).await {
+                Ok(obtained) => {
+                    validity = Some(obtained);
+                    backoff = FIRST_BACKOFF;
+                    let msg = if renewing {
+                        "Certificate renewed"
+                    } else {
+                        "Certificate obtained"
+                    };
+                    tracing::info!(domain = %domain, msg);
+                }
+                Err(e) => {
+                    tracing::error!(domain = %domain, error = %e, retry_in_s = backoff.as_secs(), "Certificate failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn account(&self) -> Result<Account, String> {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let directory = &self.settings.directory;
+        let builder = || client::http_client().map(Account::builder_with_http);
+        let account = match self
+            .store
+            .account(directory)
+            .and_then(|json| serde_json::from_slice::<AccountCredentials>(&json).ok())
+        {
+            Some(credentials) => builder()?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => {
+                let contact = self
+                    .settings
+                    .email
+                    .as_ref()
+                    .map(|email| format!("mailto:{email}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let eab = match &self.settings.eab {
+                    Some((kid, key)) => Some(ExternalAccountKey::new(
+                        kid.clone(),
+                        &decode_base64url(key)?,
+                    )),
+                    None => None,
+                };
+                let new = NewAccount {
+                    contact: &contacts,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let (account, credentials) = builder()?
+                    .create(&new, directory.clone(), eab.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+                self.store
+                    .save_account(directory, &json)
+                    .map_err(|e| format!("cannot store the account: {e}"))?;
+                tracing::info!(directory = %directory, "ACME account created");
+                account
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// One order, start to finish; returns the new certificate's validity.
+    async fn obtain(&self, domain: &str) -> Result<(SystemTime, SystemTime), String> {
+        let account = self.account().await?;
+        let identifiers = [Identifier::Dns(domain.to_string())];
+        let mut order = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .map_err(|e| e.to_string())?;
+        let kind = match self.settings.challenge {
+            AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            AcmeChallenge::Http01 => ChallengeType::Http01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization.map_err(|e| e.to_string())?;
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let mut challenge = authorization
+                .challenge(kind.clone())
+                .ok_or(format!("the ACME server offers no {kind:?} challenge"))?;
+            let key_authorization = challenge.key_authorization();
+            match kind {
+                ChallengeType::TlsAlpn01 => {
+                    let cert = alpn_certificate(domain, key_authorization.digest().as_ref())?;
+                    if let Ok(mut map) = self.alpn_certificates.write() {
+                        map.insert(domain.to_string(), cert);
+                    }
+                }
+                _ => {
+                    if let Ok(mut map) = self.http_tokens.lock() {
+                        map.insert(
+                            challenge.token.clone(),
+                            key_authorization.as_str().to_string(),
+                        );
+                    }
+                }
+            }
+            challenge.set_ready().await.map_err(|e| e.to_string())?;
+        }
+        let status = order
+            .poll_ready(&RetryPolicy::default())
+            .await
+            .map_err(|e| e.to_string());
+        self.clear_challenges(domain);
+        if status? != OrderStatus::Ready {
+            return Err("the order did not become ready (challenge failed)".into());
+        }
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key).map_err(|e| e.to_string())?;
+        order
+            .finalize_csr(csr.der())
+            .await
+            .map_err(|e| e.to_string())?;
+        let chain = order
+            .poll_certificate(&RetryPolicy::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let key_pem = key.serialize_pem();
+        let (cert, from, until) = certified(chain.as_bytes(), key_pem.as_bytes())?;
+        self.store
+            .save_certificate(domain, chain.as_bytes(), key_pem.as_bytes())
+            .map_err(|e| format!("cannot store the certificate: {e}"))?;
+        self.install(domain, cert);
+        Ok((from, until))
+    }
+
+    fn clear_challenges(&self, domain: &str) {
+        if let Ok(mut map) = self.alpn_certificates.write() {
+            map.remove(domain);
+        }
+        if let Ok(mut map) = self.http_tokens.lock() {
+            map.clear();
+        }
+    }
+}
+
+/// The self-signed certificate that answers a TLS-ALPN-01 challenge
+/// (RFC 8737): the domain, and the key authorization's digest in the
+/// acmeIdentifier extension.
+fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+fn decode_base64url(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|e| format!("EAB_HMAC_KEY is not base64url: {e}"))
+}
