@@ -23,6 +23,10 @@ use tokio::sync::watch;
 use crate::config::{AcmeChallenge, AcmeSettings};
 use store::Store;
 
+/// Never order again for a domain sooner than this after a success, whatever
+/// THRUST_ACME_RENEW_WITHIN says: a setting longer than the certificate's
+/// lifetime must not turn into a stream of orders.
+const MIN_RENEWAL_GAP: Duration = Duration::from_secs(60);
 /// First retry after a failed order; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -158,13 +162,15 @@ impl Acme {
         mut validity: Option<(SystemTime, SystemTime)>,
     ) {
         let mut backoff = FIRST_BACKOFF;
+        // No gap before the first renewal of a certificate found in storage.
+        let mut gap = Duration::ZERO;
         loop {
             if let Some((from, until)) = validity {
                 let wait = self
                     .renew_at(from, until)
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(wait.max(gap)).await;
             }
             let renewing = validity.is_some();
             tracing::info!(domain = %domain, renewing, "Certificate ordered");
@@ -172,12 +178,12 @@ impl Acme {
                 Ok(obtained) => {
                     validity = Some(obtained);
                     backoff = FIRST_BACKOFF;
-                    let msg = if renewing {
-                        "Certificate renewed"
+                    gap = MIN_RENEWAL_GAP;
+                    if renewing {
+                        tracing::info!(domain = %domain, "Certificate renewed");
                     } else {
-                        "Certificate obtained"
-                    };
-                    tracing::info!(domain = %domain, msg);
+                        tracing::info!(domain = %domain, "Certificate obtained");
+                    }
                 }
                 Err(e) => {
                     tracing::error!(domain = %domain, error = %e, retry_in_s = backoff.as_secs(), "Certificate failed");
@@ -331,9 +337,14 @@ fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider())
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    // Built without `from_der`'s consistency check: that parses the
+    // certificate with webpki, which rejects the critical acmeIdentifier
+    // extension this certificate exists to carry.
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing_key)))
 }
 
 fn decode_base64url(text: &str) -> Result<Vec<u8>, String> {
