@@ -344,7 +344,10 @@ fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
         .key_provider
         .load_private_key(key_der)
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing_key)))
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
 }
 
 fn decode_base64url(text: &str) -> Result<Vec<u8>, String> {

@@ -1,0 +1,389 @@
+//! Automatic certificates against a real ACME server: Debian's pebble, with
+//! pebble-challtestsrv answering its DNS queries with 127.0.0.1 (SPEC §9).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// pebble and its DNS stand-in, on free ports, killed on drop.
+struct Pebble {
+    processes: Vec<Child>,
+    dir: tempfile::TempDir,
+    directory: String,
+    management: u16,
+    /// The CA that signed pebble's own HTTPS certificate (for SSL_CERT_FILE).
+    ca: PathBuf,
+}
+
+impl Pebble {
+    /// Validates challenges against `http_port` / `tls_port` on 127.0.0.1.
+    fn start(http_port: u16, tls_port: u16, eab: Option<(&str, &str)>) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // Distinct names: OpenSSL takes a certificate whose subject equals its
+        // issuer for a self-signed one.
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "thrust test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let mut server_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server_params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        server_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), server_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), server_key.serialize_pem()).unwrap();
+
+        let (listen, management, dns) = (free_port(), free_port(), free_port());
+        let eab_config = match eab {
+            Some((kid, key)) => format!(
+                r#","externalAccountBindingRequired": true, "externalAccountMACKeys": {{"{kid}": "{key}"}}"#
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": ""{eab_config}}}}}"#,
+            cert = dir.path().join("cert.pem").display(),
+            key = dir.path().join("key.pem").display(),
+        );
+        std::fs::write(dir.path().join("pebble.json"), config).unwrap();
+        let log = |name: &str| Stdio::from(std::fs::File::create(dir.path().join(name)).unwrap());
+        let dns_server = Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+            ])
+            .args([
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .stdout(log("challtestsrv.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv is required; run scripts/test to install pebble");
+        let pebble = Command::new("pebble")
+            .args([
+                "-config",
+                dir.path().join("pebble.json").to_str().unwrap(),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns}"),
+            ])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble is required; run scripts/test to install it");
+        let pebble = Pebble {
+            processes: vec![dns_server, pebble],
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            management,
+            ca,
+            dir,
+        };
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+        }));
+        pebble
+    }
+
+    /// The root that signs pebble's certificates, as PEM in a file.
+    fn issuing_root(&self) -> PathBuf {
+        let out = run_tool(
+            "curl",
+            &[
+                "-s",
+                "-S",
+                "--cacert",
+                self.ca.to_str().unwrap(),
+                &format!("https://127.0.0.1:{}/roots/0", self.management),
+            ],
+        );
+        assert!(
+            out.stdout.starts_with(b"-----BEGIN"),
+            "pebble's root: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.dir.path().join("root.pem");
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    }
+
+    /// How many orders pebble has been asked for.
+    fn orders(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("pebble.log"))
+            .unwrap_or_default()
+            .matches("POST /order-plz")
+            .count()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Site {
+    http: u16,
+    https: u16,
+    storage: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        Site {
+            http: free_port(),
+            https: free_port(),
+            storage: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// thrust for app.test, with the given extra settings.
+    fn thrust(&self, pebble: &Pebble, extra: &[(&'static str, &str)]) -> Thrust {
+        let mut options = Options::app()
+            .env("TLS_DOMAIN", "app.test")
+            .env("HTTP_PORT", self.http.to_string())
+            .env("HTTPS_PORT", self.https.to_string())
+            .env("ACME_DIRECTORY", pebble.directory.clone())
+            .env("SSL_CERT_FILE", pebble.ca.to_string_lossy())
+            .env(
+                "STORAGE_PATH",
+                self.storage.path().join("certs").to_string_lossy(),
+            );
+        for (name, value) in extra {
+            options = options.env(name, *value);
+        }
+        let mut t = Thrust::start(options);
+        // The harness picked its own HTTP port; the ACME server validates on ours.
+        t.port = self.http;
+        t
+    }
+}
+
+fn https_get(port: u16, root: &Path, host: &str) -> Result<String, String> {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}/");
+    let out = run_tool(
+        "curl",
+        &[
+            "-s",
+            "-S",
+            "--max-time",
+            "40",
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &url,
+        ],
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn obtained(t: &Thrust, limit: Duration) -> bool {
+    t.wait_log(limit, |l| {
+        l["msg"] == "Certificate obtained" && l["domain"] == "app.test"
+    })
+    .is_some()
+}
+
+#[test]
+fn tls_alpn_01_order_end_to_end_with_private_storage() {
+    let site = Site::new();
+    let pebble = Pebble::start(site.http, site.https, None);
+    let t = site.thrust(&pebble, &[]);
+    t.wait_ready();
+    // A handshake that arrives while the order is in flight waits for it.
+    let root = pebble.issuing_root();
+    assert_eq!(
+        https_get(site.https, &root, "app.test").unwrap(),
+        "hello from app\n"
+    );
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+
+    let storage = site.storage.path().join("certs");
+    assert_eq!(
+        std::fs::metadata(&storage).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for name in ["app.test.crt", "app.test.key"] {
+        assert_eq!(
+            std::fs::metadata(storage.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "{name}"
+        );
+    }
+    // HTTP redirects to the domain; other names are refused on HTTPS without an order.
+    let r = request(site.http, "GET", "/x", &[("Host", "app.test")], b"").unwrap();
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://app.test/x"))
+    );
+    let orders = pebble.orders();
+    assert!(https_get(site.https, &root, "other.test").is_err());
+    assert_eq!(
+        pebble.orders(),
+        orders,
+        "an unlisted name never reaches the ACME server"
+    );
+}
+
+#[test]
+fn http_01_order_end_to_end() {
+    let site = Site::new();
+    let pebble = Pebble::start(site.http, site.https, None);
+    let t = site.thrust(&pebble, &[("THRUST_ACME_CHALLENGE", "http-01")]);
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+    let answered = t.log_lines().iter().any(|l| {
+        l["msg"] == "Request"
+            && l["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/.well-known/acme-challenge/"))
+            && l["status"] == 200
+    });
+    assert!(answered, "pebble fetched the HTTP-01 answer from thrust");
+    assert_eq!(
+        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        "hello from app\n"
+    );
+}
+
+#[test]
+fn a_restart_reuses_the_stored_certificate() {
+    let site = Site::new();
+    let pebble = Pebble::start(site.http, site.https, None);
+    let t = site.thrust(&pebble, &[]);
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+    drop(t);
+    let orders = pebble.orders();
+
+    let t = site.thrust(&pebble, &[]);
+    t.wait_ready();
+    assert!(t
+        .wait_log(Duration::from_secs(5), |l| l["msg"]
+            == "Certificate loaded from storage")
+        .is_some());
+    assert_eq!(
+        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        "hello from app\n"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pebble.orders(), orders, "no new order after a restart");
+    assert!(!t
+        .log_lines()
+        .iter()
+        .any(|l| l["msg"] == "Certificate ordered"));
+}
+
+#[test]
+fn renewal_is_forced_by_configuration_and_swapped_in_live() {
+    let site = Site::new();
+    let pebble = Pebble::start(site.http, site.https, None);
+    // Renew when less than ten years remain: pebble's 5-year certificates are
+    // due at once, and the floor between orders spaces the renewal.
+    let t = site.thrust(&pebble, &[("THRUST_ACME_RENEW_WITHIN", "315360000")]);
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+    let first = std::fs::read(site.storage.path().join("certs/app.test.crt")).unwrap();
+    let renewed = t.wait_log(Duration::from_secs(90), |l| {
+        l["msg"] == "Certificate renewed"
+    });
+    assert!(renewed.is_some(), "{}", t.log_text());
+    let second = std::fs::read(site.storage.path().join("certs/app.test.crt")).unwrap();
+    assert_ne!(first, second, "a new certificate was stored");
+    assert_eq!(
+        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        "hello from app\n"
+    );
+}
+
+#[test]
+fn a_failing_acme_server_leaves_http_serving_and_is_retried() {
+    let site = Site::new();
+    // Nothing listens at the directory yet.
+    let placeholder = Pebble::start(free_port(), free_port(), None);
+    let options = Options::app()
+        .env("TLS_DOMAIN", "app.test")
+        .env("HTTP_PORT", site.http.to_string())
+        .env("HTTPS_PORT", site.https.to_string())
+        .env(
+            "ACME_DIRECTORY",
+            format!("https://127.0.0.1:{}/dir", free_port()),
+        )
+        .env("SSL_CERT_FILE", placeholder.ca.to_string_lossy())
+        .env(
+            "STORAGE_PATH",
+            site.storage.path().join("certs").to_string_lossy(),
+        );
+    let mut t = Thrust::start(options);
+    t.port = site.http;
+    t.wait_ready();
+    let failed = t
+        .wait_log(Duration::from_secs(10), |l| {
+            l["msg"] == "Certificate failed"
+        })
+        .unwrap();
+    assert_eq!(failed["level"], "ERROR");
+    assert_eq!(failed["retry_in_s"], 30);
+    // HTTP and the health check keep working.
+    let r = request(site.http, "GET", "/up", &[("Host", "app.test")], b"").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    // And the order is tried again after the backoff, longer the next time.
+    let again = t.wait_log(Duration::from_secs(45), |l| {
+        l["msg"] == "Certificate failed" && l["retry_in_s"] == 60
+    });
+    assert!(again.is_some(), "{}", t.log_text());
+}
+
+#[test]
+fn external_account_binding() {
+    let site = Site::new();
+    let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start(site.http, site.https, Some(("kid-1", key)));
+    let t = site.thrust(
+        &pebble,
+        &[
+            ("EAB_KID", "kid-1"),
+            ("EAB_HMAC_KEY", key),
+            ("ACME_EMAIL", "ops@app.test"),
+        ],
+    );
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+}
