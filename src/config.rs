@@ -356,20 +356,31 @@ impl Config {
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let env = Env { vars };
 
-        let domains: Vec<String> = env
+        // Internationalised names are kept in their ASCII (punycode) form,
+        // which is what SNI, Host headers and certificates carry.
+        let mut domains: Vec<String> = Vec::new();
+        for name in env
             .text("TLS_DOMAIN")
-            .map(|list| {
-                list.split(',')
-                    .map(|d| d.trim().to_ascii_lowercase())
-                    .filter(|d| !d.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(bad) = domains.iter().find(|d| !is_domain_name(d)) {
-            return Err(ConfigError {
-                expected: format!("comma-separated domain names ({bad:?} is not one)"),
-                ..env.invalid("TLS_DOMAIN", "")
-            });
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+        {
+            if name.is_empty() {
+                continue;
+            }
+            match idna::domain_to_ascii(name)
+                .ok()
+                .filter(|ascii| is_domain_name(ascii))
+            {
+                Some(ascii) if !domains.contains(&ascii) => domains.push(ascii),
+                Some(_) => {}
+                None => {
+                    return Err(ConfigError {
+                        expected: format!("comma-separated domain names ({name:?} is not one)"),
+                        ..env.invalid("TLS_DOMAIN", "")
+                    })
+                }
+            }
         }
 
         let tls = match (env.text("SSL_CERT_PATH"), env.text("SSL_KEY_PATH")) {
@@ -732,6 +743,15 @@ mod tests {
         let c = parse(&[("TLS_DOMAIN", "Example.com, www.example.com")]).unwrap();
         assert_eq!(c.tls, Tls::Acme);
         assert_eq!(c.acme.domains, vec!["example.com", "www.example.com"]);
+        let c = parse(&[(
+            "TLS_DOMAIN",
+            "Bücher.example,xn--bcher-kva.example, ÉCOLE.example",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.acme.domains,
+            vec!["xn--bcher-kva.example", "xn--cole-9oa.example"]
+        );
         assert!(!c.forward_headers);
         assert!(c.http2);
     }

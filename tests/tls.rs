@@ -388,3 +388,52 @@ fn http2_slow_window_clients_do_not_stop_others() {
     let (report, _t) = abuse_while_serving("slow_window", "100");
     assert!(report.get("error").is_none(), "{report}");
 }
+
+#[test]
+fn http2_over_tls_streams_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (_t, https) = start_tls(&cert, &[]);
+    let upload = dir.path().join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 20_000_000]).unwrap();
+    let data = format!("@{}", upload.display());
+    let (status, body, version) = curl_tls(
+        https,
+        "app.test",
+        &cert.cert,
+        "/upload",
+        &["--http2", "--data-binary", &data],
+    )
+    .unwrap();
+    assert_eq!(
+        (status, body.as_str(), version.as_str()),
+        (200, "20000000", "2")
+    );
+
+    // The first event arrives long before the stream ends.
+    let resolve = format!("app.test:{https}:127.0.0.1");
+    let url = format!("https://app.test:{https}/sse?n=3&interval=0.7");
+    let out = run_tool(
+        "curl",
+        &[
+            "-s",
+            "--http2",
+            "--cacert",
+            cert.cert.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_starttransfer} %{time_total}",
+            &url,
+        ],
+    );
+    let timings = String::from_utf8_lossy(&out.stdout);
+    let (first, total) = timings.split_once(' ').unwrap();
+    let (first, total): (f64, f64) = (first.parse().unwrap(), total.parse().unwrap());
+    assert!(
+        total - first >= 1.0,
+        "events were not streamed: first byte {first}s, end {total}s"
+    );
+}
