@@ -437,3 +437,67 @@ fn http2_over_tls_streams_both_ways() {
         "events were not streamed: first byte {first}s, end {total}s"
     );
 }
+
+#[test]
+fn rsa_and_ec_keys_in_their_traditional_pem_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    for (tag, make_key) in [
+        ("rsa", vec!["genrsa", "-traditional", "-out"]),
+        (
+            "ec",
+            vec![
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+            ],
+        ),
+    ] {
+        let key = dir.path().join(format!("{tag}.key"));
+        let cert = dir.path().join(format!("{tag}.crt"));
+        let mut args = make_key.clone();
+        args.push(key.to_str().unwrap());
+        if tag == "rsa" {
+            args.push("2048");
+        }
+        assert!(run_tool("openssl", &args).status.success(), "{tag} key");
+        let made = run_tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-key",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+                "-subj",
+                "/CN=app.test",
+                "-addext",
+                "subjectAltName=DNS:app.test",
+                "-days",
+                "2",
+            ],
+        );
+        assert!(made.status.success(), "{tag} certificate");
+        let header = std::fs::read_to_string(&key).unwrap();
+        assert!(
+            header.starts_with(if tag == "rsa" {
+                "-----BEGIN RSA PRIVATE KEY"
+            } else {
+                "-----BEGIN EC PRIVATE KEY"
+            }),
+            "{header}"
+        );
+        let (_t, https) = start_tls(
+            &Cert {
+                cert: cert.clone(),
+                key,
+            },
+            &[],
+        );
+        let (status, _, _) = curl_tls(https, "app.test", &cert, "/", &[]).unwrap();
+        assert_eq!(status, 200, "{tag}");
+    }
+}
