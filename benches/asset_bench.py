@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,24 +30,8 @@ import time
 import gzip
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "tests/apps/app.py")
-THRUST = os.path.join(ROOT, "target/release/thrust")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def ensure_tools():
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool)]
-    if missing:
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + missing, check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import APP, ROOT, THRUST, cpu_seconds, ensure_tools, free_port, nginx_conf, process_tree  # noqa: E402
 
 
 def wait_http(url, timeout=10):
@@ -61,32 +44,6 @@ def wait_http(url, timeout=10):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} never answered")
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        except OSError:
-            pass
-    return total / TICKS
-
-
-def process_tree(pid):
-    pids, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        try:
-            with open(f"/proc/{parent}/task/{parent}/children") as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            kids = []
-        pids += kids
-        frontier += kids
-    return pids
 
 
 def check(url, gzip_wanted, expected):
@@ -138,7 +95,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
-    ensure_tools()
+    ensure_tools([("wrk", "wrk"), ("nginx", "nginx-light")])
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
     work = tempfile.mkdtemp(prefix="thrust-bench-")
@@ -168,7 +125,7 @@ def main():
         nginx_port, nginx_gzip_port = free_port(), free_port()
         conf = os.path.join(work, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(work=work, port=nginx_port, gzip_port=nginx_gzip_port))
+            f.write(nginx_conf(work, NGINX_SERVERS.format(work=work, port=nginx_port, gzip_port=nginx_gzip_port)))
         nginx = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(nginx)
         wait_http(f"http://127.0.0.1:{nginx_port}/assets/app.js")
@@ -198,22 +155,9 @@ def main():
         print(f"| {r['name']} | {'gzip' if r['gzip'] else '-'} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_per_1k']:.3f} | {r['errors']} | {r['rps'] / nginx['rps']:.2f}x |")
 
 
-NGINX_CONF = """
-worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/tmp;
-    proxy_temp_path {work}/tmp;
-    fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp;
-    scgi_temp_path {work}/tmp;
-    include /etc/nginx/mime.types;
+NGINX_SERVERS = """
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
         root {work};
@@ -225,7 +169,6 @@ http {{
         gzip on;
         gzip_types application/javascript text/javascript;
     }}
-}}
 """
 
 if __name__ == "__main__":

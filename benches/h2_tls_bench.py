@@ -22,17 +22,9 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from asset_bench import APP, ROOT, THRUST, cpu_seconds, free_port, process_tree  # noqa: E402
+from benchlib import APP, ROOT, THRUST, cpu_seconds, ensure_tools, free_port, nginx_conf, process_tree  # noqa: E402
 
 BODY = b"x" * 1024
-
-
-def ensure_tools():
-    missing = [pkg for tool, pkg in (("h2load", "nghttp2-client"), ("nginx", "nginx-light")) if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool)]
-    if missing:
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + missing, check=True)
 
 
 def h2load(url, seconds, pids):
@@ -53,7 +45,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
-    ensure_tools()
+    ensure_tools([("h2load", "nghttp2-client"), ("nginx", "nginx-light")])
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="thrust-h2-bench-")
     os.chmod(work, 0o755)
@@ -86,7 +78,7 @@ def main():
         nginx_port = free_port()
         conf = os.path.join(work, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(work=work, port=nginx_port, cert=cert, key=key))
+            f.write(nginx_conf(work, NGINX_SERVERS.format(work=work, port=nginx_port, cert=cert, key=key)))
         nginx = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(nginx)
         time.sleep(1)
@@ -106,19 +98,7 @@ def main():
         print(f"| {name} | {r['rps']:.0f} | {r['cpu_per_1k']:.3f} | {r['errors']} | {r['rps'] / nginx_rps:.2f}x |")
 
 
-NGINX_CONF = """
-worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/tmp;
-    proxy_temp_path {work}/tmp;
-    fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp;
-    scgi_temp_path {work}/tmp;
-    keepalive_requests 1000000;
+NGINX_SERVERS = """
     http2_max_requests 1000000;
     server {{
         listen 127.0.0.1:{port} ssl http2;
@@ -127,7 +107,6 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         root {work};
     }}
-}}
 """
 
 if __name__ == "__main__":
