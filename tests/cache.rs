@@ -12,14 +12,29 @@ fn get_with(port: u16, target: &str, headers: &[(&str, &str)]) -> Response {
     request(port, "GET", target, headers, b"").unwrap()
 }
 
+/// thrust in front of the test app, logging at debug level so a test can see
+/// when a response has been stored (storing finishes after the response).
+fn start_debug() -> Thrust {
+    Thrust::start_ready(Options::app().env("DEBUG", "1"))
+}
+
+/// Waits (bounded) until thrust has stored the response for `target`;
+/// false when it never does.
+fn wait_stored(t: &Thrust, target: &str, limit: Duration) -> bool {
+    t.wait_log(limit, |l| {
+        l["msg"] == "Stored response with its compressed variants" && l["target"] == target
+    })
+    .is_some()
+}
+
 #[test]
 fn a_public_response_is_served_from_memory_after_the_first_request() {
-    let t = Thrust::start_ready(Options::app());
+    let t = start_debug();
     let target = format!("/text?bytes=3000&{PUBLIC}&h_Set_Cookie=session%3D1&h_ETag=%22e1%22");
     let first = get_with(t.port, &target, &[]);
     assert_eq!(first.header("x-cache"), Some("miss"));
     assert_eq!(first.header("set-cookie"), Some("session=1"));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_stored(&t, &target, Duration::from_secs(5)));
     let hit = get_with(t.port, &target, &[]);
     assert_eq!(hit.header("x-cache"), Some("hit"));
     assert_eq!(hit.body, first.body);
@@ -47,11 +62,12 @@ fn a_public_response_is_served_from_memory_after_the_first_request() {
 
 #[test]
 fn only_storable_responses_are_stored() {
-    let t = Thrust::start_ready(Options::app());
+    let t = start_debug();
     let stored = |query: &str| {
         let target = format!("/text?bytes=2000&{query}");
         get_with(t.port, &target, &[]);
-        std::thread::sleep(Duration::from_millis(200));
+        // A storable response shows up in the log; give the others as long.
+        wait_stored(&t, &target, Duration::from_millis(1500));
         get_with(t.port, &target, &[])
             .header("x-cache")
             .unwrap_or_default()
@@ -88,7 +104,7 @@ fn only_storable_responses_are_stored() {
 
 #[test]
 fn keys_cover_query_host_and_varied_headers() {
-    let t = Thrust::start_ready(Options::app());
+    let t = start_debug();
     let target = format!("/text?{PUBLIC}&h_Vary=Accept-Language");
     let cache_state = |target: &str, headers: &[(&str, &str)]| {
         get_with(t.port, target, headers)
@@ -97,7 +113,7 @@ fn keys_cover_query_host_and_varied_headers() {
             .to_string()
     };
     assert_eq!(cache_state(&target, &[("Accept-Language", "fr")]), "miss");
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(wait_stored(&t, &target, Duration::from_secs(5)));
     assert_eq!(cache_state(&target, &[("Accept-Language", "fr")]), "hit");
     assert_eq!(cache_state(&target, &[("Accept-Language", "en")]), "miss");
     assert_eq!(
@@ -115,7 +131,11 @@ fn keys_cover_query_host_and_varied_headers() {
 
 #[test]
 fn entries_expire_and_big_bodies_are_not_kept() {
-    let t = Thrust::start_ready(Options::app().env("MAX_CACHE_ITEM_SIZE", "1500"));
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("MAX_CACHE_ITEM_SIZE", "1500")
+            .env("DEBUG", "1"),
+    );
     let state = |target: &str| {
         get_with(t.port, target, &[])
             .header("x-cache")
@@ -124,7 +144,7 @@ fn entries_expire_and_big_bodies_are_not_kept() {
     };
     let short = "/text?bytes=1000&h_Cache_Control=public,max-age=1";
     state(short);
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(wait_stored(&t, short, Duration::from_secs(5)));
     assert_eq!(state(short), "hit");
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(state(short), "miss", "expired after max-age");
@@ -140,7 +160,7 @@ fn entries_expire_and_big_bodies_are_not_kept() {
     }
     let small_chunked = format!("/text?bytes=1400&chunked=1&{PUBLIC}");
     state(&small_chunked);
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(wait_stored(&t, &small_chunked, Duration::from_secs(5)));
     assert_eq!(state(&small_chunked), "hit");
 }
 
