@@ -214,6 +214,32 @@ fn https_get(port: u16, root: &Path, host: &str) -> Result<String, String> {
     }
 }
 
+/// The PEM of the leaf certificate served for app.test on `port`.
+fn served_leaf(port: u16) -> String {
+    let resolve = format!("app.test:{port}:127.0.0.1");
+    let url = format!("https://app.test:{port}/");
+    let out = run_tool(
+        "curl",
+        &[
+            "-s",
+            "-k",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{certs}",
+            "--resolve",
+            &resolve,
+            &url,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or(0);
+    let end = text
+        .find("-----END CERTIFICATE-----")
+        .map_or(text.len(), |i| i + "-----END CERTIFICATE-----".len());
+    text[start..end].to_string()
+}
+
 fn obtained(t: &Thrust, limit: Duration) -> bool {
     t.wait_log(limit, |l| {
         l["msg"] == "Certificate obtained" && l["domain"] == "app.test"
@@ -326,8 +352,13 @@ fn renewal_is_forced_by_configuration_and_swapped_in_live() {
         l["msg"] == "Certificate renewed"
     });
     assert!(renewed.is_some(), "{}", t.log_text());
-    let second = std::fs::read(site.storage.path().join("certs/app.test.crt")).unwrap();
-    assert_ne!(first, second, "a new certificate was stored");
+    let second = std::fs::read_to_string(site.storage.path().join("certs/app.test.crt")).unwrap();
+    assert_ne!(first, second.as_bytes(), "a new certificate was stored");
+    let leaf = served_leaf(site.https);
+    assert!(
+        !leaf.is_empty() && second.starts_with(&leaf),
+        "the renewed certificate is the one served"
+    );
     assert_eq!(
         https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
         "hello from app\n"
