@@ -12,6 +12,7 @@ mod conn_io;
 mod conn_state;
 mod fd_limit;
 mod head_scan;
+mod headers;
 pub mod listening;
 pub mod log;
 mod pipeline;

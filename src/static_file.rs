@@ -17,6 +17,7 @@ use crate::accept_encoding::negotiate;
 use crate::body::{self, Body};
 use crate::conditional;
 use crate::config::Encoding;
+use crate::headers::{set, vary_on_accept_encoding, weaken_etag};
 use crate::range::{self, RangeRequest};
 
 /// Read size for file bodies: large enough for few syscalls, small enough
@@ -86,35 +87,6 @@ async fn choose_sibling(
     let chosen =
         negotiate(request.accept_encoding.as_deref(), &existing).map(|e| (e, sibling(path, e)));
     (chosen, varies)
-}
-
-fn set(headers: &mut HeaderMap, name: header::HeaderName, value: impl TryInto<HeaderValue>) {
-    if let Ok(value) = value.try_into() {
-        headers.insert(name, value);
-    }
-}
-
-/// Adds `Accept-Encoding` to Vary unless it is there already.
-pub fn vary_on_accept_encoding(headers: &mut HeaderMap) {
-    let present = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|name| name.trim().eq_ignore_ascii_case("accept-encoding") || name.trim() == "*");
-    if !present {
-        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-}
-
-/// Turns a strong entity tag weak: the bytes sent differ from the original.
-pub fn weaken_etag(headers: &mut HeaderMap) {
-    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-        if !etag.starts_with("W/") {
-            let weak = format!("W/{etag}");
-            set(headers, header::ETAG, weak);
-        }
-    }
 }
 
 fn empty_response(mut parts: response::Parts, status: StatusCode) -> Response<Body> {

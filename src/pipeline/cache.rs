@@ -20,9 +20,9 @@ use crate::cache_control::CacheControl;
 use crate::compress::{compress_all, Jitter};
 use crate::conditional;
 use crate::config::Config;
+use crate::headers::{content_length, set, text, vary_on_accept_encoding};
 use crate::range::{self, RangeRequest};
 use crate::response_cache::{BaseKey, Entry, ResponseCache};
-use crate::static_file::vary_on_accept_encoding;
 
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -60,7 +60,7 @@ impl CacheRequest {
     }
 
     fn header(&self, name: HeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        text(&self.headers, name)
     }
 
     /// A Range request is answered from a stored entry but never stored.
@@ -99,10 +99,7 @@ pub fn respond(
         response
     };
 
-    let etag = headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let etag = text(&headers, header::ETAG).map(str::to_string);
     if let Some(if_none_match) = request.header(header::IF_NONE_MATCH) {
         if conditional::none_match(if_none_match, etag.as_deref()) {
             headers.remove(header::CONTENT_LENGTH);
@@ -160,12 +157,6 @@ pub fn respond(
     reply(entry.status, headers, body)
 }
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(name, value);
-    }
-}
-
 /// The Vary names of a storable response; None for `Vary: *`.
 fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names = Vec::new();
@@ -195,11 +186,7 @@ fn storable(status: StatusCode, headers: &HeaderMap, max_item: u64) -> Option<Du
     let status_ok = (200..400).contains(&status.as_u16())
         && status != StatusCode::NOT_MODIFIED
         && status != StatusCode::PARTIAL_CONTENT;
-    let too_big = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len > max_item);
+    let too_big = content_length(headers).is_some_and(|len| len > max_item);
     if !status_ok || too_big {
         return None;
     }

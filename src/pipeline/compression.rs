@@ -14,7 +14,7 @@ use crate::accept_encoding::negotiate;
 use crate::body::{self, Body, BoxError};
 use crate::compress::{Compressor, Jitter};
 use crate::config::{Config, Encoding};
-use crate::static_file::{vary_on_accept_encoding, weaken_etag};
+use crate::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
 
 /// Smaller bodies gain too little to be worth the work.
 const MIN_SIZE: u64 = 1024;
@@ -120,14 +120,8 @@ pub fn worth_compressing(config: &Config, status: StatusCode, headers: &HeaderMa
     {
         return false;
     }
-    let compressible_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(compressible);
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let compressible_type = text(headers, header::CONTENT_TYPE).is_some_and(compressible);
+    let length = content_length(headers);
     compressible_type && length.is_none_or(|len| len >= MIN_SIZE)
 }
 
@@ -176,22 +170,14 @@ pub fn apply(
     let (mut parts, body) = response.into_parts();
     let Some(encoding) = choose(config, request, parts.status, &parts.headers) else {
         if config.compression
-            && parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(compressible)
+            && text(&parts.headers, header::CONTENT_TYPE).is_some_and(compressible)
             && !parts.headers.contains_key(header::CONTENT_ENCODING)
         {
             vary_on_accept_encoding(&mut parts.headers);
         }
         return Response::from_parts(parts, body);
     };
-    let size = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let size = content_length(&parts.headers);
     mark_encoded(&mut parts.headers, encoding);
     vary_on_accept_encoding(&mut parts.headers);
     tracing::debug!(encoding = encoding.token(), target = %request.target, "Compressing response");

@@ -7,9 +7,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::forwarding::{self, ClientFacts};
-use super::request_log::content_length;
 use super::{App, ConnInfo};
 use crate::body::{self, Body, ClientBodyError, RequestBody};
+use crate::headers::content_length;
 
 pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);

@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use http::{header, HeaderMap, Request, Version};
 
+use crate::headers::content_length;
+
 /// What the log line needs from the request, taken before the request is
 /// handed on.
 pub struct RequestFacts {
@@ -25,13 +27,6 @@ fn text(headers: &HeaderMap, name: header::HeaderName) -> String {
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default()
-}
-
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
 
 impl RequestFacts {
