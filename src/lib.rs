@@ -130,6 +130,14 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         None => tracing::info!(http = %format!("0.0.0.0:{}", config.http_port), "Server started"),
     }
 
+    if let Some(port) = config.metrics_port {
+        // Accepted so Thruster-style configurations start, but not served yet:
+        // say so rather than leave the port silently closed.
+        tracing::warn!(
+            port,
+            "THRUST_METRICS_PORT is set, but this version does not serve /metrics yet"
+        );
+    }
     let base_uri = upstream::base_uri(&config.worker);
     let deep_check = config.health_upstream_path.clone().map(|path| {
         let host = config

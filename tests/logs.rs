@@ -96,3 +96,18 @@ fn debug_shows_health_checks() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!quiet.log_lines().iter().any(|l| l["level"] == "DEBUG"));
 }
+
+#[test]
+fn an_unserved_metrics_port_is_called_out() {
+    let metrics = free_port();
+    let t = Thrust::start_ready(Options::app().env("THRUST_METRICS_PORT", metrics.to_string()));
+    let line = t
+        .wait_log(Duration::from_secs(2), |l| {
+            l["level"] == "WARN" && l["port"] == metrics
+        })
+        .unwrap();
+    assert!(line["msg"]
+        .as_str()
+        .unwrap()
+        .contains("THRUST_METRICS_PORT"));
+}
