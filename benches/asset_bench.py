@@ -19,19 +19,17 @@ Fronts:
                 (`gzip on`, level 1, nginx's default).
 Prints a Markdown table; responses are checked before each timed run.
 """
-import argparse
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import gzip
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import APP, ROOT, THRUST, cpu_seconds, ensure_tools, free_port, nginx_conf, process_tree  # noqa: E402
+from benchlib import APP, THRUST, cpu_seconds, free_port, nginx_conf, prepare, process_tree  # noqa: E402
 
 
 def wait_http(url, timeout=10):
@@ -92,14 +90,7 @@ def measure(name, url, pids, gzip_wanted, expected, seconds):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    ensure_tools([("wrk", "wrk"), ("nginx", "nginx-light")])
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-
-    work = tempfile.mkdtemp(prefix="thrust-bench-")
-    os.chmod(work, 0o755)  # nginx's workers run as an unprivileged user
+    args, work = prepare([("wrk", "wrk"), ("nginx", "nginx-light")], "thrust-bench-")
     body = b"".join(b"export function f%d(a, b) { return a * %d + b; } // helper number %d\n" % (i, i, i) for i in range(2000))[: 100 * 1024]
     os.makedirs(os.path.join(work, "assets"))
     path = os.path.join(work, "assets", "app.js")

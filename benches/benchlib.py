@@ -1,8 +1,10 @@
 """Helpers shared by the load benchmarks: ports, CPU accounting, tools, nginx."""
+import argparse
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "tests/apps/app.py")
@@ -72,3 +74,16 @@ http {{
 {servers}
 }}
 """
+
+
+def prepare(tools, prefix):
+    """Parses --seconds, installs missing tools, builds thrust (release) and
+    makes a work directory nginx's unprivileged workers can read."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    ensure_tools(tools)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(work, 0o755)
+    return args, work

@@ -11,18 +11,16 @@ h2load (4 clients, 10 streams each, N seconds) against:
 Reports requests/s, CPU seconds of the server's processes per 1,000
 requests, and errors, as a Markdown table.
 """
-import argparse
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import APP, ROOT, THRUST, cpu_seconds, ensure_tools, free_port, nginx_conf, process_tree  # noqa: E402
+from benchlib import APP, THRUST, cpu_seconds, free_port, nginx_conf, prepare, process_tree  # noqa: E402
 
 BODY = b"x" * 1024
 
@@ -42,13 +40,7 @@ def h2load(url, seconds, pids):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    ensure_tools([("h2load", "nghttp2-client"), ("nginx", "nginx-light")])
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    work = tempfile.mkdtemp(prefix="thrust-h2-bench-")
-    os.chmod(work, 0o755)
+    args, work = prepare([("h2load", "nghttp2-client"), ("nginx", "nginx-light")], "thrust-h2-bench-")
     cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", key, "-out", cert, "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",

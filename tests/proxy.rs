@@ -149,21 +149,7 @@ fn large_uploads_and_downloads_stream_with_flat_memory() {
     let r = read_response(&mut BufReader::new(stream), false).unwrap();
     assert_eq!(r.text(), BIG.to_string());
 
-    let mut stream = connect(t.port);
-    write!(
-        stream,
-        "GET /download?bytes={BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut received = 0u64;
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        let n = stream.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        received += n as u64;
-    }
+    let received = bytes_received(t.port, &format!("/download?bytes={BIG}"));
     assert!(received > BIG && received < BIG + 1024, "{received}");
 
     let (_, peak) = t.memory_kib();

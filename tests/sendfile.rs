@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -225,22 +224,7 @@ fn a_2gb_sparse_file_streams_with_flat_memory() {
     let size = 2u64 << 30;
     std::fs::File::create(&path).unwrap().set_len(size).unwrap();
     let (rss_before, _) = t.memory_kib();
-    let mut stream = connect(t.port);
-    write!(
-        stream,
-        "GET {} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        sendfile_target(&path, "")
-    )
-    .unwrap();
-    let mut received = 0u64;
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = stream.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        received += n as u64;
-    }
+    let received = bytes_received(t.port, &sendfile_target(&path, ""));
     assert!(received > size && received < size + 1024, "{received}");
     let (_, peak) = t.memory_kib();
     assert!(

@@ -457,6 +457,26 @@ pub fn curl(port: u16, target: &str, headers: &[&str]) -> (String, Vec<u8>) {
     )
 }
 
+/// GETs `target` with `Connection: close` and counts every byte that comes
+/// back (head included), reading in 1 MiB chunks so nothing is kept.
+pub fn bytes_received(port: u16, target: &str) -> u64 {
+    let mut stream = connect(port);
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut received = 0u64;
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            return received;
+        }
+        received += n as u64;
+    }
+}
+
 /// Runs a command line tool to completion (bounded by the tool's own flags).
 pub fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
