@@ -17,7 +17,7 @@ use crate::accept_encoding::negotiate;
 use crate::body::{self, Body};
 use crate::conditional;
 use crate::config::Encoding;
-use crate::headers::{set, vary_on_accept_encoding, weaken_etag};
+use crate::headers::{set, text, vary_on_accept_encoding, weaken_etag};
 use crate::range::{self, RangeRequest};
 
 /// Read size for file bodies: large enough for few syscalls, small enough
@@ -36,22 +36,19 @@ pub struct FileRequest {
     pub accept_encoding: Option<String>,
 }
 
-fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+fn owned(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    text(headers, name).map(str::to_string)
 }
 
 impl FileRequest {
     pub fn of(method: &Method, headers: &HeaderMap) -> Self {
         FileRequest {
             method: method.clone(),
-            range: text(headers, header::RANGE),
-            if_range: text(headers, header::IF_RANGE),
-            if_none_match: text(headers, header::IF_NONE_MATCH),
-            if_modified_since: text(headers, header::IF_MODIFIED_SINCE),
-            accept_encoding: text(headers, header::ACCEPT_ENCODING),
+            range: owned(headers, header::RANGE),
+            if_range: owned(headers, header::IF_RANGE),
+            if_none_match: owned(headers, header::IF_NONE_MATCH),
+            if_modified_since: owned(headers, header::IF_MODIFIED_SINCE),
+            accept_encoding: owned(headers, header::ACCEPT_ENCODING),
         }
     }
 }

@@ -30,6 +30,8 @@ pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 pub struct CacheRequest {
     base: BaseKey,
     method: Method,
+    range: bool,
+    /// The request's headers, kept only for a miss (see `with_headers`).
     headers: HeaderMap,
 }
 
@@ -55,17 +57,19 @@ impl CacheRequest {
         Some(CacheRequest {
             base: BaseKey { target, host },
             method: req.method().clone(),
-            headers: req.headers().clone(),
+            range: req.headers().contains_key(header::RANGE),
+            headers: HeaderMap::new(),
         })
     }
 
-    fn header(&self, name: HeaderName) -> Option<&str> {
-        text(&self.headers, name)
+    /// Keeps the request's headers, which a miss needs to store its response.
+    pub fn with_headers(self, headers: HeaderMap) -> Self {
+        CacheRequest { headers, ..self }
     }
 
     /// A Range request is answered from a stored entry but never stored.
     pub fn is_range(&self) -> bool {
-        self.headers.contains_key(header::RANGE)
+        self.range
     }
 }
 
@@ -79,9 +83,11 @@ pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
 pub fn respond(
     config: &Config,
     request: &CacheRequest,
+    request_headers: &HeaderMap,
     compression: &CompressionRequest,
     entry: &Entry,
 ) -> Response<Body> {
+    let request_header = |name: HeaderName| text(request_headers, name);
     let mut headers = entry.headers.clone();
     headers.insert(X_CACHE, HeaderValue::from_static("hit"));
     headers.insert(
@@ -100,7 +106,7 @@ pub fn respond(
     };
 
     let etag = text(&headers, header::ETAG).map(str::to_string);
-    if let Some(if_none_match) = request.header(header::IF_NONE_MATCH) {
+    if let Some(if_none_match) = request_header(header::IF_NONE_MATCH) {
         if conditional::none_match(if_none_match, etag.as_deref()) {
             headers.remove(header::CONTENT_LENGTH);
             return reply(StatusCode::NOT_MODIFIED, headers, Bytes::new());
@@ -109,11 +115,10 @@ pub fn respond(
 
     if entry.status == StatusCode::OK {
         let size = entry.body.len() as u64;
-        let range_applies = request
-            .header(header::IF_RANGE)
+        let range_applies = request_header(header::IF_RANGE)
             .is_none_or(|if_range| conditional::range_still_valid(if_range, etag.as_deref(), None));
         if range_applies {
-            match range::parse(request.header(header::RANGE), size) {
+            match range::parse(request_header(header::RANGE), size) {
                 RangeRequest::Whole => {}
                 RangeRequest::Part { start, end } => {
                     let part = entry.body.slice(start as usize..=end as usize);
@@ -220,8 +225,8 @@ impl Store {
         }
     }
 
-    pub fn lookup(&self, request: &CacheRequest) -> Option<Arc<Entry>> {
-        self.cache.get(&request.base, &request.headers)
+    pub fn lookup(&self, request: &CacheRequest, headers: &HeaderMap) -> Option<Arc<Entry>> {
+        self.cache.get(&request.base, headers)
     }
 }
 

@@ -65,16 +65,29 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
         .then(|| FileRequest::of(req.method(), req.headers()));
     let compression_request = CompressionRequest::of(&req);
     let cache_request = CacheRequest::of(&req);
-    sendfile::announce(req.headers_mut(), &app.config);
     let response = match cache_request {
-        None => bypass(app, conn, req).await,
-        Some(cache_request) => match app.cache.lookup(&cache_request) {
-            Some(entry) => {
-                cache::respond(&app.config, &cache_request, &compression_request, &entry)
-            }
+        None => {
+            sendfile::announce(req.headers_mut(), &app.config);
+            bypass(app, conn, req).await
+        }
+        Some(cache_request) => match app.cache.lookup(&cache_request, req.headers()) {
+            Some(entry) => cache::respond(
+                &app.config,
+                &cache_request,
+                req.headers(),
+                &compression_request,
+                &entry,
+            ),
             // A range of something not stored goes to the app as it is.
-            None if cache_request.is_range() => bypass(app, conn, req).await,
+            None if cache_request.is_range() => {
+                sendfile::announce(req.headers_mut(), &app.config);
+                bypass(app, conn, req).await
+            }
             None => {
+                // Only a miss needs the request's headers later, for the Vary
+                // values of the stored entry: hits never copy them.
+                let cache_request = cache_request.with_headers(req.headers().clone());
+                sendfile::announce(req.headers_mut(), &app.config);
                 let response = proxy::forward(app, conn, req).await;
                 cache::capture(app.cache.clone(), cache_request, response)
             }
@@ -145,7 +158,7 @@ pub async fn handle(
         .to_string();
     let cache = response
         .headers()
-        .get("x-cache")
+        .get(cache::X_CACHE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("bypass")
         .to_string();
