@@ -59,14 +59,17 @@ pub fn run(config: Config, command: Vec<String>) -> u8 {
     runtime.block_on(serve(config, command))
 }
 
+/// Reports a start-up failure in the log and on stderr; returns the exit code.
+fn cannot_start(error: impl std::fmt::Display, code: u8) -> u8 {
+    tracing::error!(error = %error, "Cannot start");
+    eprintln!("thrust: {error}");
+    code
+}
+
 async fn serve(config: Config, command: Vec<String>) -> u8 {
     let listener = match server::bind(config.http_port, "HTTP_PORT") {
         Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot start");
-            eprintln!("thrust: {e}");
-            return 1;
-        }
+        Err(e) => return cannot_start(e, 1),
     };
     let certificates = match &config.tls {
         Tls::Off => None,
@@ -90,11 +93,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         Some(certificates) => {
             let listener = match server::bind(config.https_port, "HTTPS_PORT") {
                 Ok(listener) => listener,
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot start");
-                    eprintln!("thrust: {e}");
-                    return 1;
-                }
+                Err(e) => return cannot_start(e, 1),
             };
             let handshaker = match tls::Handshaker::new(certificates, config.http2) {
                 Ok(handshaker) => handshaker,
@@ -116,9 +115,8 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
         Ok(supervisor) => supervisor,
         Err(e) => {
-            tracing::error!(error = %e, "Cannot start the app server");
-            eprintln!("thrust: {e}");
-            return e.exit_code();
+            let code = e.exit_code();
+            return cannot_start(e, code);
         }
     };
     match &https {
