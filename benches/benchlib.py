@@ -1,20 +1,21 @@
-"""Helpers shared by the load benchmarks: ports, CPU accounting, tools, nginx."""
-import argparse
+"""Helpers for the load benchmarks: tools, ports, /proc accounting, load generators."""
 import os
+import platform
+import re
 import shutil
 import socket
 import subprocess
-import tempfile
+import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "tests/apps/app.py")
 THRUST = os.path.join(ROOT, "target/release/thrust")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_tools(tools):
-    """Installs the Debian packages for the (command, package) pairs missing here."""
-    missing = [pkg for tool, pkg in tools if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool)]
+    """Installs the Debian packages for the (path or command, package) pairs missing here."""
+    missing = [pkg for tool, pkg in tools if not (os.path.exists(tool) or shutil.which(tool) or shutil.which(tool, path="/usr/sbin"))]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
@@ -26,6 +27,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def fill(template_path, out_path, values):
+    """Writes `template_path` with every @KEY@ replaced by values[KEY]."""
+    with open(template_path) as f:
+        text = f.read()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    leftover = re.search(r"@[A-Z_0-9]+@", text)
+    if leftover:
+        raise ValueError(f"{template_path}: no value for {leftover.group(0)}")
+    with open(out_path, "w") as f:
+        f.write(text)
 
 
 def cpu_seconds(pids):
@@ -55,35 +69,128 @@ def process_tree(pid):
     return pids
 
 
-def nginx_conf(work, servers):
-    """A complete nginx.conf: 2 workers, no logs, temp files under `work`, and the given server blocks."""
-    return f"""
-worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/tmp;
-    proxy_temp_path {work}/tmp;
-    fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp;
-    scgi_temp_path {work}/tmp;
-    include /etc/nginx/mime.types;
-    keepalive_requests 1000000;
-{servers}
-}}
-"""
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
 
 
-def prepare(tools, prefix):
-    """Parses --seconds, installs missing tools, builds thrust (release) and
-    makes a work directory nginx's unprivileged workers can read."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    ensure_tools(tools)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    work = tempfile.mkdtemp(prefix=prefix)
-    os.chmod(work, 0o755)
-    return args, work
+class PeakRss:
+    """Samples the summed RSS of some processes every 20 ms while in a `with` block."""
+
+    def __init__(self, pids):
+        self.pids, self.peak_kib = pids, rss_kib(pids)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pids))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_for_200(url, timeout=10.0, insecure=False):
+    """Polls `url` until it answers 200; returns the seconds it took."""
+    started = time.perf_counter()
+    host, port, path = re.match(r"http://([^:/]+):(\d+)(/.*)", url).groups()
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    while time.perf_counter() - started < timeout:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1) as s:
+                s.sendall(request)
+                if s.recv(12).startswith(b"HTTP/1.1 200"):
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.0005)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+
+
+def _ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, seconds, connections, headers=()):
+    """One wrk run (1 thread); returns requests, rps, bytes/s, p50/p99 ms and errors."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    for header in headers:
+        cmd += ["-H", header]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
+    scale = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "bytes_per_s": float(transfer.group(1)) * scale[transfer.group(2)],
+        "p50": _ms(*re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()),
+        "p99": _ms(*re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out).groups()),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
+    }
+
+
+def h2load(url, seconds, log_path):
+    """One h2load run (4 clients x 10 streams); latency percentiles come from its per-request log."""
+    cmd = ["h2load", "-c4", "-m10", "-D", str(seconds), "--log-file", log_path, url]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s, ([\d.]+)(B|KB|MB|GB)/s", out)
+    protocol = re.search(r"Application protocol: (\S+)", out)
+    if not (done and rps and protocol) or protocol.group(1) not in ("h2", "h2c"):
+        raise RuntimeError(f"h2load {url}:\n{out}")
+    with open(log_path) as f:
+        durations = sorted(int(line.split("\t")[2]) for line in f if line.count("\t") >= 2)
+    os.remove(log_path)
+
+    def pct(p):
+        return durations[min(len(durations) - 1, int(len(durations) * p / 100))] / 1000 if durations else 0.0
+
+    succeeded = int(done.group(1))
+    scale = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+    return {
+        "requests": succeeded, "rps": float(rps.group(1)),
+        "bytes_per_s": float(rps.group(2)) * scale[rps.group(3)],
+        "p50": pct(50), "p99": pct(99),
+        "errors": int(done.group(2)) + int(done.group(3)),
+    }
+
+
+def machine_description():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    try:
+        with open("/etc/debian_version") as f:
+            debian = "Debian " + f.read().strip()
+    except OSError:
+        debian = platform.platform()
+
+    def version(cmd):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        return (result.stdout + result.stderr).strip().splitlines()[0]
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return "\n".join([
+        f"- CPU: {os.cpu_count()} x {model}; RAM {mem_gib:.0f} GiB; {debian}; Linux {platform.release()}",
+        f"- {version(['nginx', '-v'])}; {version(['wrk', '--version'])}; {version(['h2load', '--version'])}",
+        f"- thrust at commit {commit or 'unknown'}, built with `cargo build --release` ({version(['rustc', '--version'])})",
+    ])
