@@ -26,6 +26,7 @@ mod supervisor;
 mod test_support;
 mod tls;
 mod upstream;
+mod workers;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use server::Server;
 use supervisor::Supervisor;
 use tls::static_cert::StaticCert;
 use tls::Certificates;
+use workers::Workers;
 
 /// Runs thrust in front of `command`; returns the process exit code.
 pub fn run(config: Config, command: Vec<String>) -> u8 {
@@ -44,7 +46,9 @@ pub fn run(config: Config, command: Vec<String>) -> u8 {
         eprintln!("thrust: no command to run");
         return 2;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Supervision, readiness, certificates and accepting run here; client
+    // connections are served by the per-CPU workers (workers.rs).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -149,7 +153,6 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let config = Arc::new(config);
     let jitter = Arc::new(compress::Jitter::new(config.compression_jitter));
     let app = Arc::new(App {
-        client: upstream::client(&config.worker),
         readiness: readiness.clone(),
         base_uri,
         deep_check,
@@ -164,9 +167,14 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let child_pid = supervisor.pid();
     tokio::spawn(async move { watcher.watch_worker(worker, child_pid).await });
 
+    let workers = match Workers::start(&config.worker) {
+        Ok(workers) => workers,
+        Err(e) => return cannot_start(format!("cannot start worker threads: {e}"), 1),
+    };
     let server = Server {
         app,
         h2c: config.h2c,
+        workers,
     };
     let status = server
         .serve_until(listener, https, supervisor.wait(readiness))

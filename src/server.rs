@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, watch};
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
 use crate::pipeline::{self, App, ConnInfo};
+use crate::upstream::UpstreamClient;
+use crate::workers::Workers;
 
 /// Largest request head accepted; larger gets 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -93,6 +95,7 @@ pub struct Https {
 pub struct Server {
     pub app: Arc<App>,
     pub h2c: bool,
+    pub workers: Workers,
 }
 
 /// What every connection task needs, shared.
@@ -104,9 +107,16 @@ struct Shared {
 }
 
 impl Shared {
-    /// Serves one client connection (plain or decrypted TLS).
-    fn spawn<S>(&self, stream: S, remote: SocketAddr, https: bool, protocols: &Protocols)
-    where
+    /// Serves one client connection (plain or decrypted TLS) on the current
+    /// worker, with that worker's app connection pool.
+    async fn serve<S>(
+        &self,
+        stream: S,
+        remote: SocketAddr,
+        https: bool,
+        protocols: &Protocols,
+        upstream: UpstreamClient,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
@@ -114,6 +124,7 @@ impl Shared {
             remote,
             https,
             state: state.clone(),
+            upstream,
         });
         let app = self.app.clone();
         let service = service_fn(move |req| {
@@ -126,16 +137,52 @@ impl Shared {
         match protocols {
             Protocols::Http1(builder) => {
                 let connection = builder.serve_connection(io, service).with_upgrades();
-                tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
             }
             Protocols::Auto(builder) => {
                 let connection = builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                tokio::spawn(drive(connection, stop, |c| c.graceful_shutdown(), live));
+                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
             }
         }
     }
+}
+
+/// Moves an accepted connection to the next worker and serves it there; TLS
+/// handshakes run on the worker too.
+fn dispatch(
+    workers: &Workers,
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<(Arc<Handshaker>, Duration, Arc<Protocols>)>,
+    plain: &Arc<Protocols>,
+) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            return tracing::debug!(error = %e, remote = %remote, "Cannot hand over a connection")
+        }
+    };
+    let worker = workers.next();
+    let upstream = worker.upstream.clone();
+    let (shared, plain) = (shared.clone(), plain.clone());
+    worker.handle.spawn(async move {
+        // Registers the socket with this worker's own event loop.
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => return tracing::debug!(error = %e, remote = %remote, "Cannot take over a connection"),
+        };
+        let Some((handshaker, limit, secure)) = tls else {
+            return shared.serve(stream, remote, false, &plain, upstream).await;
+        };
+        match tokio::time::timeout(limit, handshaker.accept(stream)).await {
+            Ok(Ok(tls)) => shared.serve(tls, remote, true, &secure, upstream).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
+            Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
+        }
+    });
 }
 
 /// Accepts on `listener`; on failure (out of descriptors...) backs off and
@@ -177,7 +224,7 @@ impl Server {
         https: Option<Https>,
         stop: F,
     ) -> F::Output {
-        let plain = Protocols::new(self.h2c);
+        let plain = Arc::new(Protocols::new(self.h2c));
         let secure = Arc::new(Protocols::new(https.as_ref().is_some_and(|h| h.http2)));
         // Connections hold `live` senders: once all are gone, all have closed.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -193,17 +240,11 @@ impl Server {
         let output = loop {
             tokio::select! {
                 output = &mut stop => break output,
-                (stream, remote) = accept(Some(&http)) => shared.spawn(stream, remote, false, &plain),
+                (stream, remote) = accept(Some(&http)) => dispatch(&self.workers, &shared, stream, remote, None, &plain),
                 (stream, remote) = accept(https.as_ref().map(|h| &h.listener)) => {
                     let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
-                    let (shared, secure) = (shared.clone(), secure.clone());
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(handshake_limit, handshaker.accept(stream)).await {
-                            Ok(Ok(tls)) => shared.spawn(tls, remote, true, &secure),
-                            Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
-                            Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
-                        }
-                    });
+                    let tls = Some((handshaker, handshake_limit, secure.clone()));
+                    dispatch(&self.workers, &shared, stream, remote, tls, &plain);
                 }
             }
         };

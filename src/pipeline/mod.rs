@@ -35,7 +35,6 @@ pub struct App {
     pub config: Arc<Config>,
     pub cache: cache::Store,
     pub readiness: Arc<Readiness>,
-    pub client: UpstreamClient,
     pub base_uri: String,
     pub deep_check: Option<DeepCheck>,
     pub jitter: Arc<Jitter>,
@@ -48,6 +47,8 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     pub https: bool,
     pub state: Arc<ConnState>,
+    /// The app connection pool of the worker serving this connection.
+    pub upstream: UpstreamClient,
 }
 
 async fn bypass(app: &App, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
@@ -123,7 +124,7 @@ pub async fn handle(
         let response = health::answer(
             &app.readiness,
             app.deep_check.as_ref(),
-            &app.client,
+            &conn.upstream,
             req.method(),
         )
         .await;

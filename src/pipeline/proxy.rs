@@ -82,7 +82,7 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, upstream_body);
 
-    let sent = app.client.request(upstream_req);
+    let sent = conn.upstream.request(upstream_req);
     let result = match app.config.upstream_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
             Ok(result) => result,
