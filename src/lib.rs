@@ -30,6 +30,20 @@ mod workers;
 
 use std::sync::Arc;
 
+/// The per-request hot paths, for the criterion benchmarks (benches/hot_paths.rs).
+#[doc(hidden)]
+pub mod hot_paths {
+    pub use crate::accept_encoding::negotiate;
+    pub use crate::cache_control::CacheControl;
+    pub use crate::compress::compress_all;
+    pub use crate::config::Encoding;
+    pub use crate::pipeline::cache::vary_names;
+    pub use crate::pipeline::forwarding::{
+        set_forwarded, set_request_start, strip_hop_by_hop, ClientFacts,
+    };
+    pub use crate::response_cache::{BaseKey, Entry, ResponseCache};
+}
+
 use config::{Config, Tls};
 use pipeline::health::DeepCheck;
 use pipeline::App;

@@ -163,7 +163,7 @@ pub fn respond(
 }
 
 /// The Vary names of a storable response; None for `Vary: *`.
-fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names = Vec::new();
     for token in headers
         .get_all(header::VARY)

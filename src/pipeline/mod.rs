@@ -4,7 +4,7 @@
 
 pub mod cache;
 mod compression;
-mod forwarding;
+pub mod forwarding;
 pub mod health;
 mod proxy;
 mod redirect;
