@@ -1,17 +1,22 @@
 //! Serving a file from disk as the answer to a request: precompressed
 //! siblings, conditional requests, a single Range, HEAD, and streaming in
 //! bounded chunks so memory does not grow with the file.
+//!
+//! File system calls run on the connection's worker thread, as nginx's
+//! workers make them: files thrust sends are local and mostly in the page
+//! cache, and a hop to a blocking thread for every call (tokio::fs) cost
+//! more than the read itself.
 
-use std::io::SeekFrom;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{response, Method, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::StreamBody;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::accept_encoding::negotiate;
 use crate::body::{self, Body};
@@ -22,7 +27,7 @@ use crate::range::{self, RangeRequest};
 
 /// Read size for file bodies: large enough for few syscalls, small enough
 /// that memory stays flat however big the file.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: u64 = 256 * 1024;
 
 /// The parts of a request that decide how a file is answered, taken before
 /// the request is forwarded.
@@ -62,17 +67,14 @@ fn sibling(path: &Path, encoding: Encoding) -> PathBuf {
 
 /// The precompressed sibling to send, if the client accepts one that exists.
 /// Returns it with whether any sibling exists (the answer then varies).
-async fn choose_sibling(
+fn choose_sibling(
     path: &Path,
     request: &FileRequest,
     offered: &[Encoding],
 ) -> (Option<(Encoding, PathBuf)>, bool) {
     let mut existing = Vec::new();
     for &encoding in offered {
-        if tokio::fs::metadata(sibling(path, encoding))
-            .await
-            .is_ok_and(|m| m.is_file())
-        {
+        if std::fs::metadata(sibling(path, encoding)).is_ok_and(|m| m.is_file()) {
             existing.push(encoding);
         }
     }
@@ -93,16 +95,16 @@ fn empty_response(mut parts: response::Parts, status: StatusCode) -> Response<Bo
 
 /// Answers `request` with the file at `path`, keeping the app's status and
 /// headers in `parts`. A missing or unreadable file is a 404.
-pub async fn serve(
+pub fn serve(
     path: &Path,
     request: &FileRequest,
     offered: &[Encoding],
     mut parts: response::Parts,
 ) -> Response<Body> {
-    let (chosen, varies) = choose_sibling(path, request, offered).await;
+    let (chosen, varies) = choose_sibling(path, request, offered);
     let send_path = chosen.as_ref().map(|(_, p)| p.as_path()).unwrap_or(path);
-    let opened = match tokio::fs::File::open(send_path).await {
-        Ok(file) => match file.metadata().await {
+    let opened = match File::open(send_path) {
+        Ok(file) => match file.metadata() {
             Ok(meta) if meta.is_file() => Some((file, meta)),
             _ => None,
         },
@@ -203,16 +205,54 @@ pub async fn serve(
     if request.method == Method::HEAD {
         return Response::from_parts(parts, body::empty());
     }
-    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
+    if start > 0 && file.seek(SeekFrom::Start(start)).is_err() {
         return empty_response(parts, StatusCode::INTERNAL_SERVER_ERROR);
     }
     Response::from_parts(parts, file_body(file, length))
 }
 
-fn file_body(file: tokio::fs::File, length: u64) -> Body {
-    let stream = ReaderStream::with_capacity(file.take(length), CHUNK);
-    let frames = futures_util::StreamExt::map(stream, |chunk: std::io::Result<Bytes>| {
-        chunk.map(Frame::data)
-    });
-    body::boxed(StreamBody::new(frames))
+fn file_body(file: File, length: u64) -> Body {
+    body::boxed(FileBody {
+        file,
+        remaining: length,
+    })
+}
+
+/// `remaining` bytes of `file`, read a chunk at a time as the client takes them.
+struct FileBody {
+    file: File,
+    remaining: u64,
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.remaining.min(CHUNK);
+        let mut chunk = Vec::with_capacity(want as usize);
+        let read = (&self.file).take(want).read_to_end(&mut chunk);
+        Poll::Ready(Some(match read {
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                self.remaining -= n as u64;
+                Ok(Frame::data(Bytes::from(chunk)))
+            }
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }

@@ -95,7 +95,7 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
         },
     };
     let response = match &file_request {
-        Some(file_request) => sendfile::resolve(&app.config, file_request, response).await,
+        Some(file_request) => sendfile::resolve(&app.config, file_request, response),
         None => response,
     };
     compression::apply(&app.config, &app.jitter, &compression_request, response)

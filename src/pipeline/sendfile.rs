@@ -61,11 +61,7 @@ fn file_path(value: &str, config: &Config) -> PathBuf {
 }
 
 /// Serves the file a response names, or passes the response on.
-pub async fn resolve(
-    config: &Config,
-    request: &FileRequest,
-    response: Response<Body>,
-) -> Response<Body> {
+pub fn resolve(config: &Config, request: &FileRequest, response: Response<Body>) -> Response<Body> {
     let name = config.send_file_header.name();
     let Some(value) = response.headers().get(&name) else {
         return response;
@@ -88,5 +84,5 @@ pub async fn resolve(
     } else {
         &[]
     };
-    static_file::serve(&path, request, offered, parts).await
+    static_file::serve(&path, request, offered, parts)
 }
