@@ -66,8 +66,11 @@ class Bench:
     def __init__(self, work):
         self.work = work
         self.procs = []
-        self.ports = {k: free_port() for k in ("APP_PORT", "APP_H2C_PORT", "HTTP_PORT", "H2C_PORT", "HTTPS_PORT",
-                                               "THRUST", "THRUST_TLS", "THRUST_TLS_HTTP")}
+        names = ("APP_PORT", "APP_H2C_PORT", "HTTP_PORT", "H2C_PORT", "HTTPS_PORT", "THRUST", "THRUST_TLS", "THRUST_TLS_HTTP")
+        ports = set()
+        while len(ports) < len(names):  # a released port can be handed out twice
+            ports.add(free_port())
+        self.ports = dict(zip(names, sorted(ports)))
         self.asset = b"".join(b"export function f%d(a, b) { return a * %d + b; } // helper %d\n" % (i, i, i)
                               for i in range(2000))[:100 * 1024]
         os.makedirs(os.path.join(work, "assets"))

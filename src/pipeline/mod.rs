@@ -143,35 +143,28 @@ pub async fn handle(
     {
         (redirect::answer(certificates, &req), false)
     } else {
-        facts.request_id = forwarding::ensure_request_id(req.headers_mut())
-            .to_str()
-            .unwrap_or_default()
-            .to_string();
+        facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
         (serve_app(&app, &conn, req).await, false)
     };
 
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let cache = response
-        .headers()
-        .get(cache::X_CACHE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("bypass")
-        .to_string();
     let log_requests = app.config.log_requests;
+    // What the line needs from the response, taken only if a line is written.
+    let response_facts = (log_requests && !passing_health_check).then(|| {
+        let headers = response.headers();
+        (
+            headers.get(header::CONTENT_TYPE).cloned(),
+            headers.get(cache::X_CACHE).cloned(),
+        )
+    });
     let (parts, body) = response.into_parts();
     let body = Observed::new(body, move |sent| {
         drop(in_flight);
         // Passing health checks would drown the log; they show at debug level.
         if passing_health_check {
             tracing::debug!(status, path = %facts.path(), "Health check answered");
-        } else if log_requests {
-            facts.log(status, &content_type, sent, &cache);
+        } else if let Some((content_type, cache)) = &response_facts {
+            facts.log(status, content_type.as_ref(), sent, cache.as_ref());
         }
     });
     Response::from_parts(parts, crate::body::boxed(body))
