@@ -153,7 +153,8 @@ impl ResponseCache {
     /// The stored response for this request, if any.
     pub fn get(&self, base: &BaseKey, request: &HeaderMap) -> Option<Arc<Entry>> {
         let base_hash = self.hasher.hash_one(base);
-        let names = self.vary.get(&base_hash).unwrap_or_default();
+        // Every stored URL has a record here: without one, nothing is stored.
+        let names = self.vary.get(&base_hash)?;
         let values = Self::vary_values(&names, request);
         let entry = self.entries.get(&self.key(base, &values))?;
         (entry.base == *base && entry.vary_values == values).then_some(entry)

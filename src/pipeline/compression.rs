@@ -133,6 +133,8 @@ pub fn choose(
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Option<Encoding> {
+    // The client's side first: without an acceptable encoding, nothing else matters.
+    let encoding = negotiate(request.accept_encoding(), &config.encodings)?;
     if !worth_compressing(config, status, headers) {
         return None;
     }
@@ -145,7 +147,7 @@ pub fn choose(
     {
         return None;
     }
-    negotiate(request.accept_encoding(), &config.encodings)
+    Some(encoding)
 }
 
 /// Rewrites headers for a body encoded with `encoding`.
