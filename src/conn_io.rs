@@ -94,17 +94,28 @@ impl<S> ConnIo<S> {
         }
     }
 
-    /// Polls the timer for `deadline`, resetting it when the deadline moved.
+    /// Polls the timer for `deadline`. A timer armed for an earlier instant
+    /// is left alone and moved on when it fires: a keep-alive connection's
+    /// idle deadline moves with every request, and moving the timer each
+    /// time would cost a timer-wheel update per request.
     fn expired(
         timer: &mut Pin<Box<Sleep>>,
         armed: &mut Option<Instant>,
         deadline: Instant,
         cx: &mut Context<'_>,
     ) -> bool {
-        if *armed != Some(deadline) {
+        if armed.is_none_or(|at| at > deadline) {
             timer.as_mut().reset(deadline);
             *armed = Some(deadline);
         }
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if *armed == Some(deadline) {
+            return true;
+        }
+        timer.as_mut().reset(deadline);
+        *armed = Some(deadline);
         timer.as_mut().poll(cx).is_ready()
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::uri::{self, InvalidUriParts, PathAndQuery};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -40,6 +41,20 @@ pub fn base_uri(worker: &Worker) -> String {
         Worker::Port(port) => format!("http://127.0.0.1:{port}"),
         Worker::Socket(_) => "http://localhost".to_string(),
     }
+}
+
+/// The URI a request goes to the app with: the pool's scheme and authority,
+/// the client's path and query as they came.
+pub fn app_uri(base: &Uri, target: Option<&PathAndQuery>) -> Result<Uri, InvalidUriParts> {
+    let mut parts = uri::Parts::default();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = Some(
+        target
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts)
 }
 
 #[derive(Clone)]

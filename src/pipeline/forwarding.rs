@@ -28,6 +28,21 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay (a WebSocket
 /// handshake travels end to end).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_named(headers, keep_upgrade);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Removes the headers a Connection header names.
+fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -38,14 +53,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .collect();
     for name in named {
         headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -135,8 +142,14 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(id) = headers.get(&X_REQUEST_ID) {
         return id.clone();
     }
-    let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("-"));
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = HeaderValue::from_bytes(
+        uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut text)
+            .as_bytes(),
+    )
+    .unwrap_or_else(|_| HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID, id.clone());
     id
 }

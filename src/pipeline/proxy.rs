@@ -2,7 +2,8 @@
 //! both ways, upgrades, and the 4xx/5xx answers for what can go wrong.
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -10,6 +11,7 @@ use super::forwarding::{self, ClientFacts};
 use super::{App, ConnInfo};
 use crate::body::{self, Body, ClientBodyError, RequestBody};
 use crate::headers::content_length;
+use crate::upstream;
 
 pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
@@ -38,7 +40,6 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let path = parts.uri.path().to_string();
 
     // HTTP/2 carries the host in :authority; the app expects a Host header.
     if !parts.headers.contains_key(header::HOST) {
@@ -55,6 +56,9 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         forwarding::as_websocket_handshake(&mut parts);
         // The stream itself carries the WebSocket bytes once upgraded.
         body::empty()
+    } else if incoming.is_end_stream() {
+        // No body (most GETs): nothing to limit or time.
+        body::empty()
     } else {
         body::boxed(RequestBody::new(incoming, limit, read_timeout(app)))
     };
@@ -70,12 +74,10 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     );
     forwarding::set_request_start(&mut parts.headers);
 
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    parts.uri = match Uri::try_from(format!("{}{}", app.base_uri, target)) {
+    // The client's URI stays for the log lines below.
+    let client_uri = std::mem::take(&mut parts.uri);
+    let path = client_uri.path();
+    parts.uri = match upstream::app_uri(&app.base_uri, client_uri.path_and_query()) {
         Ok(uri) => uri,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n", true),
     };
@@ -96,7 +98,7 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
 
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => return failed(app, &path, &error).await,
+        Err(error) => return failed(app, path, &error).await,
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
