@@ -166,13 +166,8 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     });
     let config = Arc::new(config);
     let jitter = Arc::new(compress::Jitter::new(config.compression_jitter));
-    let base_uri = match base_uri.parse() {
-        Ok(uri) => uri,
-        Err(e) => return cannot_start(format!("app server address {base_uri}: {e}"), 1),
-    };
     let app = Arc::new(App {
         readiness: readiness.clone(),
-        base_uri,
         deep_check,
         cache: pipeline::cache::Store::new(config.clone(), jitter.clone()),
         certificates,

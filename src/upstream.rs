@@ -1,41 +1,206 @@
-//! The keep-alive connection pool to the app server, over TCP or a Unix socket.
+//! The keep-alive connections to the app server, over TCP or a Unix socket:
+//! one pool per worker thread (workers.rs), on hyper's HTTP/1 client.
+//!
+//! A connection goes back to the pool when its response body has been read
+//! to the end; one whose answer was abandoned is closed. A request that a
+//! reused connection could not even send (the app closed it meanwhile) is
+//! tried once more on a new connection.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::uri::{self, InvalidUriParts, PathAndQuery};
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::body::Body;
 use crate::config::Worker;
 
-pub type UpstreamClient = Client<WorkerConnector, Body>;
+/// Below Puma's 20 s persistent timeout, so thrust drops an idle connection
+/// before the app server does and rarely races its close.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept per worker thread.
+const MAX_IDLE: usize = 256;
 
-/// Builds the pool. Every request goes to the worker whatever its URI says;
-/// the URI only names the pool.
-pub fn client(worker: &Worker) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        // Below Puma's 20 s persistent timeout, so thrust drops an idle
-        // connection before the app server does and never races its close.
-        .pool_idle_timeout(Duration::from_secs(15))
-        .pool_max_idle_per_host(256)
-        // The Host header is the client's, passed as received; never invent one.
-        .set_host(false)
-        .build(WorkerConnector {
-            worker: Arc::new(worker.clone()),
-        })
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to the app server: {0}")]
+    Connect(#[source] io::Error),
+    #[error("HTTP handshake with the app server failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("{0}")]
+    Request(#[source] hyper::Error),
 }
 
-/// The URI prefix requests to the worker are given.
+/// One worker's pool; clones share it.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    worker: Worker,
+    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+}
+
+pub fn client(worker: &Worker) -> UpstreamClient {
+    UpstreamClient {
+        pool: Arc::new(Pool {
+            worker: worker.clone(),
+            idle: Mutex::new(Vec::new()),
+        }),
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (any URI: only its path and query are sent) and returns
+    /// the app's response head; the body streams from the app.
+    pub async fn request(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        origin_form(req.uri_mut());
+        loop {
+            let (mut sender, reused) = match self.pool.checkout().await {
+                Some(sender) => (sender, true),
+                None => (self.pool.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.pool.clone().track(sender, response)),
+                Err(mut failed) => match failed.take_message() {
+                    // Never written: the app had closed this idle connection.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(UpstreamError::Request(failed.into_error())),
+                },
+            }
+        }
+    }
+}
+
+impl Pool {
+    /// The newest idle connection that is still open and fresh.
+    async fn checkout(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let (mut sender, since) = self.idle.lock().ok()?.pop()?;
+            if sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            // Its last body was read to the end: it is ready as soon as its
+            // connection task has run, on this same thread.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        let stream = match &self.worker {
+            Worker::Port(port) => {
+                let tcp = TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .map_err(UpstreamError::Connect)?;
+                tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+                WorkerStream::Tcp(tcp)
+            }
+            Worker::Socket(path) => WorkerStream::Unix(
+                UnixStream::connect(path)
+                    .await
+                    .map_err(UpstreamError::Connect)?,
+            ),
+        };
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "App connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn put_back(&self, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0);
+            }
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// The response with a body that hands the connection back at its end.
+    fn track(
+        self: Arc<Self>,
+        sender: SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let (parts, incoming) = response.into_parts();
+        let mut body = PooledBody {
+            incoming,
+            owner: Some((sender, self)),
+        };
+        if body.incoming.is_end_stream() {
+            body.release();
+        }
+        Response::from_parts(parts, body)
+    }
+}
+
+/// An app response body; its connection returns to the pool once the body
+/// has been read to the end, and closes if the body is dropped before.
+pub struct PooledBody {
+    incoming: Incoming,
+    owner: Option<(SendRequest<Body>, Arc<Pool>)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.owner.take() {
+            pool.put_back(sender);
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.incoming).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.incoming.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.owner = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// The URI prefix the deep health check builds its request on.
 pub fn base_uri(worker: &Worker) -> String {
     match worker {
         Worker::Port(port) => format!("http://127.0.0.1:{port}"),
@@ -43,59 +208,22 @@ pub fn base_uri(worker: &Worker) -> String {
     }
 }
 
-/// The URI a request goes to the app with: the pool's scheme and authority,
-/// the client's path and query as they came.
-pub fn app_uri(base: &Uri, target: Option<&PathAndQuery>) -> Result<Uri, InvalidUriParts> {
-    let mut parts = uri::Parts::default();
-    parts.scheme = base.scheme().cloned();
-    parts.authority = base.authority().cloned();
-    parts.path_and_query = Some(
-        target
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts)
-}
-
-#[derive(Clone)]
-pub struct WorkerConnector {
-    worker: Arc<Worker>,
-}
-
-impl tower_service::Service<Uri> for WorkerConnector {
-    type Response = TokioIo<WorkerStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+/// The request line's target: path and query only, as HTTP/1.1 servers
+/// expect (an HTTP/2 client's request carries scheme and authority).
+fn origin_form(uri: &mut Uri) {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return;
     }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let worker = self.worker.clone();
-        Box::pin(async move {
-            let stream = match &*worker {
-                Worker::Port(port) => {
-                    let tcp = TcpStream::connect(("127.0.0.1", *port)).await?;
-                    tcp.set_nodelay(true)?;
-                    WorkerStream::Tcp(tcp)
-                }
-                Worker::Socket(path) => WorkerStream::Unix(UnixStream::connect(path).await?),
-            };
-            Ok(TokioIo::new(stream))
-        })
-    }
+    let path_and_query = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *uri = Uri::from(path_and_query);
 }
 
 pub enum WorkerStream {
     Tcp(TcpStream),
     Unix(UnixStream),
-}
-
-impl Connection for WorkerStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for WorkerStream {

@@ -35,8 +35,6 @@ pub struct App {
     pub config: Arc<Config>,
     pub cache: cache::Store,
     pub readiness: Arc<Readiness>,
-    /// Scheme and authority requests to the app carry.
-    pub base_uri: http::Uri,
     pub deep_check: Option<DeepCheck>,
     pub jitter: Arc<Jitter>,
     /// Set when TLS is on: which hosts the HTTP port redirects to HTTPS.

@@ -11,7 +11,7 @@ use super::forwarding::{self, ClientFacts};
 use super::{App, ConnInfo};
 use crate::body::{self, Body, ClientBodyError, RequestBody};
 use crate::headers::content_length;
-use crate::upstream;
+use crate::upstream::UpstreamError;
 
 pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
@@ -74,13 +74,9 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     );
     forwarding::set_request_start(&mut parts.headers);
 
-    // The client's URI stays for the log lines below.
-    let client_uri = std::mem::take(&mut parts.uri);
+    // For the log lines below (a shared copy).
+    let client_uri = parts.uri.clone();
     let path = client_uri.path();
-    parts.uri = match upstream::app_uri(&app.base_uri, client_uri.path_and_query()) {
-        Ok(uri) => uri,
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n", true),
-    };
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, upstream_body);
 
@@ -143,11 +139,7 @@ fn read_timeout(app: &App) -> Option<std::time::Duration> {
 }
 
 /// The answer when the exchange with the app failed before a response head.
-async fn failed(
-    app: &App,
-    path: &str,
-    error: &hyper_util::client::legacy::Error,
-) -> Response<Body> {
+async fn failed(app: &App, path: &str, error: &UpstreamError) -> Response<Body> {
     match ClientBodyError::find(error) {
         Some(ClientBodyError::TooLarge) => plain(
             StatusCode::PAYLOAD_TOO_LARGE,
