@@ -388,3 +388,23 @@ fn a_unix_socket_worker() {
     let r = get(t.port, "/echo?unix").unwrap();
     assert_eq!(r.json()["target"], "/echo?unix");
 }
+
+#[test]
+fn connections_the_app_closed_while_idle_are_never_reused() {
+    // The app drops keep-alive connections idle for 0.3 s; each round finds
+    // the pool's connections closed and must still get every answer.
+    let t = Thrust::start_ready(Options::app().env("APP_IDLE_TIMEOUT", "0.3"));
+    for round in 0..4 {
+        let answers: Vec<_> = (0..8)
+            .map(|i| {
+                let port = t.port;
+                std::thread::spawn(move || get(port, &format!("/echo?round={round}&i={i}")))
+            })
+            .collect();
+        for answer in answers {
+            let r = answer.join().unwrap().unwrap();
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        }
+        std::thread::sleep(Duration::from_millis(600));
+    }
+}

@@ -3,7 +3,7 @@
 It listens where thrust tells it ($PORT, or $THRUST_WORKER_SOCKET), and writes one
 JSON line per fully received request to $APP_LOG, so tests can assert what the
 app saw. Knobs: APP_BOOT_DELAY (seconds before listening), APP_LISTEN_PORT
-(listen somewhere else than $PORT), APP_WORKERS (processes), APP_TERM_DELAY (seconds to keep
+(listen somewhere else than $PORT), APP_WORKERS (processes), APP_IDLE_TIMEOUT, APP_TERM_DELAY (seconds to keep
 serving after SIGTERM).
 """
 import base64
@@ -36,6 +36,9 @@ class Handler(BaseHTTPRequestHandler):
     # Head and body go out in separate writes; without this, Nagle's
     # algorithm and delayed ACKs stall each keep-alive response by 40 ms.
     disable_nagle_algorithm = True
+    # APP_IDLE_TIMEOUT: close a keep-alive connection idle this long (as
+    # Puma does after its persistent timeout).
+    timeout = float(os.environ["APP_IDLE_TIMEOUT"]) if os.environ.get("APP_IDLE_TIMEOUT") else None
 
     def log_message(self, *args):
         pass
