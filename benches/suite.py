@@ -10,8 +10,8 @@ when missing, builds thrust in release mode, then measures on 127.0.0.1:
   thrust  thrust as the container's entrypoint, the app as its child.
 The app is nginx itself (benches/nginx/app.conf), so the app's cost is small
 and the same for every front. Each scenario's responses are checked before it
-is timed; every front runs once per round, rounds alternate the order, and the
-tables give the median round. CPU is user+system seconds of the front's own
+is timed, then loaded for one unmeasured second; every front runs once per
+round, rounds alternate the order, and the tables give the median round. CPU is user+system seconds of the front's own
 processes (from /proc) per 1,000 requests; peak RSS is sampled every 20 ms.
 The tables replace the generated part of benches/RESULTS.md unless --no-write.
 """
@@ -365,6 +365,8 @@ def main():
     try:
         bench.start()
         for scenario in scenarios:
+            for front in scenario.fronts:  # warm-up, not measured: pools, caches, allocator
+                bench.measure(front, scenario, 1)
             rounds = {front: [] for front in scenario.fronts}
             for i in range(args.rounds):
                 order = list(scenario.fronts) if i % 2 == 0 else list(reversed(scenario.fronts))
@@ -390,7 +392,8 @@ def main():
         machine_description(),
         "",
         f"Load: wrk -t1 (connections per scenario: 32; 1 MiB files 8; 1 GiB files 2) or h2load -c4 -m10, "
-        f"{args.seconds} s per run (1 GiB files: {3 * args.seconds} s), {args.rounds} rounds, median shown; errors summed over the rounds. "
+        f"{args.seconds} s per run (1 GiB files: {3 * args.seconds} s) after 1 s of unmeasured warm-up, {args.rounds} rounds, "
+        "median shown; errors summed over the rounds. "
         "All processes share the machine's CPUs.",
         "",
         table(results, scenarios),
