@@ -154,7 +154,6 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             "THRUST_METRICS_PORT is set, but this version does not serve /metrics yet"
         );
     }
-    let base_uri = upstream::base_uri(&config.worker);
     let deep_check = config.health_upstream_path.clone().map(|path| {
         let host = config
             .acme
@@ -162,7 +161,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             .first()
             .cloned()
             .unwrap_or_else(|| "localhost".to_string());
-        DeepCheck::new(path, host, base_uri.clone())
+        DeepCheck::new(path, host)
     });
     let config = Arc::new(config);
     let jitter = Arc::new(compress::Jitter::new(config.compression_jitter));

@@ -200,14 +200,6 @@ impl HttpBody for PooledBody {
     }
 }
 
-/// The URI prefix the deep health check builds its request on.
-pub fn base_uri(worker: &Worker) -> String {
-    match worker {
-        Worker::Port(port) => format!("http://127.0.0.1:{port}"),
-        Worker::Socket(_) => "http://localhost".to_string(),
-    }
-}
-
 /// The request line's target: path and query only, as HTTP/1.1 servers
 /// expect (an HTTP/2 client's request carries scheme and authority).
 fn origin_form(uri: &mut Uri) {

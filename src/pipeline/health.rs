@@ -27,7 +27,6 @@ pub fn is_health_request<B>(req: &Request<B>, health_path: Option<&str>) -> bool
 pub struct DeepCheck {
     path: String,
     host: String,
-    base_uri: String,
     last: Mutex<DeepState>,
 }
 
@@ -38,11 +37,10 @@ struct DeepState {
 }
 
 impl DeepCheck {
-    pub fn new(path: String, host: String, base_uri: String) -> Self {
+    pub fn new(path: String, host: String) -> Self {
         DeepCheck {
             path,
             host,
-            base_uri,
             last: Mutex::default(),
         }
     }
@@ -67,7 +65,7 @@ impl DeepCheck {
     }
 
     async fn probe(&self, client: &UpstreamClient) -> Result<(), String> {
-        let request = Request::get(format!("{}{}", self.base_uri, self.path))
+        let request = Request::get(self.path.as_str())
             .header(header::HOST, &self.host)
             .header("x-forwarded-proto", "https")
             .header(header::USER_AGENT, "thrust-health-check")
