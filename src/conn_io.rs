@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::conn_state::ConnState;
-use crate::head_scan::HeadScanner;
+use crate::protocol::head_scan::HeadScanner;
 
 #[derive(Clone, Copy)]
 pub struct Timeouts {

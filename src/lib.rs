@@ -1,26 +1,18 @@
 //! thrust: the front server that runs inside an application's container.
 //! `run` wires the supervisor, the readiness watch and the server together.
 
-mod accept_encoding;
 mod acme;
 pub mod body;
-mod cache_control;
-mod compress;
-mod conditional;
 pub mod config;
 mod conn_io;
 mod conn_state;
 mod fd_limit;
-mod head_scan;
-mod headers;
 pub mod listening;
 pub mod log;
 mod pipeline;
-mod range;
+mod protocol;
 mod readiness;
-mod response_cache;
 mod server;
-mod static_file;
 mod supervisor;
 #[cfg(test)]
 mod test_support;
@@ -33,15 +25,15 @@ use std::sync::Arc;
 /// The per-request hot paths, for the criterion benchmarks (benches/hot_paths.rs).
 #[doc(hidden)]
 pub mod hot_paths {
-    pub use crate::accept_encoding::negotiate;
-    pub use crate::cache_control::CacheControl;
-    pub use crate::compress::compress_all;
     pub use crate::config::Encoding;
-    pub use crate::pipeline::cache::vary_names;
+    pub use crate::pipeline::cache::policy::vary_names;
+    pub use crate::pipeline::cache::store::{BaseKey, Entry, ResponseCache};
+    pub use crate::pipeline::compression::codec::compress_all;
     pub use crate::pipeline::forwarding::{
         set_forwarded, set_request_start, strip_hop_by_hop, ClientFacts,
     };
-    pub use crate::response_cache::{BaseKey, Entry, ResponseCache};
+    pub use crate::protocol::accept_encoding::negotiate;
+    pub use crate::protocol::cache_control::CacheControl;
 }
 
 use config::{Config, Tls};
@@ -164,7 +156,9 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         DeepCheck::new(path, host)
     });
     let config = Arc::new(config);
-    let jitter = Arc::new(compress::Jitter::new(config.compression_jitter));
+    let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
+        config.compression_jitter,
+    ));
     let app = Arc::new(App {
         readiness: readiness.clone(),
         deep_check,

@@ -3,13 +3,13 @@
 //! Each concern lives in its own file.
 
 pub mod cache;
-mod compression;
+pub mod compression;
 pub mod forwarding;
 pub mod health;
 mod proxy;
 mod redirect;
 mod request_log;
-mod sendfile;
+pub mod sendfile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,17 +18,17 @@ use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{Body, Observed};
-use crate::compress::Jitter;
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::readiness::Readiness;
-use crate::static_file::FileRequest;
 use crate::tls::Certificates;
 use crate::upstream::UpstreamClient;
 use cache::CacheRequest;
+use compression::codec::Jitter;
 use compression::CompressionRequest;
 use health::DeepCheck;
 use request_log::RequestFacts;
+use sendfile::file::FileRequest;
 
 /// What every request handler shares.
 pub struct App {

@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use super::forwarding::{self, ClientFacts};
 use super::{App, ConnInfo};
 use crate::body::{self, Body, ClientBodyError, RequestBody};
-use crate::headers::content_length;
+use crate::protocol::headers::content_length;
 use crate::upstream::UpstreamError;
 
 pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {

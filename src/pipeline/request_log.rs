@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use crate::headers::content_length;
+use crate::protocol::headers::content_length;
 
 /// What the log line needs from the request, taken before the request is
 /// handed on. Cheap clones (shared bytes), formatted only if a line is written.

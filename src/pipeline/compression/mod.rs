@@ -1,6 +1,8 @@
 //! Response compression: which responses are compressed, with what, and the
 //! streaming body that does it.
 
+pub mod codec;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -10,11 +12,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use pin_project_lite::pin_project;
 
-use crate::accept_encoding::negotiate;
 use crate::body::{self, Body, BoxError};
-use crate::compress::{Compressor, Jitter};
 use crate::config::{Config, Encoding};
-use crate::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
+use crate::protocol::accept_encoding::negotiate;
+use crate::protocol::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
+use codec::{Compressor, Jitter};
 
 /// Smaller bodies gain too little to be worth the work.
 const MIN_SIZE: u64 = 1024;

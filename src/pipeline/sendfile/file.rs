@@ -18,12 +18,12 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{response, Method, Response, StatusCode};
 use http_body::Frame;
 
-use crate::accept_encoding::negotiate;
 use crate::body::{self, Body};
-use crate::conditional;
 use crate::config::Encoding;
-use crate::headers::{set, text, vary_on_accept_encoding, weaken_etag};
-use crate::range::{self, RangeRequest};
+use crate::protocol::accept_encoding::negotiate;
+use crate::protocol::conditional;
+use crate::protocol::headers::{set, text, vary_on_accept_encoding, weaken_etag};
+use crate::protocol::range::{self, RangeRequest};
 
 /// Read size for file bodies: large enough for few syscalls, small enough
 /// that memory stays flat however big the file.

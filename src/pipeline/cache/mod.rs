@@ -2,10 +2,12 @@
 //! compressed variants, ranges, HEAD and 304s) and storing a response while
 //! it streams to the first client.
 
+pub mod policy;
+pub mod store;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -13,16 +15,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use pin_project_lite::pin_project;
 
+use super::compression::codec::{compress_all, Jitter};
 use super::compression::{self, CompressionRequest};
 use super::forwarding;
 use crate::body::{self, Body, BoxError};
-use crate::cache_control::CacheControl;
-use crate::compress::{compress_all, Jitter};
-use crate::conditional;
 use crate::config::Config;
-use crate::headers::{content_length, set, text, vary_on_accept_encoding};
-use crate::range::{self, RangeRequest};
-use crate::response_cache::{BaseKey, Entry, ResponseCache};
+use crate::protocol::conditional;
+use crate::protocol::headers::{set, text, vary_on_accept_encoding};
+use crate::protocol::range::{self, RangeRequest};
+use policy::{storable, vary_names};
+use store::{BaseKey, Entry, ResponseCache};
 
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -160,48 +162,6 @@ pub fn respond(
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     reply(entry.status, headers, body)
-}
-
-/// The Vary names of a storable response; None for `Vary: *`.
-pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names = Vec::new();
-    for token in headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let token = token.trim();
-        if token == "*" {
-            return None;
-        }
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    Some(names)
-}
-
-/// How long a response may be stored, if at all (Thruster's rules, with
-/// `private` and `no-store` always honoured).
-fn storable(status: StatusCode, headers: &HeaderMap, max_item: u64) -> Option<Duration> {
-    let status_ok = (200..400).contains(&status.as_u16())
-        && status != StatusCode::NOT_MODIFIED
-        && status != StatusCode::PARTIAL_CONTENT;
-    let too_big = content_length(headers).is_some_and(|len| len > max_item);
-    if !status_ok || too_big {
-        return None;
-    }
-    let lines = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    CacheControl::parse(lines)
-        .shared_lifetime()
-        .map(Duration::from_secs)
 }
 
 /// The cache as the pipeline uses it: the store and what it takes to fill it.
@@ -350,75 +310,5 @@ impl<F: FnOnce(Bytes)> HttpBody for Capture<F> {
 fn complete<F: FnOnce(Bytes)>(buffer: &mut Option<BytesMut>, on_complete: &mut Option<F>) {
     if let (Some(buffer), Some(done)) = (buffer.take(), on_complete.take()) {
         done(buffer.freeze());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::headers;
-
-    #[test]
-    fn storability_follows_status_size_and_cache_control() {
-        let public = [("cache-control", "public, max-age=60")];
-        assert_eq!(
-            storable(StatusCode::OK, &headers(&public), 100),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            storable(StatusCode::MOVED_PERMANENTLY, &headers(&public), 100),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            storable(StatusCode::NOT_MODIFIED, &headers(&public), 100),
-            None
-        );
-        assert_eq!(
-            storable(StatusCode::PARTIAL_CONTENT, &headers(&public), 100),
-            None
-        );
-        assert_eq!(
-            storable(StatusCode::NOT_FOUND, &headers(&public), 100),
-            None
-        );
-        assert_eq!(
-            storable(
-                StatusCode::OK,
-                &headers(&[
-                    ("cache-control", "public, max-age=60"),
-                    ("content-length", "101")
-                ]),
-                100
-            ),
-            None
-        );
-        assert_eq!(
-            storable(
-                StatusCode::OK,
-                &headers(&[("cache-control", "public, private, max-age=60")]),
-                100
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn vary_star_is_never_stored_and_names_are_normalised() {
-        assert_eq!(vary_names(&headers(&[("vary", "*")])), None);
-        assert_eq!(
-            vary_names(&headers(&[
-                ("vary", "Accept-Language, accept-encoding"),
-                ("vary", "Accept-Language")
-            ]))
-            .unwrap(),
-            vec![
-                HeaderName::from_static("accept-encoding"),
-                HeaderName::from_static("accept-language")
-            ]
-        );
-        assert_eq!(
-            vary_names(&headers(&[("vary", ", ,bad header,")])).unwrap(),
-            Vec::<HeaderName>::new()
-        );
     }
 }

@@ -9,7 +9,9 @@ use http::{Response, StatusCode};
 use super::proxy;
 use crate::body::Body;
 use crate::config::{Config, SendFileHeader};
-use crate::static_file::{self, FileRequest};
+pub mod file;
+
+use file::FileRequest;
 
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
@@ -84,5 +86,5 @@ pub fn resolve(config: &Config, request: &FileRequest, response: Response<Body>)
     } else {
         &[]
     };
-    static_file::serve(&path, request, offered, parts)
+    file::serve(&path, request, offered, parts)
 }
