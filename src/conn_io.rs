@@ -89,8 +89,8 @@ impl<S> ConnIo<S> {
         if self.state.in_flight() == 0 && self.head_started.is_none() {
             self.head_started = Some(Instant::now());
         }
-        if self.scanner.feed(bytes) == Some(true) {
-            self.state.flag_ambiguous_framing();
+        if let Some(head) = self.scanner.feed(bytes) {
+            self.state.set_head(head);
         }
     }
 

@@ -1,12 +1,14 @@
 //! What a client connection's I/O and its request handler tell each other:
 //! requests in flight (for the idle and header timeouts), upgrades (which end
-//! those timeouts) and request heads whose framing was ambiguous.
+//! those timeouts) and request heads thrust refuses.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
+
+use crate::protocol::head_scan::Head;
 
 #[derive(Default)]
 pub struct ConnState {
@@ -14,7 +16,8 @@ pub struct ConnState {
     completed: AtomicU64,
     upgraded: AtomicBool,
     multiplexed: AtomicBool,
-    ambiguous_framing: AtomicBool,
+    /// The `Head` of the last request head read, as a number (0: fine).
+    refused_head: AtomicU8,
     /// The connection's reader, parked without a deadline while requests
     /// were in flight; woken when the last one finishes so it can start the
     /// idle clock.
@@ -58,14 +61,23 @@ impl ConnState {
         self.multiplexed.load(Ordering::Acquire)
     }
 
-    pub fn flag_ambiguous_framing(&self) {
-        self.ambiguous_framing.store(true, Ordering::Release);
+    /// Records what the scanner found in the request head just read.
+    pub fn set_head(&self, head: Head) {
+        let code = match head {
+            Head::Fine => 0,
+            Head::AmbiguousFraming => 1,
+            Head::TooLarge => 2,
+        };
+        self.refused_head.store(code, Ordering::Release);
     }
 
-    /// Whether the request head just read had both Content-Length and
-    /// Transfer-Encoding (a request-smuggling shape); clears the flag.
-    pub fn take_ambiguous_framing(&self) -> bool {
-        self.ambiguous_framing.swap(false, Ordering::AcqRel)
+    /// What the request head just read was; clears it.
+    pub fn take_head(&self) -> Head {
+        match self.refused_head.swap(0, Ordering::AcqRel) {
+            1 => Head::AmbiguousFraming,
+            2 => Head::TooLarge,
+            _ => Head::Fine,
+        }
     }
 }
 

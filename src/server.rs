@@ -21,11 +21,9 @@ use tokio::sync::{mpsc, watch};
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
 use crate::pipeline::{self, App, ConnInfo};
+use crate::protocol::head_scan::MAX_HEAD_BYTES;
 use crate::upstream::UpstreamClient;
 use crate::workers::Workers;
-
-/// Largest request head accepted; larger gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on port {port} ({variable}): {source}")]

@@ -178,6 +178,36 @@ fn malformed_and_smuggling_requests_get_400_and_never_reach_the_app() {
 }
 
 #[test]
+fn request_heads_over_64_kib_get_431_and_never_reach_the_app() {
+    // Many ordinary lines add up as surely as one long one; h2c on or off
+    // (HTTP/1.1 is then served by another connection builder).
+    for h2c in ["0", "1"] {
+        let t = Thrust::start_ready(Options::app().env("H2C_ENABLED", h2c));
+        let line = format!("X-Filler: {}\r\n", "a".repeat(988));
+        for (lines, status) in [(80, 431), (60, 200)] {
+            let head = format!(
+                "GET /big-head?lines={lines} HTTP/1.1\r\nHost: t\r\n{}\r\n",
+                line.repeat(lines)
+            );
+            let mut stream = connect(t.port);
+            stream.write_all(head.as_bytes()).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let r = read_response(&mut reader, false).unwrap();
+            assert_eq!(r.status, status, "{lines} lines, h2c {h2c}");
+            if status == 431 {
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
+                assert!(rest.is_empty(), "the connection stays open after 431");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let seen = t.app_requests("/big-head");
+        assert_eq!(seen.len(), 1, "h2c {h2c}: the app saw {seen:?}");
+        assert_eq!(seen[0]["target"], "/big-head?lines=60");
+    }
+}
+
+#[test]
 fn a_thousand_idle_connections_beyond_the_starting_fd_limit_do_not_stop_others() {
     let script = format!(
         "echo \"app open files: $(ulimit -n)\"; exec python3 {}",

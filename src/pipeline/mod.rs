@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use crate::body::{Body, Observed};
 use crate::config::Config;
 use crate::conn_state::ConnState;
+use crate::protocol::head_scan::Head;
 use crate::readiness::Readiness;
 use crate::tls::Certificates;
 use crate::upstream::UpstreamClient;
@@ -112,13 +113,19 @@ pub async fn handle(
     }
     let mut facts = RequestFacts::of(&req, conn.remote);
 
-    let (response, passing_health_check) = if conn.state.take_ambiguous_framing() {
-        let response = proxy::plain(
+    let refused = match conn.state.take_head() {
+        Head::Fine => None,
+        Head::AmbiguousFraming => Some((
             StatusCode::BAD_REQUEST,
             "request has both Content-Length and Transfer-Encoding\n",
-            true,
-        );
-        (response, false)
+        )),
+        Head::TooLarge => Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head larger than 64 KiB\n",
+        )),
+    };
+    let (response, passing_health_check) = if let Some((status, text)) = refused {
+        (proxy::plain(status, text, true), false)
     } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
         let response = health::answer(
             &app.readiness,
