@@ -131,7 +131,7 @@ mod tests {
         );
         assert_eq!(exact.len(), MAX_HEAD_BYTES);
         assert_eq!(scan(&[exact.as_bytes()]), Some(Head::Fine));
-        let over = format!("{}\r\n\r\n", exact.trim_end());
+        let over = format!("{}a\r\n\r\n", exact.trim_end());
         assert_eq!(scan(&[over.as_bytes()]), Some(Head::TooLarge));
     }
 }
