@@ -6,8 +6,10 @@ pub mod cache;
 pub mod compression;
 pub mod forwarding;
 pub mod health;
+mod preconditions;
 mod proxy;
 mod redirect;
+mod representation;
 mod request_log;
 pub mod sendfile;
 
@@ -28,8 +30,9 @@ use cache::CacheRequest;
 use compression::codec::Jitter;
 use compression::CompressionRequest;
 use health::DeepCheck;
+use preconditions::Conditions;
 use request_log::RequestFacts;
-use sendfile::file::FileRequest;
+use sendfile::Named;
 
 /// What every request handler shares.
 pub struct App {
@@ -51,53 +54,51 @@ pub struct ConnInfo {
     pub upstream: UpstreamClient,
 }
 
-async fn bypass(app: &App, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
-    let mut response = proxy::forward(app, conn, req).await;
-    cache::mark(&mut response, "bypass");
-    response
-}
-
 /// What the app answers, with thrust's additions: the cache, files sent for
 /// it, compression.
 async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
-    let file_request = app
-        .config
-        .x_sendfile
-        .then(|| FileRequest::of(req.method(), req.headers()));
+    let conditions = Conditions::of(req.method(), req.headers());
     let compression_request = CompressionRequest::of(&req);
     let cache_request = CacheRequest::of(&req);
-    let response = match cache_request {
-        None => {
-            sendfile::announce(req.headers_mut(), &app.config);
-            bypass(app, conn, req).await
-        }
-        Some(cache_request) => match app.cache.lookup(&cache_request, req.headers()) {
-            Some(entry) => cache::respond(
-                &app.config,
-                &cache_request,
-                req.headers(),
-                &compression_request,
-                &entry,
-            ),
-            // A range of something not stored goes to the app as it is.
-            None if cache_request.is_range() => {
-                sendfile::announce(req.headers_mut(), &app.config);
-                bypass(app, conn, req).await
-            }
-            None => {
-                // Only a miss needs the request's headers later, for the Vary
-                // values of the stored entry: hits never copy them.
-                let cache_request = cache_request.with_headers(req.headers().clone());
-                sendfile::announce(req.headers_mut(), &app.config);
-                let response = proxy::forward(app, conn, req).await;
-                cache::capture(app.cache.clone(), cache_request, response)
-            }
+    let hit = cache_request
+        .as_ref()
+        .and_then(|c| app.cache.lookup(c, req.headers()));
+    if let Some(entry) = hit {
+        let mut response = cache::respond(&app.config, &conditions, &compression_request, &entry);
+        cache::mark(&mut response, "hit");
+        return compression::apply(&app.config, &app.jitter, &compression_request, response);
+    }
+    // Only a miss that may be stored needs the request's headers later, for
+    // the Vary values of the stored entry: hits never copy them. A range of
+    // something not stored goes to the app as it is (a bypass), and is not
+    // stored.
+    let to_store = cache_request
+        .filter(|c| !c.is_range())
+        .map(|c| c.with_headers(req.headers().clone()));
+    let outcome = if to_store.is_some() { "miss" } else { "bypass" };
+    sendfile::announce(req.headers_mut(), &app.config);
+    let response = proxy::forward(app, conn, req).await;
+    let mut response = match sendfile::named(&app.config, response) {
+        Named::Nothing(response) => match to_store {
+            Some(request) => app.cache.capture(request, response),
+            None => response,
         },
+        Named::File(path, parts) => {
+            match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
+                Some(entry) => {
+                    cache::respond(&app.config, &conditions, &compression_request, &entry)
+                }
+                None => sendfile::serve(
+                    &app.config,
+                    &path,
+                    &conditions,
+                    compression_request.accept_encoding(),
+                    parts,
+                ),
+            }
+        }
     };
-    let response = match &file_request {
-        Some(file_request) => sendfile::resolve(&app.config, file_request, response),
-        None => response,
-    };
+    cache::mark(&mut response, outcome);
     compression::apply(&app.config, &app.jitter, &compression_request, response)
 }
 

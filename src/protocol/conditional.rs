@@ -1,5 +1,6 @@
-//! Conditional request headers: If-None-Match, If-Modified-Since, If-Range
-//! (RFC 9110 §13).
+//! Conditional request headers, each read on its own (RFC 9110 §13.1):
+//! If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range.
+//! The order they are evaluated in is `pipeline::preconditions`' business.
 
 use std::time::SystemTime;
 
@@ -32,6 +33,18 @@ fn opaque(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
 }
 
+/// If-Match with strong comparison: true when `etag` is listed (or `*` and
+/// the representation exists, which it does whenever this is asked).
+pub fn match_strong(if_match: &str, etag: Option<&str>) -> bool {
+    if if_match.trim() == "*" {
+        return true;
+    }
+    let Some(etag) = etag.filter(|etag| !etag.starts_with("W/")) else {
+        return false;
+    };
+    tags(if_match).any(|tag| tag == etag)
+}
+
 /// If-None-Match with weak comparison: true when `etag` is listed (or `*`).
 pub fn none_match(if_none_match: &str, etag: Option<&str>) -> bool {
     if if_none_match.trim() == "*" {
@@ -48,6 +61,15 @@ pub fn none_match(if_none_match: &str, etag: Option<&str>) -> bool {
 pub fn not_modified_since(if_modified_since: &str, modified: SystemTime) -> bool {
     match httpdate::parse_http_date(if_modified_since.trim()) {
         Ok(since) => whole_seconds(modified) <= whole_seconds(since),
+        Err(_) => false,
+    }
+}
+
+/// If-Unmodified-Since: true when the resource changed after the date.
+/// Unparsable dates are ignored, as the RFC says.
+pub fn modified_since(if_unmodified_since: &str, modified: SystemTime) -> bool {
+    match httpdate::parse_http_date(if_unmodified_since.trim()) {
+        Ok(since) => whole_seconds(modified) > whole_seconds(since),
         Err(_) => false,
     }
 }
@@ -91,6 +113,25 @@ mod tests {
         assert!(!none_match("", Some("\"abc\"")));
         assert!(!none_match(",,,", Some("\"abc\"")));
         assert!(!none_match("\"é\"", Some("\"e\"")));
+    }
+
+    #[test]
+    fn if_match_compares_strongly() {
+        assert!(match_strong("\"abc\"", Some("\"abc\"")));
+        assert!(match_strong("\"x\", \"abc\"", Some("\"abc\"")));
+        assert!(match_strong("*", None));
+        assert!(!match_strong("W/\"abc\"", Some("\"abc\"")));
+        assert!(!match_strong("\"abc\"", Some("W/\"abc\"")));
+        assert!(!match_strong("\"abc\"", None));
+        assert!(!match_strong("", Some("\"abc\"")));
+    }
+
+    #[test]
+    fn if_unmodified_since_uses_whole_seconds() {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        assert!(!modified_since("Tue, 14 Nov 2023 22:13:20 GMT", modified));
+        assert!(modified_since("Tue, 14 Nov 2023 22:13:19 GMT", modified));
+        assert!(!modified_since("not a date", modified));
     }
 
     #[test]

@@ -5,24 +5,27 @@
 pub mod policy;
 pub mod store;
 
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{response, Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use pin_project_lite::pin_project;
 
 use super::compression::codec::{compress_all, Jitter};
 use super::compression::{self, CompressionRequest};
 use super::forwarding;
+use super::preconditions::{Conditions, Outcome};
+use super::representation::{self, Content};
+use super::sendfile::file::NamedFile;
 use crate::body::{self, Body, BoxError};
 use crate::config::Config;
-use crate::protocol::conditional;
-use crate::protocol::headers::{set, text, vary_on_accept_encoding};
-use crate::protocol::range::{self, RangeRequest};
+use crate::protocol::headers::vary_on_accept_encoding;
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
 
@@ -81,87 +84,42 @@ pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
         .insert(X_CACHE, HeaderValue::from_static(outcome));
 }
 
-/// Answers from a stored entry.
+/// Answers from a stored entry: preconditions and Range on the stored
+/// bytes, and a whole answer in the stored compressed form the client
+/// prefers.
 pub fn respond(
     config: &Config,
-    request: &CacheRequest,
-    request_headers: &HeaderMap,
+    conditions: &Conditions,
     compression: &CompressionRequest,
     entry: &Entry,
 ) -> Response<Body> {
-    let request_header = |name: HeaderName| text(request_headers, name);
     let mut headers = entry.headers.clone();
-    headers.insert(X_CACHE, HeaderValue::from_static("hit"));
     headers.insert(
         header::AGE,
         HeaderValue::from(entry.stored_at.elapsed().as_secs()),
     );
-    let reply = |status: StatusCode, headers: HeaderMap, body: Bytes| {
-        let mut response = Response::new(if request.method == Method::HEAD {
-            body::empty()
-        } else {
-            body::full(body)
-        });
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        response
-    };
-
-    let etag = text(&headers, header::ETAG).map(str::to_string);
-    if let Some(if_none_match) = request_header(header::IF_NONE_MATCH) {
-        if conditional::none_match(if_none_match, etag.as_deref()) {
-            headers.remove(header::CONTENT_LENGTH);
-            return reply(StatusCode::NOT_MODIFIED, headers, Bytes::new());
-        }
-    }
-
-    if entry.status == StatusCode::OK {
-        let size = entry.body.len() as u64;
-        let range_applies = request_header(header::IF_RANGE)
-            .is_none_or(|if_range| conditional::range_still_valid(if_range, etag.as_deref(), None));
-        if range_applies {
-            match range::parse(request_header(header::RANGE), size) {
-                RangeRequest::Whole => {}
-                RangeRequest::Part { start, end } => {
-                    let part = entry.body.slice(start as usize..=end as usize);
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
-                    set(
-                        &mut headers,
-                        header::CONTENT_RANGE,
-                        format!("bytes {start}-{end}/{size}"),
-                    );
-                    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                    return reply(StatusCode::PARTIAL_CONTENT, headers, part);
-                }
-                RangeRequest::Unsatisfiable => {
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-                    set(
-                        &mut headers,
-                        header::CONTENT_RANGE,
-                        format!("bytes */{size}"),
-                    );
-                    return reply(StatusCode::RANGE_NOT_SATISFIABLE, headers, Bytes::new());
-                }
-            }
-        }
-    }
-
-    let variant =
-        compression::choose(config, compression, entry.status, &headers).and_then(|encoding| {
-            entry
-                .variant(encoding)
-                .map(|bytes| (encoding, bytes.clone()))
-        });
-    let body = match variant {
-        Some((encoding, bytes)) => {
+    let decided = conditions.evaluate(entry.status, &headers, entry.body.len() as u64);
+    let mut body = entry.body.clone();
+    if decided == Outcome::Whole {
+        let variant = compression::choose(config, compression, entry.status, &headers)
+            .and_then(|encoding| entry.variant(encoding).map(|bytes| (encoding, bytes)));
+        if let Some((encoding, bytes)) = variant {
             compression::mark_encoded(&mut headers, encoding);
             vary_on_accept_encoding(&mut headers);
-            bytes
+            body = bytes.clone();
         }
-        None => entry.body.clone(),
-    };
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    reply(entry.status, headers, body)
+    }
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = entry.status;
+    parts.headers = headers;
+    let size = body.len() as u64;
+    representation::respond(
+        decided,
+        conditions.method(),
+        parts,
+        Content::Memory(body),
+        size,
+    )
 }
 
 /// The cache as the pipeline uses it: the store and what it takes to fill it.
@@ -188,46 +146,62 @@ impl Store {
     pub fn lookup(&self, request: &CacheRequest, headers: &HeaderMap) -> Option<Arc<Entry>> {
         self.cache.get(&request.base, headers)
     }
-}
 
-/// Passes a miss to the client and, when storable, keeps a copy of its body
-/// (abandoned past MAX_CACHE_ITEM_SIZE) to store once it is complete.
-pub fn capture(store: Store, request: CacheRequest, response: Response<Body>) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    parts
-        .headers
-        .insert(X_CACHE, HeaderValue::from_static("miss"));
-    let max_item = store.config.max_cache_item_size;
-    let plan = (request.method == Method::GET && !request.is_range())
-        .then(|| storable(parts.status, &parts.headers, max_item))
-        .flatten()
-        .zip(vary_names(&parts.headers));
-    let Some((lifetime, vary)) = plan else {
-        return Response::from_parts(parts, body);
-    };
-    let mut headers = parts.headers.clone();
-    headers.remove(header::SET_COOKIE);
-    let status = parts.status;
-    let on_complete = move |bytes: Bytes| {
-        // Compressing the variants is CPU work: it runs off the I/O threads,
-        // a bounded number at a time. When all slots are busy (a flood of
-        // new URLs) the response is simply not stored, so no queue grows.
-        let Ok(permit) = store.storing.clone().try_acquire_owned() else {
-            tracing::debug!(target = %request.base.target, "Cache busy storing, response not stored");
+    /// How a miss's response is to be stored, if it may be.
+    fn plan(&self, request: CacheRequest, parts: &response::Parts) -> Option<Plan> {
+        if request.method != Method::GET || request.is_range() {
+            return None;
+        }
+        let lifetime = storable(
+            parts.status,
+            &parts.headers,
+            self.config.max_cache_item_size,
+        )?;
+        let vary = vary_names(&parts.headers)?;
+        let mut headers = parts.headers.clone();
+        headers.remove(header::SET_COOKIE);
+        Some(Plan {
+            request,
+            lifetime,
+            vary,
+            status: parts.status,
+            headers,
+        })
+    }
+
+    /// Stores `body` as the planned response's. Compressing the variants is
+    /// CPU work: it runs off the I/O threads, a bounded number at a time.
+    /// When all slots are busy (a flood of new URLs) the response is simply
+    /// not stored, so no queue grows.
+    fn keep(&self, plan: Plan, body: Bytes) {
+        let Ok(permit) = self.storing.clone().try_acquire_owned() else {
+            tracing::debug!(target = %plan.request.base.target, "Cache busy storing, response not stored");
             return;
         };
+        let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let Plan {
+                request,
+                lifetime,
+                vary,
+                status,
+                mut headers,
+            } = plan;
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            if status == StatusCode::OK {
+                // Ranges of it are answered from memory.
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            }
             let variants: Vec<_> =
                 if compression::worth_compressing(&store.config, status, &headers) {
-                    let padding = store.jitter.padding(&bytes[..]);
+                    let padding = store.jitter.padding(&body[..]);
                     store
                         .config
                         .encodings
                         .iter()
                         .filter_map(|&encoding| {
-                            compress_all(encoding, &bytes, padding)
+                            compress_all(encoding, &body, padding)
                                 .ok()
                                 .map(|b| (encoding, b))
                         })
@@ -236,22 +210,68 @@ pub fn capture(store: Store, request: CacheRequest, response: Response<Body>) ->
                     Vec::new()
                 };
             tracing::debug!(target = %request.base.target, variants = variants.len(), "Stored response with its compressed variants");
+            let mut entry = Entry::new(status, headers, body, lifetime);
+            entry.variants = variants;
             store
                 .cache
-                .insert(request.base, vary, &request.headers, |base, values| {
-                    let mut entry = Entry::new(base, values, status, headers, bytes, lifetime);
-                    entry.variants = variants;
-                    entry
-                });
+                .insert(request.base, vary, &request.headers, entry);
         });
-    };
-    let body = Capture {
-        inner: body,
-        buffer: Some(BytesMut::new()),
-        limit: max_item,
-        on_complete: Some(on_complete),
-    };
-    Response::from_parts(parts, body::boxed(body))
+    }
+
+    /// For a miss the app answered with a file: when the response may be
+    /// stored and the file fits MAX_CACHE_ITEM_SIZE, reads the file, stores
+    /// its bytes and returns them as an entry to answer this request from.
+    /// None: the file is sent from disk, as it is for requests the cache
+    /// does not take.
+    pub fn store_file(
+        &self,
+        request: CacheRequest,
+        parts: &response::Parts,
+        path: &Path,
+    ) -> Option<Entry> {
+        let mut plan = self.plan(request, parts)?;
+        let file = NamedFile::open(path)?;
+        let limit = self.config.max_cache_item_size;
+        if file.size() > limit {
+            return None;
+        }
+        file.describe(path, &mut plan.headers);
+        let body = file.read_all(limit)?;
+        let answer = Entry::new(
+            plan.status,
+            plan.headers.clone(),
+            body.clone(),
+            plan.lifetime,
+        );
+        self.keep(plan, body);
+        Some(answer)
+    }
+
+    /// Passes a miss to the client and, when storable, keeps a copy of its
+    /// body (abandoned past MAX_CACHE_ITEM_SIZE) to store once it is complete.
+    pub fn capture(&self, request: CacheRequest, response: Response<Body>) -> Response<Body> {
+        let (parts, body) = response.into_parts();
+        let Some(plan) = self.plan(request, &parts) else {
+            return Response::from_parts(parts, body);
+        };
+        let store = self.clone();
+        let body = Capture {
+            inner: body,
+            buffer: Some(BytesMut::new()),
+            limit: self.config.max_cache_item_size,
+            on_complete: Some(move |bytes| store.keep(plan, bytes)),
+        };
+        Response::from_parts(parts, body::boxed(body))
+    }
+}
+
+/// What storing a response takes, decided from its head.
+struct Plan {
+    request: CacheRequest,
+    lifetime: Duration,
+    vary: Vec<HeaderName>,
+    status: StatusCode,
+    headers: HeaderMap,
 }
 
 pin_project! {

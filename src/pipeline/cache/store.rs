@@ -1,7 +1,19 @@
 //! The in-memory response store: moka, weighed in bytes and bounded by
-//! CACHE_SIZE, each entry living as long as its response allows. Keys are
-//! keyed hashes, and the full key is compared on every hit, so a hash
-//! collision can never serve another URL's body.
+//! CACHE_SIZE, evicting the least recently used URL first.
+//!
+//! One moka entry per URL (a `Route`) holds the request headers its
+//! responses vary on and every stored variant of it, so what finds an entry
+//! is evicted together with it: nothing stored is ever unreachable.
+//!
+//! LRU admits every new response. moka's default, TinyLFU, refuses a new
+//! entry whose estimated popularity is not above the one it would evict:
+//! after a deploy, the new fingerprinted assets stayed misses while the
+//! cache was full of the old ones. With LRU the second request for a new
+//! asset is a hit; the price is that a flood of URLs requested once each
+//! pushes older entries out.
+//!
+//! Keys are keyed hashes, and the full key is compared on every hit, so a
+//! hash collision can never serve another URL's body.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -11,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use moka::Expiry;
 
@@ -20,8 +33,11 @@ use crate::config::Encoding;
 const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Memory an entry costs beyond its bytes (map slots, header map, Arc).
 const ENTRY_OVERHEAD: usize = 512;
+/// Most variants kept for one URL (one per distinct set of Vary values);
+/// the oldest goes first.
+const MAX_VARIANTS: usize = 16;
 
-/// What identifies a stored response: method, path and query, Host.
+/// What identifies a URL: path and query, Host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BaseKey {
     pub target: String,
@@ -30,7 +46,7 @@ pub struct BaseKey {
 
 /// A stored response.
 pub struct Entry {
-    base: BaseKey,
+    /// The request header values (in the route's Vary order) it answers.
     vary_values: Vec<Option<HeaderValue>>,
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -42,17 +58,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(
-        base: BaseKey,
-        vary_values: Vec<Option<HeaderValue>>,
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-        lifetime: Duration,
-    ) -> Self {
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, lifetime: Duration) -> Self {
         Entry {
-            base,
-            vary_values,
+            vary_values: Vec::new(),
             status,
             headers: headers
                 .iter()
@@ -72,20 +80,27 @@ impl Entry {
             .map(|(_, b)| b)
     }
 
-    fn weight(&self) -> u32 {
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored_at) < self.lifetime
+    }
+
+    fn expires_in(&self, now: Instant) -> Duration {
+        (self.stored_at + self.lifetime).saturating_duration_since(now)
+    }
+
+    fn weight(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
+        let vary: usize = self
+            .vary_values
+            .iter()
+            .map(|v| v.as_ref().map_or(0, HeaderValue::len))
+            .sum();
         let variants: usize = self.variants.iter().map(|(_, b)| b.len()).sum();
-        let total = ENTRY_OVERHEAD
-            + self.base.target.len()
-            + self.base.host.len()
-            + headers
-            + self.body.len()
-            + variants;
-        u32::try_from(total).unwrap_or(u32::MAX)
+        ENTRY_OVERHEAD + headers + vary + self.body.len() + variants
     }
 }
 
@@ -99,87 +114,138 @@ fn owned(value: &HeaderValue) -> HeaderValue {
     copy
 }
 
+/// Everything stored for one URL.
+struct Route {
+    base: BaseKey,
+    /// The request headers its responses vary on.
+    vary: Vec<HeaderName>,
+    /// Newest first.
+    entries: Vec<Arc<Entry>>,
+}
+
+impl Route {
+    fn weight(&self) -> u32 {
+        let names: usize = self.vary.iter().map(|n| n.as_str().len()).sum();
+        let entries: usize = self.entries.iter().map(|e| e.weight()).sum();
+        let total = self.base.target.len() + self.base.host.len() + names + entries;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
+    /// A route lives as long as its longest-lived entry.
+    fn expires_in(&self, now: Instant) -> Duration {
+        self.entries
+            .iter()
+            .map(|e| e.expires_in(now))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 struct Lifetime;
 
-impl Expiry<u64, Arc<Entry>> for Lifetime {
-    fn expire_after_create(&self, _: &u64, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.lifetime)
+impl Expiry<u64, Arc<Route>> for Lifetime {
+    fn expire_after_create(&self, _: &u64, route: &Arc<Route>, now: Instant) -> Option<Duration> {
+        Some(route.expires_in(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u64,
+        route: &Arc<Route>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(route.expires_in(now))
     }
 }
 
 pub struct ResponseCache {
-    entries: Cache<u64, Arc<Entry>>,
-    /// For a URL whose response varies, the request headers it varies on.
-    vary: Cache<u64, Arc<Vec<HeaderName>>>,
+    routes: Cache<u64, Arc<Route>>,
     hasher: RandomState,
+}
+
+fn vary_values(names: &[HeaderName], request: &HeaderMap) -> Vec<Option<HeaderValue>> {
+    names
+        .iter()
+        .map(|name| request.get(name).map(owned))
+        .collect()
+}
+
+/// Whether a request's values for `names` are the stored `values`.
+fn same_values(names: &[HeaderName], request: &HeaderMap, values: &[Option<HeaderValue>]) -> bool {
+    names
+        .iter()
+        .zip(values)
+        .all(|(name, value)| request.get(name) == value.as_ref())
 }
 
 impl ResponseCache {
     pub fn new(capacity_bytes: u64) -> Self {
         ResponseCache {
-            entries: Cache::builder()
+            routes: Cache::builder()
                 .max_capacity(capacity_bytes)
-                .weigher(|_, entry: &Arc<Entry>| entry.weight())
+                .eviction_policy(EvictionPolicy::lru())
+                .weigher(|_, route: &Arc<Route>| route.weight())
                 .expire_after(Lifetime)
-                .build(),
-            vary: Cache::builder()
-                .max_capacity(capacity_bytes / 64 + 1024)
-                .weigher(|_, names: &Arc<Vec<HeaderName>>| {
-                    64 + names.iter().map(|n| n.as_str().len() as u32).sum::<u32>()
-                })
-                .time_to_live(MAX_LIFETIME)
                 .build(),
             hasher: RandomState::new(),
         }
     }
 
-    fn vary_values(names: &[HeaderName], request: &HeaderMap) -> Vec<Option<HeaderValue>> {
-        names
-            .iter()
-            .map(|name| request.get(name).map(owned))
-            .collect()
-    }
-
-    fn key(&self, base: &BaseKey, values: &[Option<HeaderValue>]) -> u64 {
-        self.hasher.hash_one((
-            base,
-            values
-                .iter()
-                .map(|v| v.as_ref().map(|v| v.as_bytes()))
-                .collect::<Vec<_>>(),
-        ))
-    }
-
     /// The stored response for this request, if any.
     pub fn get(&self, base: &BaseKey, request: &HeaderMap) -> Option<Arc<Entry>> {
-        let base_hash = self.hasher.hash_one(base);
-        // Every stored URL has a record here: without one, nothing is stored.
-        let names = self.vary.get(&base_hash)?;
-        let values = Self::vary_values(&names, request);
-        let entry = self.entries.get(&self.key(base, &values))?;
-        (entry.base == *base && entry.vary_values == values).then_some(entry)
+        let route = self.routes.get(&self.hasher.hash_one(base))?;
+        if route.base != *base {
+            return None;
+        }
+        let now = Instant::now();
+        route
+            .entries
+            .iter()
+            .find(|e| e.fresh(now) && same_values(&route.vary, request, &e.vary_values))
+            .cloned()
     }
 
-    /// Stores a response; `vary` names the request headers it varies on.
-    pub fn insert(
-        &self,
-        base: BaseKey,
-        vary: Vec<HeaderName>,
-        request: &HeaderMap,
-        make: impl FnOnce(BaseKey, Vec<Option<HeaderValue>>) -> Entry,
-    ) {
-        let values = Self::vary_values(&vary, request);
-        let key = self.key(&base, &values);
-        self.vary
-            .insert(self.hasher.hash_one(&base), Arc::new(vary));
-        self.entries.insert(key, Arc::new(make(base, values)));
+    /// Stores `entry` as the answer to requests for `base` whose headers
+    /// named by `vary` have the values they have in `request`.
+    pub fn insert(&self, base: BaseKey, vary: Vec<HeaderName>, request: &HeaderMap, entry: Entry) {
+        let values = vary_values(&vary, request);
+        let entry = Arc::new(Entry {
+            vary_values: values,
+            ..entry
+        });
+        let now = Instant::now();
+        self.routes
+            .entry(self.hasher.hash_one(&base))
+            .and_upsert_with(|stored| {
+                // Other variants of the same URL stay, if they were stored
+                // under the same Vary names and are still fresh.
+                let mut entries = vec![entry.clone()];
+                if let Some(stored) = stored.map(|s| s.into_value()) {
+                    if stored.base == base && stored.vary == vary {
+                        entries.extend(
+                            stored
+                                .entries
+                                .iter()
+                                .filter(|e| e.fresh(now) && e.vary_values != entry.vary_values)
+                                .take(MAX_VARIANTS - 1)
+                                .cloned(),
+                        );
+                    }
+                }
+                Arc::new(Route {
+                    base,
+                    vary,
+                    entries,
+                })
+            });
     }
 
     /// Bytes held, as weighed (after pending maintenance).
     #[cfg(test)]
     pub fn weighed_size(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.weighted_size()
+        self.routes.run_pending_tasks();
+        self.routes.weighted_size()
     }
 }
 
@@ -194,39 +260,27 @@ mod tests {
         }
     }
 
-    fn store(
-        cache: &ResponseCache,
-        target: &str,
-        vary: Vec<HeaderName>,
-        request: &HeaderMap,
-        body: &'static str,
-    ) {
-        cache.insert(base(target), vary, request, |base, values| {
-            Entry::new(
-                base,
-                values,
-                StatusCode::OK,
-                HeaderMap::new(),
-                Bytes::from_static(body.as_bytes()),
-                Duration::from_secs(60),
-            )
-        });
+    fn entry(body: impl Into<Bytes>) -> Entry {
+        Entry::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            body.into(),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn language(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-language", HeaderValue::from_static(value));
+        headers
     }
 
     #[test]
     fn keys_include_the_target_host_and_varied_headers() {
         let cache = ResponseCache::new(1 << 20);
-        let mut fr = HeaderMap::new();
-        fr.insert("accept-language", HeaderValue::from_static("fr"));
-        let mut en = HeaderMap::new();
-        en.insert("accept-language", HeaderValue::from_static("en"));
-        store(
-            &cache,
-            "/a",
-            vec![HeaderName::from_static("accept-language")],
-            &fr,
-            "bonjour",
-        );
+        let vary = vec![HeaderName::from_static("accept-language")];
+        let (fr, en) = (language("fr"), language("en"));
+        cache.insert(base("/a"), vary.clone(), &fr, entry("bonjour"));
         assert_eq!(cache.get(&base("/a"), &fr).unwrap().body, "bonjour");
         assert!(cache.get(&base("/a"), &en).is_none());
         assert!(cache.get(&base("/a?x"), &fr).is_none());
@@ -235,33 +289,99 @@ mod tests {
             host: "other.example".into(),
         };
         assert!(cache.get(&other_host, &fr).is_none());
+
+        // A second variant joins the first; a new response replaces its own.
+        cache.insert(base("/a"), vary.clone(), &en, entry("hello"));
+        cache.insert(base("/a"), vary.clone(), &fr, entry("salut"));
+        assert_eq!(cache.get(&base("/a"), &en).unwrap().body, "hello");
+        assert_eq!(cache.get(&base("/a"), &fr).unwrap().body, "salut");
+        // Responses that vary on something else start the URL over.
+        cache.insert(base("/a"), Vec::new(), &fr, entry("plain"));
+        assert_eq!(cache.get(&base("/a"), &en).unwrap().body, "plain");
     }
 
     #[test]
-    fn size_stays_within_capacity() {
+    fn variants_of_one_url_are_bounded() {
+        let cache = ResponseCache::new(1 << 20);
+        let vary = vec![HeaderName::from_static("accept-language")];
+        let values: Vec<String> = (0..MAX_VARIANTS + 4).map(|i| format!("l{i}")).collect();
+        for value in &values {
+            let mut request = HeaderMap::new();
+            request.insert("accept-language", HeaderValue::from_str(value).unwrap());
+            cache.insert(base("/v"), vary.clone(), &request, entry(value.clone()));
+        }
+        let found = values
+            .iter()
+            .filter(|value| {
+                let mut request = HeaderMap::new();
+                request.insert("accept-language", HeaderValue::from_str(value).unwrap());
+                cache.get(&base("/v"), &request).is_some()
+            })
+            .count();
+        assert_eq!(found, MAX_VARIANTS);
+    }
+
+    #[test]
+    fn under_pressure_everything_held_is_reachable() {
         let cache = ResponseCache::new(64 * 1024);
         for i in 0..1000 {
-            let target = format!("/item/{i}");
             cache.insert(
-                base(&target),
+                base(&format!("/item/{i:04}")),
                 Vec::new(),
                 &HeaderMap::new(),
-                |base, values| {
-                    Entry::new(
-                        base,
-                        values,
-                        StatusCode::OK,
-                        HeaderMap::new(),
-                        Bytes::from(vec![0u8; 1000]),
-                        Duration::from_secs(60),
-                    )
-                },
+                entry(vec![0u8; 1000]),
             );
         }
-        assert!(
-            cache.weighed_size() <= 64 * 1024,
-            "{}",
-            cache.weighed_size()
-        );
+        let held = cache.weighed_size();
+        assert!(held <= 64 * 1024, "{held}");
+        let reachable: Vec<usize> = (0..1000)
+            .filter(|i| {
+                cache
+                    .get(&base(&format!("/item/{i:04}")), &HeaderMap::new())
+                    .is_some()
+            })
+            .collect();
+        // Every byte held belongs to an entry a request can find, and the
+        // newest entries are the ones kept.
+        let weight = ENTRY_OVERHEAD as u64 + 1000 + 10 + 11;
+        assert_eq!(reachable.len() as u64 * weight, held);
+        assert!(reachable.len() >= 40, "{}", reachable.len());
+        assert!(reachable.iter().all(|&i| i >= 1000 - reachable.len() - 1));
+    }
+
+    #[test]
+    fn new_entries_are_admitted_into_a_full_cache() {
+        let cache = ResponseCache::new(64 * 1024);
+        let old = |i: usize| base(&format!("/old/{i:04}"));
+        let new = |i: usize| base(&format!("/new/{i:04}"));
+        // A full cache of popular old assets...
+        for i in 0..40 {
+            cache.insert(
+                old(i),
+                Vec::new(),
+                &HeaderMap::new(),
+                entry(vec![0u8; 1000]),
+            );
+        }
+        for _ in 0..20 {
+            for i in 0..40 {
+                cache.get(&old(i), &HeaderMap::new());
+            }
+        }
+        cache.weighed_size();
+        // ...then a deploy: each new asset is stored once and asked for again.
+        for i in 0..20 {
+            cache.insert(
+                new(i),
+                Vec::new(),
+                &HeaderMap::new(),
+                entry(vec![1u8; 1000]),
+            );
+        }
+        cache.weighed_size();
+        let hits = (0..20)
+            .filter(|&i| cache.get(&new(i), &HeaderMap::new()).is_some())
+            .count();
+        assert_eq!(hits, 20);
     }
 }

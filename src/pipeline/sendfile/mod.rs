@@ -1,17 +1,17 @@
 //! X-Sendfile / X-Accel-Redirect: the app names a file in a response header
 //! and thrust sends the file, so Puma's threads are not tied up streaming it.
 
-use std::path::PathBuf;
+pub mod file;
+
+use std::path::{Path, PathBuf};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Response, StatusCode};
+use http::{response, Response, StatusCode};
 
+use super::preconditions::Conditions;
 use super::proxy;
 use crate::body::Body;
 use crate::config::{Config, SendFileHeader};
-pub mod file;
-
-use file::FileRequest;
 
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
@@ -62,29 +62,53 @@ fn file_path(value: &str, config: &Config) -> PathBuf {
     PathBuf::from(value)
 }
 
-/// Serves the file a response names, or passes the response on.
-pub fn resolve(config: &Config, request: &FileRequest, response: Response<Body>) -> Response<Body> {
+/// What the app's response asks of thrust.
+pub enum Named {
+    /// No file: the response goes on as it is.
+    Nothing(Response<Body>),
+    /// The file at this absolute path, answered with the app's status and
+    /// headers (the app's body dropped, the file header removed).
+    File(PathBuf, response::Parts),
+}
+
+/// Whether `response` names a file for thrust to send. A relative path is
+/// the app's mistake: 500 and an error log.
+pub fn named(config: &Config, response: Response<Body>) -> Named {
     let name = config.send_file_header.name();
+    if !config.x_sendfile {
+        return Named::Nothing(response);
+    }
     let Some(value) = response.headers().get(&name) else {
-        return response;
+        return Named::Nothing(response);
     };
     let path = file_path(&String::from_utf8_lossy(value.as_bytes()), config);
-    let (mut parts, upstream_body) = response.into_parts();
     // The app's body (usually empty) is replaced by the file.
-    drop(upstream_body);
+    let (mut parts, _) = response.into_parts();
     parts.headers.remove(&name);
     if !path.is_absolute() {
         tracing::error!(path = %path.display(), header = %name, "The app named a relative path to send; it must be absolute");
-        return proxy::plain(
+        return Named::Nothing(proxy::plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal server error\n",
             false,
-        );
+        ));
     }
+    Named::File(path, parts)
+}
+
+/// Answers with the file at `path`, precompressed siblings included when
+/// compression is on.
+pub fn serve(
+    config: &Config,
+    path: &Path,
+    conditions: &Conditions,
+    accept_encoding: Option<&str>,
+    parts: response::Parts,
+) -> Response<Body> {
     let offered = if config.compression {
         config.encodings.as_slice()
     } else {
         &[]
     };
-    file::serve(&path, request, offered, parts)
+    file::serve(path, conditions, accept_encoding, offered, parts)
 }
