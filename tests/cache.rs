@@ -283,3 +283,214 @@ fn a_hundred_thousand_distinct_urls_keep_memory_bounded() {
         cache_size / 1024
     );
 }
+
+fn sample_js(len: usize) -> Vec<u8> {
+    let line = b"var asset = 'fingerprinted';\n";
+    (0..len).map(|i| line[i % line.len()]).collect()
+}
+
+#[test]
+fn files_sent_for_the_app_are_stored_and_hits_never_reach_the_app() {
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("DEBUG", "1")
+            .env("MAX_CACHE_ITEM_SIZE", "50000"),
+    );
+    let js = sample_js(20_000);
+    let file = t.dir.path().join("app-3f2a9c.js");
+    std::fs::write(&file, &js).unwrap();
+    let target = format!(
+        "/sendfile?path={}&type=text/javascript&h_Cache_Control=public,max-age=3600&h_ETag=%22a1%22",
+        file.display()
+    );
+    let first = get_with(t.port, &target, &[]);
+    assert_eq!((first.status, first.header("x-cache")), (200, Some("miss")));
+    assert_eq!(first.body, js);
+    assert!(wait_stored(&t, &target, Duration::from_secs(10)));
+    let hit = get_with(t.port, &target, &[]);
+    assert_eq!((hit.status, hit.header("x-cache")), (200, Some("hit")));
+    assert_eq!(hit.body, js);
+    assert_eq!(hit.header("content-length"), Some("20000"));
+    assert_eq!(hit.header("etag"), Some("\"a1\""));
+    assert!(hit.header("last-modified").is_some());
+
+    // Compressed hits come from the stored variants.
+    for encoding in ["br", "zstd", "gzip"] {
+        let r = get_with(t.port, &target, &[("Accept-Encoding", encoding)]);
+        assert_eq!(
+            (r.header("x-cache"), r.header("content-encoding")),
+            (Some("hit"), Some(encoding))
+        );
+        let accept = format!("Accept-Encoding: {encoding}");
+        let (head, decoded) = curl(t.port, &target, &[&accept, "Host: test.local"]);
+        assert!(head.contains("x-cache: hit"), "{head}");
+        assert_eq!(decoded, js, "{encoding}");
+    }
+    let compressions = t
+        .log_lines()
+        .iter()
+        .filter(|l| l["msg"] == "Compressing response")
+        .count();
+    assert_eq!(compressions, 0, "hits are not compressed on the fly");
+
+    // HEAD, Range, If-Range and the preconditions, all from memory.
+    let head = request(t.port, "HEAD", &target, &[], b"").unwrap();
+    assert_eq!(
+        (head.status, head.header("content-length"), head.body.len()),
+        (200, Some("20000"), 0)
+    );
+    let part = get_with(t.port, &target, &[("Range", "bytes=100-199")]);
+    assert_eq!((part.status, part.header("x-cache")), (206, Some("hit")));
+    assert_eq!(part.header("content-range"), Some("bytes 100-199/20000"));
+    assert_eq!(part.body, &js[100..200]);
+    let part = get_with(
+        t.port,
+        &target,
+        &[("Range", "bytes=100-199"), ("If-Range", "\"a1\"")],
+    );
+    assert_eq!((part.status, part.body.len()), (206, 100));
+    let stale = get_with(
+        t.port,
+        &target,
+        &[("Range", "bytes=100-199"), ("If-Range", "\"a0\"")],
+    );
+    assert_eq!((stale.status, stale.body.len()), (200, 20000));
+    let beyond = get_with(t.port, &target, &[("Range", "bytes=50000-")]);
+    assert_eq!(
+        (
+            beyond.status,
+            beyond.header("content-range"),
+            beyond.body.len()
+        ),
+        (416, Some("bytes */20000"), 0)
+    );
+    let not_modified = get_with(t.port, &target, &[("If-None-Match", "\"a1\"")]);
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    let modified = httpdate::fmt_http_date(std::fs::metadata(&file).unwrap().modified().unwrap());
+    let not_modified = get_with(t.port, &target, &[("If-Modified-Since", &modified)]);
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    let changed = get_with(
+        t.port,
+        &target,
+        &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+    );
+    assert_eq!((changed.status, changed.body.len()), (200, 20000));
+    let failed = get_with(t.port, &target, &[("If-Match", "\"zz\"")]);
+    assert_eq!((failed.status, failed.body.len()), (412, 0));
+    assert_eq!(
+        t.app_requests("/sendfile").len(),
+        1,
+        "every hit was answered from memory"
+    );
+
+    // The stored bytes are served until the entry expires, whatever happens
+    // to the file: changed...
+    std::fs::write(&file, b"replaced").unwrap();
+    let r = get_with(t.port, &target, &[]);
+    assert_eq!((r.header("x-cache"), r.body.len()), (Some("hit"), 20000));
+    // ...or removed.
+    std::fs::remove_file(&file).unwrap();
+    let r = get_with(t.port, &target, &[]);
+    assert_eq!(
+        (r.status, r.header("x-cache"), r.body.len()),
+        (200, Some("hit"), 20000)
+    );
+    assert_eq!(t.app_requests("/sendfile").len(), 1);
+
+    // A file over MAX_CACHE_ITEM_SIZE is sent from disk every time.
+    let big = t.dir.path().join("big-9d8e7f.js");
+    std::fs::write(&big, sample_js(60_000)).unwrap();
+    let big_target = format!(
+        "/sendfile?path={}&type=text/javascript&h_Cache_Control=public,max-age=3600",
+        big.display()
+    );
+    for _ in 0..2 {
+        let r = get_with(t.port, &big_target, &[]);
+        assert_eq!(
+            (r.status, r.header("x-cache"), r.body.len()),
+            (200, Some("miss"), 60_000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = t.app_entries();
+    let big_requests = seen
+        .iter()
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .is_some_and(|t| t.contains("big-9d8e7f"))
+        })
+        .count();
+    assert_eq!(big_requests, 2);
+}
+
+/// Requests `target` and waits (bounded) until its response is stored.
+fn store(t: &Thrust, target: &str) {
+    let first = get_with(t.port, target, &[]);
+    assert_eq!(first.header("x-cache"), Some("miss"), "{target}");
+    assert!(
+        wait_stored(t, target, Duration::from_secs(10)),
+        "{target} never stored"
+    );
+}
+
+fn is_hit(t: &Thrust, target: &str) -> bool {
+    get_with(t.port, target, &[]).header("x-cache") == Some("hit")
+}
+
+#[test]
+fn a_full_cache_keeps_its_newest_entries_reachable() {
+    let t = Thrust::start_ready(Options::app().env("DEBUG", "1").env("CACHE_SIZE", "20000"));
+    let targets: Vec<String> = (0..30)
+        .map(|i| format!("/text?bytes=2000&{PUBLIC}&n={i}"))
+        .collect();
+    for target in &targets {
+        store(&t, target);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Newest first: each hit until the first miss is an entry the cache
+    // still holds and can find.
+    let held = targets
+        .iter()
+        .rev()
+        .take_while(|target| is_hit(&t, target))
+        .count();
+    eprintln!("CACHE_SIZE 20000: the newest {held} of 30 entries are hits");
+    assert!(held >= 4, "only {held} of the newest entries are hits");
+}
+
+#[test]
+fn after_a_deploy_new_assets_become_hits_in_a_full_cache() {
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("DEBUG", "1")
+            .env("CACHE_SIZE", "200000")
+            .env("LOG_REQUESTS", "0"),
+    );
+    let asset = |release: &str, i: usize| {
+        format!("/text?bytes=2000&type=application/octet-stream&{PUBLIC}&asset={release}-{i}")
+    };
+    // The cache fills with the old release's assets, each requested often.
+    for i in 0..70 {
+        store(&t, &asset("old", i));
+    }
+    for _ in 0..4 {
+        for i in 0..70 {
+            is_hit(&t, &asset("old", i));
+        }
+    }
+    // The new release: each asset requested three times.
+    let mut hits = 0;
+    for i in 0..30 {
+        let target = asset("new", i);
+        store(&t, &target);
+        hits += usize::from(is_hit(&t, &target));
+        hits += usize::from(is_hit(&t, &target));
+    }
+    let ratio = hits as f64 / 90.0;
+    eprintln!(
+        "new release: {hits} hits of 90 requests ({:.0}%)",
+        ratio * 100.0
+    );
+    assert_eq!(hits, 60, "every new asset is a hit from its second request");
+}

@@ -197,6 +197,51 @@ fn precompressed_siblings_follow_accept_encoding() {
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn precompressed_files_the_app_names_keep_their_encoding() {
+    // What Rails does for a .gz asset behind Rack::Sendfile: the app picks
+    // app.css.gz itself and says Content-Encoding: gzip.
+    let t = Thrust::start_ready(Options::app());
+    let css = "body { color: #123456 }\n".repeat(200);
+    let packed = gzip(css.as_bytes());
+    let file = write_file(t.dir.path(), "app.css.gz", &packed);
+    let target = sendfile_target(&file, "&type=none&h_Content_Encoding=gzip");
+    for accept in ["gzip", "br, gzip", "zstd, br, gzip"] {
+        let r = request(t.port, "GET", &target, &[("Accept-Encoding", accept)], b"").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{accept}");
+        assert_eq!(
+            r.body, packed,
+            "{accept}: the file's bytes, never encoded again"
+        );
+        let length = packed.len().to_string();
+        assert_eq!(r.header("content-length"), Some(length.as_str()));
+        assert_eq!(r.header("content-type"), Some("text/css"));
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    }
+    // A browser (curl decoding as one) gets the stylesheet.
+    let (head, body) = curl(t.port, &target, &[]);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(String::from_utf8(body).unwrap(), css);
+    // Ranges and HEAD apply to the encoded bytes that are sent.
+    let r = request(t.port, "GET", &target, &[("Range", "bytes=0-9")], b"").unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (206, &packed[..10]));
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let r = request(t.port, "HEAD", &target, &[], b"").unwrap();
+    assert_eq!(
+        r.header("content-length"),
+        Some(packed.len().to_string().as_str())
+    );
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+}
+
 #[test]
 fn x_accel_redirect_maps_uris_back_to_files() {
     let dir = tempfile::tempdir().unwrap();
