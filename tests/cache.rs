@@ -470,12 +470,13 @@ fn after_a_deploy_new_assets_become_hits_in_a_full_cache() {
     let asset = |release: &str, i: usize| {
         format!("/text?bytes=2000&type=application/octet-stream&{PUBLIC}&asset={release}-{i}")
     };
-    // The cache fills with the old release's assets, each requested often.
-    for i in 0..70 {
+    // The old release's assets fill the cache (about 70 of these fit) and
+    // have been requested often.
+    for i in 0..75 {
         store(&t, &asset("old", i));
     }
-    for _ in 0..4 {
-        for i in 0..70 {
+    for _ in 0..10 {
+        for i in 0..75 {
             is_hit(&t, &asset("old", i));
         }
     }
