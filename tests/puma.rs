@@ -123,7 +123,7 @@ fn wait_stored(t: &Thrust, target: &str, times: usize) -> bool {
 
 #[test]
 fn rails_assets_arrive_precompressed_and_are_served_from_the_cache() {
-    let mut t = Thrust::start(puma().env("DEBUG", "1"));
+    let t = Thrust::start(puma().env("DEBUG", "1"));
     t.wait_ready();
     let host = ("Host", "localhost");
     let css = "/assets/application-8e3d1dde.css";
