@@ -209,12 +209,15 @@ impl Store {
                 } else {
                     Vec::new()
                 };
-            tracing::debug!(target = %request.base.target, variants = variants.len(), "Stored response with its compressed variants");
+            let count = variants.len();
             let mut entry = Entry::new(status, headers, body, lifetime);
             entry.variants = variants;
+            let target = request.base.target.clone();
             store
                 .cache
                 .insert(request.base, vary, &request.headers, entry);
+            // Logged once the entry can be found.
+            tracing::debug!(target = %target, variants = count, "Stored response with its compressed variants");
         });
     }
 
