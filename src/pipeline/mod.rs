@@ -1,6 +1,7 @@
-//! The request pipeline: framing check → health → (cache → proxy) →
-//! sendfile → compression, and the log line once the response is sent.
-//! Each concern lives in its own file.
+//! The request pipeline: head check → health → redirect → the app's answer
+//! (a cache hit, or the proxy → the file the app names → storing it →
+//! compression), and the log line once the response is sent. Each concern
+//! lives in its own file or folder.
 
 pub mod cache;
 pub mod compression;
