@@ -366,6 +366,15 @@ fn files_sent_for_the_app_are_stored_and_hits_never_reach_the_app() {
     );
     let not_modified = get_with(t.port, &target, &[("If-None-Match", "\"a1\"")]);
     assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    assert_eq!(not_modified.header("etag"), Some("\"a1\""));
+    // A client that would get a compressed 200 gets that 200's weak ETag.
+    let not_modified = get_with(
+        t.port,
+        &target,
+        &[("If-None-Match", "W/\"a1\""), ("Accept-Encoding", "br")],
+    );
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    assert_eq!(not_modified.header("etag"), Some("W/\"a1\""));
     let modified = httpdate::fmt_http_date(std::fs::metadata(&file).unwrap().modified().unwrap());
     let not_modified = get_with(t.port, &target, &[("If-Modified-Since", &modified)]);
     assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));

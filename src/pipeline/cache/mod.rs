@@ -25,7 +25,7 @@ use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
 use crate::body::{self, Body, BoxError};
 use crate::config::Config;
-use crate::protocol::headers::vary_on_accept_encoding;
+use crate::protocol::headers::{vary_on_accept_encoding, weaken_etag};
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
 
@@ -100,13 +100,18 @@ pub fn respond(
     );
     let decided = conditions.evaluate(entry.status, &headers, entry.body.len() as u64);
     let mut body = entry.body.clone();
-    if decided == Outcome::Whole {
-        let variant = compression::choose(config, compression, entry.status, &headers)
-            .and_then(|encoding| entry.variant(encoding).map(|bytes| (encoding, bytes)));
-        if let Some((encoding, bytes)) = variant {
+    let variant = matches!(decided, Outcome::Whole | Outcome::NotModified)
+        .then(|| compression::choose(config, compression, entry.status, &headers))
+        .flatten()
+        .and_then(|encoding| entry.variant(encoding).map(|bytes| (encoding, bytes)));
+    if let Some((encoding, bytes)) = variant {
+        vary_on_accept_encoding(&mut headers);
+        if decided == Outcome::Whole {
             compression::mark_encoded(&mut headers, encoding);
-            vary_on_accept_encoding(&mut headers);
             body = bytes.clone();
+        } else {
+            // A 304 carries the validator the 200 would have carried.
+            weaken_etag(&mut headers);
         }
     }
     let mut parts = Response::new(()).into_parts().0;

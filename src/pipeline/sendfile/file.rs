@@ -22,7 +22,7 @@ use crate::pipeline::compression::mark_encoded;
 use crate::pipeline::preconditions::{Conditions, Outcome};
 use crate::pipeline::representation::{self, Content};
 use crate::protocol::accept_encoding::negotiate;
-use crate::protocol::headers::{set, vary_on_accept_encoding};
+use crate::protocol::headers::{set, vary_on_accept_encoding, weaken_etag};
 
 /// An open regular file with what its answer needs to say about it.
 pub struct NamedFile {
@@ -152,13 +152,17 @@ pub fn serve(
     // the identity bytes.
     let outcome = conditions.evaluate(parts.status, &parts.headers, named.size);
     let (mut file, mut size) = (named.file, named.size);
-    if outcome == Outcome::Whole {
-        let encoded = negotiate(accept_encoding, &siblings)
-            .and_then(|e| NamedFile::open(&sibling(path, e)).map(|sibling| (e, sibling)));
-        if let Some((encoding, sibling)) = encoded {
-            mark_encoded(&mut parts.headers, encoding);
-            (file, size) = (sibling.file, sibling.size);
+    let preferred = negotiate(accept_encoding, &siblings);
+    match (outcome, preferred) {
+        (Outcome::Whole, Some(encoding)) => {
+            if let Some(sibling) = NamedFile::open(&sibling(path, encoding)) {
+                mark_encoded(&mut parts.headers, encoding);
+                (file, size) = (sibling.file, sibling.size);
+            }
         }
+        // A 304 carries the validator the 200 would have carried.
+        (Outcome::NotModified, Some(_)) => weaken_etag(&mut parts.headers),
+        _ => {}
     }
     representation::respond(
         outcome,
