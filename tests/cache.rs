@@ -30,7 +30,10 @@ fn wait_stored(t: &Thrust, target: &str, limit: Duration) -> bool {
 #[test]
 fn a_public_response_is_served_from_memory_after_the_first_request() {
     let t = start_debug();
-    let target = format!("/text?bytes=3000&{PUBLIC}&h_Set_Cookie=session%3D1&h_ETag=%22e1%22");
+    let target = format!(
+        "/text?bytes=3000&{PUBLIC}&h_Set_Cookie=session%3D1&h_ETag=%22e1%22&h_Last_Modified={}",
+        "Tue,%2014%20Nov%202023%2022:13:20%20GMT"
+    );
     let first = get_with(t.port, &target, &[]);
     assert_eq!(first.header("x-cache"), Some("miss"));
     assert_eq!(first.header("set-cookie"), Some("session=1"));
@@ -53,10 +56,20 @@ fn a_public_response_is_served_from_memory_after_the_first_request() {
         (not_modified.status, not_modified.header("x-cache")),
         (304, Some("hit"))
     );
+    // If-Modified-Since and If-Range, as for files.
+    let since = |date: &str| get_with(t.port, &target, &[("If-Modified-Since", date)]).status;
+    assert_eq!(since("Tue, 14 Nov 2023 22:13:20 GMT"), 304);
+    assert_eq!(since("Tue, 14 Nov 2023 22:13:19 GMT"), 200);
     // A Range is served from the stored body.
     let part = get_with(t.port, &target, &[("Range", "bytes=100-199")]);
     assert_eq!((part.status, part.header("x-cache")), (206, Some("hit")));
     assert_eq!(part.body, &first.body[100..200]);
+    let stale = get_with(
+        t.port,
+        &target,
+        &[("Range", "bytes=100-199"), ("If-Range", "\"e0\"")],
+    );
+    assert_eq!((stale.status, stale.body.len()), (200, 3000));
     assert_eq!(t.app_requests("/text").len(), 1);
 }
 
