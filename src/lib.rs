@@ -2,6 +2,7 @@
 //! `run` wires the supervisor, the readiness watch and the server together.
 
 mod acme;
+mod activation;
 pub mod body;
 pub mod config;
 mod conn_io;
@@ -76,8 +77,24 @@ fn cannot_start(error: impl std::fmt::Display, code: u8) -> u8 {
     code
 }
 
+/// The socket for a port: the one the service manager passed, or bound here.
+fn listen(
+    passed: Option<std::net::TcpListener>,
+    port: u16,
+    variable: &'static str,
+) -> Result<tokio::net::TcpListener, server::BindError> {
+    match passed {
+        Some(listener) => server::adopt(listener, variable),
+        None => server::bind(port, variable),
+    }
+}
+
 async fn serve(config: Config, command: Vec<String>) -> u8 {
-    let listener = match server::bind(config.http_port, "HTTP_PORT") {
+    let mut passed = match activation::take(&std::env::vars().collect()) {
+        Ok(passed) => passed.unwrap_or_default(),
+        Err(e) => return cannot_start(e, 2),
+    };
+    let listener = match listen(passed.http.take(), config.http_port, "HTTP_PORT") {
         Ok(listener) => listener,
         Err(e) => return cannot_start(e, 1),
     };
@@ -101,7 +118,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let https = match &certificates {
         None => None,
         Some(certificates) => {
-            let listener = match server::bind(config.https_port, "HTTPS_PORT") {
+            let listener = match listen(passed.https.take(), config.https_port, "HTTPS_PORT") {
                 Ok(listener) => listener,
                 Err(e) => return cannot_start(e, 1),
             };
@@ -120,6 +137,9 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             })
         }
     };
+    if passed.https.is_some() {
+        tracing::warn!("A socket for HTTPS was passed, but TLS is off: it is closed");
+    }
     let readiness = Arc::new(Readiness::default());
     let fd_limit = fd_limit::raise();
     let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
@@ -129,13 +149,17 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             return cannot_start(e, code);
         }
     };
+    let address = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string())
+    };
     match &https {
-        Some(_) => tracing::info!(
-            http = %format!("0.0.0.0:{}", config.http_port),
-            https = %format!("0.0.0.0:{}", config.https_port),
+        Some(https) => tracing::info!(
+            http = %address(&listener),
+            https = %address(&https.listener),
             "Server started"
         ),
-        None => tracing::info!(http = %format!("0.0.0.0:{}", config.http_port), "Server started"),
+        None => tracing::info!(http = %address(&listener), "Server started"),
     }
 
     if let Some(port) = config.metrics_port {

@@ -48,6 +48,22 @@ pub fn bind(port: u16, variable: &'static str) -> Result<TcpListener, BindError>
     socket.listen(1024).map_err(wrap)
 }
 
+/// Serves a listening socket passed by the service manager (socket
+/// activation) as if thrust had bound it.
+pub fn adopt(
+    listener: std::net::TcpListener,
+    variable: &'static str,
+) -> Result<TcpListener, BindError> {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let wrap = |source| BindError {
+        port,
+        variable,
+        source,
+    };
+    listener.set_nonblocking(true).map_err(wrap)?;
+    TcpListener::from_std(listener).map_err(wrap)
+}
+
 /// HTTP/1.1 alone, or HTTP/1.1 and HTTP/2 told apart by the connection preface.
 enum Protocols {
     Http1(http1::Builder),

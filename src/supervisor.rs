@@ -82,6 +82,10 @@ impl Supervisor {
 
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]).process_group(0);
+        // Sockets passed to thrust are thrust's: the app must not try to take them.
+        for name in crate::activation::VARIABLES {
+            cmd.env_remove(name);
+        }
         match worker {
             Worker::Port(port) => {
                 cmd.env("PORT", port.to_string());

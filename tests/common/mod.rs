@@ -63,6 +63,9 @@ pub struct Options<'a> {
     pub command: Vec<String>,
     /// Start thrust with this soft open-file limit (as a container might).
     pub soft_nofile: Option<u64>,
+    /// Start thrust through `systemd-socket-activate`, which listens on
+    /// these addresses and passes the sockets under these names.
+    pub activation: Option<(Vec<String>, String)>,
 }
 
 impl<'a> Options<'a> {
@@ -76,6 +79,7 @@ impl<'a> Options<'a> {
             env: Vec::new(),
             command: command.iter().map(|s| s.to_string()).collect(),
             soft_nofile: None,
+            activation: None,
         }
     }
 
@@ -98,23 +102,42 @@ impl Thrust {
         let stderr = dir.path().join("thrust.err");
         let app_log = dir.path().join("app.log");
         std::fs::write(&app_log, "").unwrap();
-        let mut cmd = Command::new(THRUST);
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HOME".into(), std::env::var("HOME").unwrap_or_default()),
+            ("HTTP_PORT".into(), port.to_string()),
+            ("TARGET_PORT".into(), worker_port.to_string()),
+            ("APP_LOG".into(), app_log.display().to_string()),
+            (
+                "BAD_GATEWAY_PAGE".into(),
+                dir.path().join("502.html").display().to_string(),
+            ),
+        ];
+        env.extend(options.env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let mut cmd = match &options.activation {
+            None => Command::new(THRUST),
+            Some((addresses, names)) => {
+                // The launcher passes on only the variables it is given.
+                let mut launcher = Command::new("systemd-socket-activate");
+                for address in addresses {
+                    launcher.args(["-l", address]);
+                }
+                launcher.arg(format!("--fdname={names}"));
+                for (name, value) in &env {
+                    launcher.arg(format!("-E{name}={value}"));
+                }
+                launcher.arg(THRUST);
+                launcher
+            }
+        };
         cmd.args(&options.command)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("HTTP_PORT", port.to_string())
-            .env("TARGET_PORT", worker_port.to_string())
-            .env("APP_LOG", &app_log)
-            .env("BAD_GATEWAY_PAGE", dir.path().join("502.html"))
+            .envs(env)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .process_group(0);
-        for (name, value) in &options.env {
-            cmd.env(name, value);
-        }
         if let Some(soft) = options.soft_nofile {
             use nix::sys::resource::{getrlimit, setrlimit, Resource};
             let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
