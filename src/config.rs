@@ -612,6 +612,42 @@ pub fn markdown_table() -> String {
     out
 }
 
+/// Where a variable's value comes from, for `thrust check`.
+pub struct Resolved {
+    pub variable: &'static Variable,
+    /// The value and the spelling it was found under; None: the default.
+    pub set: Option<(String, String)>,
+}
+
+/// Variables whose values are secrets: `thrust check` shows only that they are set.
+const SECRETS: [&str; 1] = ["EAB_HMAC_KEY"];
+
+impl Resolved {
+    /// One line: the variable, its value and where the value came from.
+    pub fn line(&self) -> String {
+        let name = self.variable.name;
+        match &self.set {
+            None => format!("{name}={}  (default)", self.variable.default),
+            Some((spelling, _)) if SECRETS.contains(&name) => {
+                format!("{name}=(set, not shown)  (from {spelling})")
+            }
+            Some((spelling, value)) => format!("{name}={value}  (from {spelling})"),
+        }
+    }
+}
+
+/// Every variable with the value an environment gives it and where from.
+pub fn resolved(vars: &HashMap<String, String>) -> Vec<Resolved> {
+    let env = Env { vars };
+    VARIABLES
+        .iter()
+        .map(|variable| Resolved {
+            variable,
+            set: env.raw(variable.name),
+        })
+        .collect()
+}
+
 /// The table as plain text, for `thrust --help`.
 pub fn help_text() -> String {
     let mut out = String::new();
@@ -636,6 +672,24 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn resolved_values_name_the_spelling_they_came_from() {
+        let vars: HashMap<String, String> = [
+            ("THRUSTER_HTTP_PORT", "8080"),
+            ("TARGET_PORT", "4000"),
+            ("EAB_HMAC_KEY", "c2VjcmV0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let lines: Vec<String> = resolved(&vars).iter().map(Resolved::line).collect();
+        assert!(lines.contains(&"HTTP_PORT=8080  (from THRUSTER_HTTP_PORT)".to_string()));
+        assert!(lines.contains(&"THRUST_WORKER_PORT=4000  (from TARGET_PORT)".to_string()));
+        assert!(lines.contains(&"EAB_HMAC_KEY=(set, not shown)  (from EAB_HMAC_KEY)".to_string()));
+        assert!(lines.contains(&"CACHE_SIZE=67108864  (default)".to_string()));
+        assert_eq!(lines.len(), VARIABLES.len());
     }
 
     #[test]

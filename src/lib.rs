@@ -4,6 +4,7 @@
 mod acme;
 mod activation;
 pub mod body;
+pub mod check;
 pub mod config;
 mod conn_io;
 mod conn_state;

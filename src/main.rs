@@ -4,9 +4,13 @@ use thrust::config::{help_text, Config};
 
 fn usage() -> String {
     format!(
-        "Usage: thrust CMD [ARGS...]\n\n\
+        "Usage: thrust CMD [ARGS...]\n       thrust check [CMD [ARGS...]]\n\n\
          Runs CMD (your app server) as a child process and serves it on HTTP_PORT,\n\
          with the health check, proxying, logging and limits described below.\n\n\
+         thrust check prints the configuration as thrust resolves it (each value and\n\
+         the variable it came from), checks what start-up checks (values, certificate\n\
+         files, ports, the command) without starting anything, and exits 0 or with\n\
+         start-up's code and message.\n\n\
          Environment variables (THRUST_NAME > THRUSTER_NAME > NAME):\n{}",
         help_text()
     )
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
             println!("thrust {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Some("check") => return ExitCode::from(thrust::check::run(&args[1..])),
         Some(_) => {}
     }
     let config = match Config::from_env() {

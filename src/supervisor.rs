@@ -46,6 +46,34 @@ impl SpawnError {
     }
 }
 
+/// Finds `command` as spawning it would (PATH search unless it has a `/`),
+/// without running it: `thrust check` reports what start-up would.
+pub fn resolve(command: &str) -> Result<std::path::PathBuf, SpawnError> {
+    use nix::unistd::{access, AccessFlags};
+    use std::path::{Path, PathBuf};
+    let executable = |path: &Path| path.is_file() && access(path, AccessFlags::X_OK).is_ok();
+    let candidates: Vec<PathBuf> = if command.contains('/') {
+        vec![PathBuf::from(command)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(command))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(found) = candidates.iter().find(|p| executable(p)) {
+        return Ok(found.clone());
+    }
+    let command = command.to_string();
+    if candidates.iter().any(|p| p.exists()) {
+        Err(SpawnError::NotExecutable { command })
+    } else {
+        Err(SpawnError::NotFound { command })
+    }
+}
+
 /// A running child and the signal streams watching it.
 pub struct Supervisor {
     pid: Pid,

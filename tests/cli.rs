@@ -153,3 +153,129 @@ fn sigterm_to_a_sleeping_child_exits_with_its_status() {
         Some(128 + 15)
     );
 }
+
+#[test]
+fn check_prints_where_each_value_came_from() {
+    let port = free_port().to_string();
+    let out = thrust(
+        &["check", "python3", "-V"],
+        &[
+            ("THRUSTER_HTTP_PORT", &port),
+            ("TARGET_PORT", "4000"),
+            ("EAB_KID", "kid"),
+            ("EAB_HMAC_KEY", "c2VjcmV0"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for line in [
+        format!("HTTP_PORT={port}  (from THRUSTER_HTTP_PORT)"),
+        "THRUST_WORKER_PORT=4000  (from TARGET_PORT)".to_string(),
+        "EAB_HMAC_KEY=(set, not shown)  (from EAB_HMAC_KEY)".to_string(),
+        "CACHE_SIZE=67108864  (default)".to_string(),
+        format!("HTTP_PORT: port {port} can be listened on"),
+        "command: python3 -V".to_string(),
+    ] {
+        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("c2VjcmV0"), "a secret was printed");
+    assert!(stdout.trim_end().ends_with("OK"));
+}
+
+#[test]
+fn check_fails_as_startup_would_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let touched = dir.path().join("spawned");
+    let touch = format!("touch {}", touched.display());
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let free = free_port().to_string();
+    let https = free_port().to_string();
+    let not_executable = dir.path().join("app.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let (one, other) = (dir.path().join("one"), dir.path().join("other"));
+    for (tag, names) in [(&one, "a.example"), (&other, "b.example")] {
+        let generated = rcgen::generate_simple_self_signed(vec![names.to_string()]).unwrap();
+        std::fs::write(tag.with_extension("crt"), generated.cert.pem()).unwrap();
+        std::fs::write(
+            tag.with_extension("key"),
+            generated.signing_key.serialize_pem(),
+        )
+        .unwrap();
+    }
+    let (cert, wrong_key) = (
+        one.with_extension("crt").display().to_string(),
+        other.with_extension("key").display().to_string(),
+    );
+    let not_executable = not_executable.display().to_string();
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, i32)> = vec![
+        (
+            "bad value",
+            vec!["sh", "-c", &touch],
+            vec![("HTTP_PORT", "eighty")],
+            2,
+        ),
+        (
+            "port in use",
+            vec!["sh", "-c", &touch],
+            vec![("HTTP_PORT", &taken_port)],
+            1,
+        ),
+        (
+            "mismatched certificate",
+            vec!["sh", "-c", &touch],
+            vec![
+                ("HTTP_PORT", &free),
+                ("HTTPS_PORT", &https),
+                ("SSL_CERT_PATH", &cert),
+                ("SSL_KEY_PATH", &wrong_key),
+            ],
+            2,
+        ),
+        (
+            "missing command",
+            vec!["no-such-app"],
+            vec![("HTTP_PORT", &free)],
+            127,
+        ),
+        (
+            "not executable",
+            vec![&not_executable],
+            vec![("HTTP_PORT", &free)],
+            126,
+        ),
+    ];
+    for (name, command, env, code) in cases {
+        let mut checked = vec!["check"];
+        checked.extend(&command);
+        let check = thrust(&checked, &env);
+        let start = thrust(&command, &env);
+        assert_eq!(check.status.code(), Some(code), "{name}: check");
+        assert_eq!(start.status.code(), Some(code), "{name}: start-up");
+        assert_eq!(
+            String::from_utf8_lossy(&check.stderr),
+            String::from_utf8_lossy(&start.stderr),
+            "{name}: check and start-up say the same"
+        );
+    }
+    assert!(!touched.exists(), "nothing was started");
+
+    // ACME storage is checked, not created.
+    let storage = dir.path().join("storage/thruster");
+    let out = thrust(
+        &["check", "true"],
+        &[
+            ("HTTP_PORT", &free),
+            ("HTTPS_PORT", &free_port().to_string()),
+            ("TLS_DOMAIN", "app.example"),
+            ("STORAGE_PATH", storage.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!storage.exists(), "check created STORAGE_PATH");
+}

@@ -5,7 +5,7 @@
 //! third of its lifetime remains, with backoff on failure.
 
 mod client;
-mod store;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

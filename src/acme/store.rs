@@ -18,6 +18,26 @@ impl Store {
         Ok(Store { dir: dir.into() })
     }
 
+    /// Whether `open` would succeed, without creating anything: the
+    /// directory, or its nearest ancestor that exists, is a directory thrust
+    /// may write in.
+    pub fn probe(dir: &Path) -> std::io::Result<()> {
+        let existing = dir
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("."));
+        if !std::fs::metadata(existing)?.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory",
+                existing.display()
+            )));
+        }
+        use nix::unistd::{access, AccessFlags};
+        access(existing, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+            std::io::Error::other(format!("{} is not writable: {e}", existing.display()))
+        })
+    }
+
     fn write(&self, name: &str, contents: &[u8]) -> std::io::Result<()> {
         // Written beside, then renamed: a crash never leaves half a key.
         let path = self.dir.join(name);

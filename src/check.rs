@@ -1,0 +1,100 @@
+//! `thrust check [CMD...]`: prints the configuration as thrust resolves it
+//! (each value and the spelling it came from) and validates what start-up
+//! validates — the values, the certificate files or ACME storage, the
+//! ports, the command — without starting anything. Exits 0, or with the
+//! code and the message start-up would give.
+
+use std::collections::HashMap;
+
+use crate::acme::store::Store;
+use crate::activation;
+use crate::config::{resolved, Config, Tls};
+use crate::server::BindError;
+use crate::supervisor;
+use crate::tls::static_cert::StaticCert;
+
+/// A failure as start-up reports it.
+fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
+    eprintln!("thrust: {message}");
+    code
+}
+
+/// Whether a port can be listened on, the way start-up binds it.
+fn bindable(port: u16, variable: &'static str) -> Result<(), BindError> {
+    std::net::TcpListener::bind(("0.0.0.0", port))
+        .map(drop)
+        .map_err(|source| BindError {
+            port,
+            variable,
+            source,
+        })
+}
+
+pub fn run(command: &[String]) -> u8 {
+    let vars: HashMap<String, String> = std::env::vars().collect();
+    println!("Configuration:");
+    for row in resolved(&vars) {
+        println!("  {}", row.line());
+    }
+    let config = match Config::from_vars(&vars) {
+        Ok(config) => config,
+        Err(e) => return fail(e, 2),
+    };
+
+    println!("Checks:");
+    match &config.tls {
+        Tls::Off => println!("  TLS: off"),
+        Tls::Static { cert, key } => match StaticCert::load(cert, key) {
+            Ok(_) => println!(
+                "  TLS: certificate {} and key {} load",
+                cert.display(),
+                key.display()
+            ),
+            Err(e) => return fail(e, 2),
+        },
+        Tls::Acme => match Store::probe(&config.acme.storage) {
+            Ok(()) => println!(
+                "  TLS: automatic certificates for {}, stored in {}",
+                config.acme.domains.join(", "),
+                config.acme.storage.display()
+            ),
+            Err(e) => return fail(format!("STORAGE_PATH={:?}: {e}", config.acme.storage), 2),
+        },
+    }
+
+    let passed = match activation::take(&vars) {
+        Ok(passed) => passed.unwrap_or_default(),
+        Err(e) => return fail(e, 2),
+    };
+    let mut ports = vec![(passed.http, config.http_port, "HTTP_PORT")];
+    if config.tls != Tls::Off {
+        ports.push((passed.https, config.https_port, "HTTPS_PORT"));
+    }
+    for (socket, port, variable) in ports {
+        match socket {
+            Some(socket) => {
+                let address = socket
+                    .local_addr()
+                    .map_or_else(|e| e.to_string(), |a| a.to_string());
+                println!("  {variable}: a socket passed by the service manager ({address})");
+            }
+            None => match bindable(port, variable) {
+                Ok(()) => println!("  {variable}: port {port} can be listened on"),
+                Err(e) => return fail(e, 1),
+            },
+        }
+    }
+
+    match command.first() {
+        None => println!("  command: none given, not checked"),
+        Some(program) => match supervisor::resolve(program) {
+            Ok(path) => println!("  command: {} ({})", command.join(" "), path.display()),
+            Err(e) => {
+                let code = e.exit_code();
+                return fail(e, code);
+            }
+        },
+    }
+    println!("OK");
+    0
+}
