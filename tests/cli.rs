@@ -208,7 +208,9 @@ fn check_fails_as_startup_would_and_starts_nothing() {
         other.with_extension("key").display().to_string(),
     );
     let not_executable = not_executable.display().to_string();
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, i32)> = vec![
+    // (what, command, environment, exit code)
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, i32);
+    let cases: Vec<Case> = vec![
         (
             "bad value",
             vec!["sh", "-c", &touch],
