@@ -418,3 +418,72 @@ fn external_account_binding() {
     );
     assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
 }
+
+/// A certificate for app.test as Thruster's autocert cache stores it: the
+/// key in its traditional PEM form ("EC PRIVATE KEY" / "RSA PRIVATE KEY"),
+/// then the chain, in one file named after the domain (`+rsa` for RSA).
+fn thruster_cache(dir: &Path, algorithm: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key, cert) = (dir.join("new.key"), dir.join("new.crt"));
+    let mut args = vec!["req", "-x509", "-newkey", algorithm];
+    if algorithm == "ec" {
+        args.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+    }
+    args.extend([
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=app.test",
+        "-addext",
+        "subjectAltName=DNS:app.test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(run_tool("openssl", &args).status.success());
+    let traditional = run_tool(
+        "openssl",
+        &["pkey", "-in", key.to_str().unwrap(), "-traditional"],
+    );
+    let key_pem = String::from_utf8(traditional.stdout).unwrap();
+    let kind = if algorithm == "ec" {
+        "EC PRIVATE KEY"
+    } else {
+        "RSA PRIVATE KEY"
+    };
+    assert!(key_pem.contains(kind), "{key_pem}");
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let name = if algorithm == "ec" {
+        "app.test"
+    } else {
+        "app.test+rsa"
+    };
+    std::fs::write(dir.join(name), format!("{key_pem}{cert_pem}")).unwrap();
+    // Thruster's account key sits beside it.
+    std::fs::write(dir.join("acme_account+key"), &key_pem).unwrap();
+    std::fs::remove_file(key).unwrap();
+    std::fs::remove_file(cert).unwrap();
+    cert_pem.trim().to_string()
+}
+
+#[test]
+fn certificates_thruster_stored_are_used_until_renewal() {
+    for algorithm in ["ec", "rsa"] {
+        let site = Site::new();
+        let pebble = Pebble::start(site.http, site.https, None);
+        let leaf = thruster_cache(&site.storage.path().join("certs"), algorithm);
+        let t = site.thrust(&pebble, &[]);
+        t.wait_ready();
+        let loaded = t
+            .wait_log(Duration::from_secs(5), |l| {
+                l["msg"] == "Certificate loaded from storage"
+            })
+            .unwrap_or_else(|| panic!("{algorithm}: {}", t.log_text()));
+        assert_eq!(loaded["stored_by"], "Thruster");
+        assert_eq!(served_leaf(site.https), leaf, "{algorithm}");
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(pebble.orders(), 0, "{algorithm}: no new order");
+    }
+}

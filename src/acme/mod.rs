@@ -126,14 +126,23 @@ impl Acme {
     /// Loads stored certificates and starts keeping every domain's current.
     pub fn start(self: &Arc<Self>) {
         for domain in self.settings.domains.clone() {
-            let expires = self.store.certificate(&domain).and_then(|(chain, key)| match certified(&chain, &key) {
+            // thrust's own files first, then what Thruster left there.
+            let stored = self
+                .store
+                .certificate(&domain)
+                .map(|(chain, key)| (chain, key, "thrust"))
+                .or_else(|| {
+                    let both = self.store.thruster_certificate(&domain)?;
+                    Some((both.clone(), both, "Thruster"))
+                });
+            let expires = stored.and_then(|(chain, key, stored_by)| match certified(&chain, &key) {
                 Ok((cert, from, until)) => {
                     self.install(&domain, cert);
-                    tracing::info!(domain = %domain, "Certificate loaded from storage");
+                    tracing::info!(domain = %domain, stored_by, "Certificate loaded from storage");
                     Some((from, until))
                 }
                 Err(e) => {
-                    tracing::warn!(domain = %domain, error = %e, "Stored certificate unusable, ordering a new one");
+                    tracing::warn!(domain = %domain, stored_by, error = %e, "Stored certificate unusable, ordering a new one");
                     None
                 }
             });

@@ -77,6 +77,16 @@ impl Store {
         ))
     }
 
+    /// A certificate Thruster stored for a domain (Go's autocert directory
+    /// cache: one file named after the domain, `domain+rsa` for an RSA key,
+    /// holding the private key and then the chain, in PEM), so that
+    /// switching from Thruster does not order certificates anew. Returned
+    /// whole: the key and the chain are read from the same text.
+    pub fn thruster_certificate(&self, domain: &str) -> Option<Vec<u8>> {
+        self.read(domain)
+            .or_else(|| self.read(&format!("{domain}+rsa")))
+    }
+
     pub fn save_certificate(
         &self,
         domain: &str,
