@@ -42,5 +42,7 @@ fn main() -> ExitCode {
         }
     };
     thrust::log::init(config.debug);
-    ExitCode::from(thrust::run(config, args))
+    let code = thrust::run(config, args);
+    thrust::log::flush();
+    ExitCode::from(code)
 }

@@ -111,3 +111,90 @@ fn an_unserved_metrics_port_is_called_out() {
         .unwrap()
         .contains("THRUST_METRICS_PORT"));
 }
+
+#[test]
+fn a_stdout_nobody_reads_never_stalls_requests_and_drops_are_counted() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (port, worker) = (free_port(), free_port());
+    let mut thrust = Command::new(THRUST)
+        .args(["python3", app_script().to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HTTP_PORT", port.to_string())
+        .env("TARGET_PORT", worker.to_string())
+        .env("APP_LOG", dir.path().join("app.log"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(15), || get(port, "/up")
+        .is_ok_and(|r| r.status == 200)));
+    // Nobody reads thrust's stdout from here on: the pipe fills up. Cache
+    // hits, answered by thrust alone, come faster than any app could.
+    let target = "/text?bytes=100&h_Cache_Control=public,max-age=600";
+    get(port, target).unwrap();
+    let mut sent = 1;
+    assert!(wait_until(Duration::from_secs(5), || {
+        sent += 1;
+        get(port, target).is_ok_and(|r| r.header("x-cache") == Some("hit"))
+    }));
+    let requests = 20_000;
+    let url = format!("http://127.0.0.1:{port}{target}");
+    let out = run_tool(
+        "h2load",
+        &[
+            "--h1",
+            "-n",
+            &requests.to_string(),
+            "-c",
+            "4",
+            "-T",
+            "20",
+            &url,
+        ],
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("{requests} succeeded")),
+        "requests stalled behind a full stdout: {report}"
+    );
+
+    // Reading again: every request is either logged or counted as dropped.
+    let stdout = thrust.stdout.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut logged, mut dropped) = (0u64, None);
+    while dropped.is_none() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the drop count was never logged");
+        let line: serde_json::Value = serde_json::from_str(&line).expect("whole JSON lines");
+        if line["msg"] == "Request" && line["path"] == "/text" {
+            logged += 1;
+        }
+        if line["msg"] == "Log lines dropped: stdout was not keeping up" {
+            assert_eq!(line["level"], "WARN");
+            dropped = line["dropped"].as_u64();
+        }
+    }
+    let dropped = dropped.unwrap();
+    assert!(dropped > 0);
+    assert_eq!(
+        logged + dropped,
+        requests + sent,
+        "{logged} logged + {dropped} dropped"
+    );
+    let _ = thrust.kill();
+    let _ = thrust.wait();
+}

@@ -1,12 +1,12 @@
 //! One JSON line per request, with the fields Thruster logs.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
+use crate::log::json;
 use crate::protocol::headers::content_length;
 
 /// What the log line needs from the request, taken before the request is
@@ -23,9 +23,9 @@ pub struct RequestFacts {
     pub request_id: Option<HeaderValue>,
 }
 
-/// A header value as log text.
-pub fn lossy(value: Option<&HeaderValue>) -> Cow<'_, str> {
-    value.map_or(Cow::Borrowed(""), |v| String::from_utf8_lossy(v.as_bytes()))
+/// A header value's bytes, empty when absent.
+fn bytes(value: Option<&HeaderValue>) -> &[u8] {
+    value.map_or(&b""[..], HeaderValue::as_bytes)
 }
 
 impl RequestFacts {
@@ -63,23 +63,21 @@ impl RequestFacts {
             Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         };
-        let cache = cache.map_or(Cow::Borrowed("bypass"), |v| lossy(Some(v)));
-        tracing::info!(
-            path = %self.uri.path(),
-            status,
-            dur = self.started.elapsed().as_millis() as u64,
-            method = %self.method,
-            req_content_length = self.content_length,
-            req_content_type = %lossy(self.content_type.as_ref()),
-            resp_content_length,
-            resp_content_type = %lossy(resp_content_type),
-            remote_addr = %self.remote,
-            user_agent = %lossy(self.user_agent.as_ref()),
-            cache = %cache,
-            query = %self.uri.query().unwrap_or_default(),
-            proto = %proto,
-            request_id = %lossy(self.request_id.as_ref()),
-            "Request"
-        );
+        json::line("INFO", "Request", |line| {
+            line.text("path", self.uri.path())
+                .number("status", u64::from(status))
+                .number("dur", self.started.elapsed().as_millis() as u64)
+                .text("method", self.method.as_str())
+                .number("req_content_length", self.content_length)
+                .bytes("req_content_type", bytes(self.content_type.as_ref()))
+                .number("resp_content_length", resp_content_length)
+                .bytes("resp_content_type", bytes(resp_content_type))
+                .display("remote_addr", self.remote)
+                .bytes("user_agent", bytes(self.user_agent.as_ref()))
+                .bytes("cache", cache.map_or(&b"bypass"[..], |v| v.as_bytes()))
+                .text("query", self.uri.query().unwrap_or_default())
+                .text("proto", proto)
+                .bytes("request_id", bytes(self.request_id.as_ref()));
+        });
     }
 }

@@ -1,8 +1,16 @@
 //! JSON-lines logging on stdout, in the shape Thruster's logs have
 //! (`time`, `level`, `msg`, then the event's fields), so log pipelines built
 //! for Thruster keep working.
+//!
+//! Lifecycle and diagnostic lines come through `tracing`; the per-request
+//! line, written for every request, is written directly (`json::line`),
+//! without allocation. Both go through `sink`, which writes to stdout from a
+//! thread of its own.
 
-use std::io::Write;
+pub mod json;
+mod sink;
+
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -42,9 +50,14 @@ impl<S: Subscriber> Layer<S> for JsonLines {
         event.record(&mut fields);
         let mut line = Value::Object(fields.0).to_string();
         line.push('\n');
-        // One write per line so lines from different threads never interleave.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        sink::append(line.as_bytes());
     }
+}
+
+/// Waits (a bounded time) until every line logged so far is on stdout:
+/// called once, before thrust exits.
+pub fn flush() {
+    sink::flush(Duration::from_secs(2));
 }
 
 struct Fields(Map<String, Value>);

@@ -1,0 +1,211 @@
+//! Writing one JSON log line by hand: into a buffer the thread keeps, with
+//! the time's text made once per second, so a line costs no allocation.
+//! Keys are written as given; values are escaped as JSON strings requires,
+//! and bytes that are not UTF-8 become U+FFFD.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::sink;
+
+struct Scratch {
+    line: Vec<u8>,
+    /// The second `prefix` spells, and "YYYY-MM-DDTHH:MM:SS." for it.
+    second: u64,
+    prefix: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { line: Vec::new(), second: u64::MAX, prefix: Vec::new() })
+    };
+}
+
+/// A line being written: fields go after `time`, `level` and `msg`.
+pub struct Line<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+fn escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+impl Line<'_> {
+    fn key(&mut self, key: &str) {
+        self.out.extend_from_slice(b",\"");
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    pub fn text(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        self.out.push(b'"');
+        escaped(self.out, value);
+        self.out.push(b'"');
+        self
+    }
+
+    /// Bytes from the wire (header values): UTF-8 as it is, anything else lossily.
+    pub fn bytes(&mut self, key: &str, value: &[u8]) -> &mut Self {
+        match std::str::from_utf8(value) {
+            Ok(text) => self.text(key, text),
+            Err(_) => self.text(key, &String::from_utf8_lossy(value)),
+        }
+    }
+
+    pub fn number(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+        self
+    }
+
+    /// A value written through Display (addresses), escaped.
+    pub fn display(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.key(key);
+        self.out.push(b'"');
+        let start = self.out.len();
+        let _ = write!(self.out, "{value}");
+        if self.out[start..]
+            .iter()
+            .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            let written = self.out.split_off(start);
+            escaped(self.out, &String::from_utf8_lossy(&written));
+        }
+        self.out.push(b'"');
+        self
+    }
+}
+
+/// "YYYY-MM-DDTHH:MM:SS.mmmZ" for now, the second's part made once per second.
+fn time(scratch: &mut Scratch) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let second = now.as_secs();
+    if second != scratch.second {
+        scratch.second = second;
+        scratch.prefix.clear();
+        let whole = UNIX_EPOCH + std::time::Duration::from_secs(second);
+        // "2026-12-02T07:29:37Z" without its Z.
+        let text = humantime::format_rfc3339_seconds(whole).to_string();
+        scratch
+            .prefix
+            .extend_from_slice(text.trim_end_matches('Z').as_bytes());
+        scratch.prefix.push(b'.');
+    }
+    scratch.line.extend_from_slice(&scratch.prefix);
+    let _ = write!(scratch.line, "{:03}Z", now.subsec_millis());
+}
+
+/// Starts a line in `scratch`: time, level and msg.
+fn head<'a>(scratch: &'a mut Scratch, level: &str, msg: &str) -> Line<'a> {
+    scratch.line.clear();
+    scratch.line.extend_from_slice(b"{\"time\":\"");
+    time(scratch);
+    scratch.line.push(b'"');
+    let mut line = Line {
+        out: &mut scratch.line,
+    };
+    line.text("level", level).text("msg", msg);
+    line
+}
+
+/// Writes one line: time, level, msg, then what `fields` adds.
+pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut Line)) {
+    SCRATCH.with(|scratch| {
+        // Only a line written while writing a line could find it borrowed.
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            return;
+        };
+        let mut line = head(&mut scratch, level, msg);
+        fields(&mut line);
+        line.out.extend_from_slice(b"}\n");
+        sink::append(&scratch.line);
+    })
+}
+
+/// The line the writer adds when lines were dropped.
+pub fn dropped_line(out: &mut Vec<u8>, dropped: u64) {
+    let mut scratch = Scratch {
+        line: Vec::new(),
+        second: u64::MAX,
+        prefix: Vec::new(),
+    };
+    let mut line = head(
+        &mut scratch,
+        "WARN",
+        "Log lines dropped: stdout was not keeping up",
+    );
+    line.number("dropped", dropped);
+    line.out.extend_from_slice(b"}\n");
+    out.extend_from_slice(&scratch.line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(fields: impl FnOnce(&mut Line)) -> serde_json::Value {
+        let mut out = Vec::new();
+        let mut line = Line { out: &mut out };
+        line.out.push(b'{');
+        line.out.extend_from_slice(b"\"first\":0");
+        fields(&mut line);
+        out.push(b'}');
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
+    #[test]
+    fn values_are_escaped_into_valid_json() {
+        let v = render(|l| {
+            l.text("quote", "say \"hi\"\\ \n\t\u{1}\u{7f} é")
+                .bytes("raw", b"ok \xff\xfe end")
+                .number("n", 42)
+                .display("addr", "127.0.0.1:80");
+        });
+        assert_eq!(v["quote"], "say \"hi\"\\ \n\t\u{1}\u{7f} é");
+        assert_eq!(v["raw"], "ok \u{fffd}\u{fffd} end");
+        assert_eq!(v["n"], 42);
+        assert_eq!(v["addr"], "127.0.0.1:80");
+    }
+
+    #[test]
+    fn the_time_has_milliseconds_and_the_second_is_reused() {
+        let mut scratch = Scratch {
+            line: Vec::new(),
+            second: u64::MAX,
+            prefix: Vec::new(),
+        };
+        time(&mut scratch);
+        let text = String::from_utf8(scratch.line.clone()).unwrap();
+        assert_eq!(text.len(), "2026-12-02T07:29:37.123Z".len(), "{text}");
+        assert!(humantime::parse_rfc3339(&text).is_ok(), "{text}");
+        let second = scratch.second;
+        scratch.line.clear();
+        time(&mut scratch);
+        assert!(scratch.second == second || scratch.second == second + 1);
+    }
+}
