@@ -1,10 +1,10 @@
 //! Whether the app server can take requests: starting → ready → draining.
 //! Shared by the health endpoint, the proxy's boot wait and the supervisor.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Worker;
 
@@ -16,10 +16,20 @@ pub enum Health {
     Stopped,
 }
 
+/// How often the worker's port is tried while nothing waits for it, and
+/// while a request does: a held request should go through the moment the
+/// app accepts, and a refused connect costs microseconds.
+const PROBE_IDLE: Duration = Duration::from_millis(25);
+const PROBE_WAITED_ON: Duration = Duration::from_millis(1);
+
 pub struct Readiness {
     ready: watch::Sender<bool>,
     draining: AtomicBool,
     child_gone: AtomicBool,
+    /// Requests held until the app is ready.
+    waiting: AtomicUsize,
+    /// Wakes the probe when a request starts waiting.
+    someone_waits: Notify,
 }
 
 impl Default for Readiness {
@@ -28,6 +38,8 @@ impl Default for Readiness {
             ready: watch::Sender::new(false),
             draining: AtomicBool::new(false),
             child_gone: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            someone_waits: Notify::new(),
         }
     }
 }
@@ -57,9 +69,12 @@ impl Readiness {
         self.child_gone.store(true, Ordering::Release);
     }
 
-    /// Waits up to `limit` for the worker to accept connections.
+    /// Waits up to `limit` for the worker to accept connections; meanwhile
+    /// the probe tries every millisecond.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
         let mut rx = self.ready.subscribe();
+        let _waiting = Waiting::count(&self.waiting);
+        self.someone_waits.notify_one();
         tokio::time::timeout(limit, rx.wait_for(|ready| *ready))
             .await
             .is_ok_and(|r| r.is_ok())
@@ -87,8 +102,33 @@ impl Readiness {
                 next_warning += Duration::from_secs(10);
                 warn_not_listening(&worker, child_pid, started.elapsed());
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            let pause = if self.waiting.load(Ordering::Acquire) > 0 {
+                PROBE_WAITED_ON
+            } else {
+                PROBE_IDLE
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.someone_waits.notified() => {}
+            }
         }
+    }
+}
+
+/// One request held for the app, counted until it stops waiting (also when
+/// its client goes away).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
