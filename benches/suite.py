@@ -47,7 +47,10 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("proxy: small dynamic page (1 KiB, private)", "/dynamic", "wrk"),
+    Scenario("proxy: small dynamic page (1 KiB, private)", "/dynamic", "wrk", connections=50),
+    Scenario("proxy, 200 connections: small dynamic page", "/dynamic", "wrk", connections=200),
+    Scenario("proxy, request log off on both: small dynamic page", "/dynamic", "wrk", connections=50,
+             fronts=("nginx, log off", "thrust, log off")),
     Scenario("cached asset: 100 KiB JS, identity", "/assets/app.js", "wrk"),
     Scenario("cached asset: 100 KiB JS, gzip", "/assets/app.js", "wrk", encoding="gzip",
              fronts=("nginx", "nginx gzip_static", "thrust")),
@@ -66,7 +69,8 @@ class Bench:
     def __init__(self, work):
         self.work = work
         self.procs = []
-        names = ("APP_PORT", "APP_H2C_PORT", "HTTP_PORT", "H2C_PORT", "HTTPS_PORT", "THRUST", "THRUST_TLS", "THRUST_TLS_HTTP")
+        names = ("APP_PORT", "APP_H2C_PORT", "HTTP_PORT", "HTTP_NOLOG_PORT", "H2C_PORT", "HTTPS_PORT", "THRUST",
+                 "THRUST_NOLOG", "THRUST_TLS", "THRUST_TLS_HTTP")
         ports = set()
         while len(ports) < len(names):  # a released port can be handed out twice
             ports.add(free_port())
@@ -99,7 +103,9 @@ class Bench:
         return ["nginx", "-e", f"{self.work}/app-error.log", "-c", f"{self.work}/app.conf", "-g", "daemon off;"]
 
     def thrust_env(self, **extra):
-        env = dict(os.environ, LOG_REQUESTS="0", TARGET_PORT=str(self.ports["APP_PORT"]))
+        """thrust's defaults (request log on) in front of the app, plus `extra`."""
+        env = dict(os.environ, TARGET_PORT=str(self.ports["APP_PORT"]))
+        env.pop("LOG_REQUESTS", None)
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
@@ -118,10 +124,14 @@ class Bench:
         self.thrust_tls = self.spawn([THRUST, "sleep", "infinity"], log="thrust-tls.log", env=self.thrust_env(
             HTTP_PORT=self.ports["THRUST_TLS_HTTP"], HTTPS_PORT=self.ports["THRUST_TLS"],
             SSL_CERT_PATH=f"{self.work}/cert.pem", SSL_KEY_PATH=f"{self.work}/key.pem"))
+        # The same site with the request log off: a thrust whose child waits.
+        self.thrust_nolog = self.spawn([THRUST, "sleep", "infinity"], env=self.thrust_env(
+            HTTP_PORT=self.ports["THRUST_NOLOG"], LOG_REQUESTS=0))
         self.nginx = self.spawn(["nginx", "-e", f"{self.work}/front-error.log", "-c", f"{self.work}/front.conf",
                                  "-g", "daemon off;"])
         wait_for_200(f"http://127.0.0.1:{self.ports['HTTP_PORT']}/dynamic")
         wait_for_200(f"http://127.0.0.1:{self.ports['THRUST_TLS_HTTP']}/up")
+        wait_for_200(f"http://127.0.0.1:{self.ports['THRUST_NOLOG']}/dynamic")
 
     def stop(self):
         for proc in self.procs:
@@ -140,6 +150,8 @@ class Bench:
             return [p for p in process_tree(self.thrust.pid) if p != self.thrust.pid]
         if front.startswith("nginx"):
             return process_tree(self.nginx.pid)
+        if front == "thrust, log off":
+            return [self.thrust_nolog.pid]
         return [self.thrust.pid]
 
     def url(self, front, scenario):
@@ -154,7 +166,8 @@ class Bench:
         if scenario.tool == "h2c":
             key = {"direct": "APP_H2C_PORT", "nginx": "H2C_PORT", "thrust": "THRUST"}[front]
         else:
-            key = {"direct": "APP_PORT", "nginx": "HTTP_PORT", "thrust": "THRUST"}[front]
+            key = {"direct": "APP_PORT", "nginx": "HTTP_PORT", "thrust": "THRUST", "nginx, log off": "HTTP_NOLOG_PORT",
+                   "thrust, log off": "THRUST_NOLOG"}[front]
         return f"http://127.0.0.1:{self.ports[key]}{path}"
 
     def expected(self, scenario):
@@ -305,6 +318,20 @@ def startup(bench, runs):
                                  f"{bench.work}/front-startup.conf", "-g", "daemon off;"], None,
                                 f"http://127.0.0.1:{port}/dynamic"))
     rows.append(("nginx front: process start → first proxied 200", sorted(t for t, _ in nginx_runs), nginx_runs[-1][1]))
+    # The app's own start-up, and thrust launching the app as its child (as
+    # in a container): the goal is the app's time + 5 ms.
+    app_port = free_port()
+    fill(os.path.join(NGINX_DIR, "app.conf"), f"{bench.work}/app-startup.conf",
+         dict(bench.ports, WORK=bench.work, CACHE_DIR=bench.cache_dir, DYNAMIC_BODY=DYNAMIC_BODY,
+              APP_PORT=app_port, APP_H2C_PORT=free_port()))
+    app_cmd = ["nginx", "-e", f"{bench.work}/app-startup-error.log", "-c", f"{bench.work}/app-startup.conf",
+               "-g", "daemon off;"]
+    app_runs = [timed(app_cmd, None, f"http://127.0.0.1:{app_port}/dynamic") for _ in range(runs)]
+    rows.append(("the app alone: process start → first 200", sorted(t for t, _ in app_runs), app_runs[-1][1]))
+    port = free_port()
+    env = bench.thrust_env(HTTP_PORT=port, TARGET_PORT=app_port)
+    launched = [timed([THRUST] + app_cmd, env, f"http://127.0.0.1:{port}/dynamic") for _ in range(runs)]
+    rows.append(("thrust launching the app: process start → first proxied 200", sorted(t for t, _ in launched), None))
     return rows
 
 
@@ -313,7 +340,8 @@ def table(results, scenarios):
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in scenarios:
         rows = results[scenario.name]
-        nginx, direct = rows.get("nginx"), rows.get("direct")
+        nginx = next((r for front, r in rows.items() if front.startswith("nginx") and front != "nginx gzip_static"), None)
+        direct = rows.get("direct")
         for front, r in rows.items():
             vs_nginx = f"{r['rps'] / nginx['rps']:.2f}x" if nginx and nginx["rps"] else "-"
             vs_direct = f"{r['rps'] / direct['rps']:.2f}x" if direct and direct["rps"] else "-"
@@ -391,7 +419,10 @@ def main():
         "",
         machine_description(),
         "",
-        f"Load: wrk -t1 (connections per scenario: 32; 1 MiB files 8; 1 GiB files 2) or h2load -c4 -m10, "
+        "Both fronts run with their request logs on (thrust's defaults; nginx with an unbuffered JSON access log "
+        "of the same fields), except in the 'request log off on both' rows. "
+        f"Load: wrk -t1 (connections: proxy 50, or 200 where the name says so; assets 32; 1 MiB files 8; 1 GiB files 2) "
+        f"or h2load -c4 -m10, "
         f"{args.seconds} s per run (1 GiB files: {3 * args.seconds} s) after 1 s of unmeasured warm-up, {args.rounds} rounds, "
         "median shown; errors summed over the rounds. "
         "All processes share the machine's CPUs.",
