@@ -270,6 +270,21 @@ def still_open(conns):
     return open_count
 
 
+SLOW_STOPS = []
+
+
+def stop(proc):
+    """SIGTERM, then up to 10 s to exit; a process that takes longer is killed
+    and reported under the tables rather than ending the run."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        SLOW_STOPS.append(" ".join(proc.args))
+
+
 def startup(bench, runs):
     """Start-up figures: thrust to listening, and each front's spawn to first 200 on /dynamic."""
     def timed(cmd, env, url):
@@ -280,8 +295,7 @@ def startup(bench, runs):
             elapsed_ms = (time.perf_counter() - started) * 1000
             return elapsed_ms, rss_kib(process_tree(proc.pid) if cmd[0] == "nginx" else [proc.pid])
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
 
     def listening_ms():
         port = free_port()
@@ -298,8 +312,7 @@ def startup(bench, runs):
                         raise RuntimeError("thrust never listened")
                     time.sleep(0.0002)
         finally:
-            proc.terminate()
-            proc.wait(5)
+            stop(proc)
 
     rows = []
     listening = sorted(listening_ms() for _ in range(runs))
@@ -435,6 +448,8 @@ def main():
             rss_text = f"{rss / 1024:.1f}" if rss else "-"
             parts.append(f"| {name} | {statistics.median(runs):.2f} | {runs[0]:.2f} | {runs[-1]:.2f} | {rss_text} |")
         parts += ["", f"thrust's RSS after the whole run (cache holding the asset and its variants): {idle_rss / 1024:.1f} MiB."]
+    if SLOW_STOPS:
+        parts += ["", "Did not exit within 10 s of SIGTERM (killed): " + "; ".join(f"`{c}`" for c in SLOW_STOPS)]
     text = "\n".join(parts)
     print(text)
     if not args.no_write:
