@@ -326,7 +326,7 @@ def startup(bench, runs):
     for _ in range(runs):
         fill(os.path.join(NGINX_DIR, "front.conf"), f"{bench.work}/front-startup.conf",
              dict(bench.ports, WORK=bench.work, CACHE_DIR=bench.cache_dir, DYNAMIC_BODY=DYNAMIC_BODY,
-                  HTTP_PORT=port, H2C_PORT=free_port(), HTTPS_PORT=free_port()))
+                  HTTP_PORT=port, HTTP_NOLOG_PORT=free_port(), H2C_PORT=free_port(), HTTPS_PORT=free_port()))
         nginx_runs.append(timed(["nginx", "-e", f"{bench.work}/front-startup-error.log", "-c",
                                  f"{bench.work}/front-startup.conf", "-g", "daemon off;"], None,
                                 f"http://127.0.0.1:{port}/dynamic"))
