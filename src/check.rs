@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::acme::store::Store;
 use crate::activation;
-use crate::config::{resolved, Config, Tls};
+use crate::config::{resolved, Config, Tls, Worker};
 use crate::server::BindError;
 use crate::supervisor;
 use crate::tls::static_cert::StaticCert;
@@ -30,6 +30,56 @@ fn bindable(port: u16, variable: &'static str) -> Result<(), BindError> {
         })
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// What the values amount to, where defaults depend on other values.
+fn effective(config: &Config) -> Vec<String> {
+    let mut lines = vec![format!("HTTP on 0.0.0.0:{}", config.http_port)];
+    match &config.tls {
+        Tls::Off => lines.push("TLS off".into()),
+        Tls::Static { .. } => lines.push(format!(
+            "HTTPS on 0.0.0.0:{} with the certificate files",
+            config.https_port
+        )),
+        Tls::Acme => lines.push(format!(
+            "HTTPS on 0.0.0.0:{} with automatic certificates for {}",
+            config.https_port,
+            config.acme.domains.join(", ")
+        )),
+    }
+    lines.push(match &config.worker {
+        Worker::Port(port) => format!("the app on 127.0.0.1:{port} (it gets PORT={port})"),
+        Worker::Socket(path) => format!("the app on unix:{}", path.display()),
+    });
+    lines.push(format!(
+        "HTTP/2: over TLS {}, h2c {}",
+        on_off(config.http2 && config.tls != Tls::Off),
+        on_off(config.h2c)
+    ));
+    let encodings: Vec<&str> = config.encodings.iter().map(|e| e.token()).collect();
+    lines.push(if config.compression {
+        format!("compression: {}", encodings.join(", "))
+    } else {
+        "compression off".into()
+    });
+    lines.push(format!(
+        "cache: {} bytes, items up to {} bytes",
+        config.cache_size, config.max_cache_item_size
+    ));
+    lines.push(format!(
+        "forwarded headers from clients trusted: {}; request log {}",
+        on_off(config.forward_headers),
+        on_off(config.log_requests)
+    ));
+    lines
+}
+
 pub fn run(command: &[String]) -> u8 {
     let vars: HashMap<String, String> = std::env::vars().collect();
     println!("Configuration:");
@@ -41,6 +91,10 @@ pub fn run(command: &[String]) -> u8 {
         Err(e) => return fail(e, 2),
     };
 
+    println!("In effect:");
+    for line in effective(&config) {
+        println!("  {line}");
+    }
     println!("Checks:");
     match &config.tls {
         Tls::Off => println!("  TLS: off"),

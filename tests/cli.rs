@@ -174,6 +174,8 @@ fn check_prints_where_each_value_came_from() {
         "EAB_HMAC_KEY=(set, not shown)  (from EAB_HMAC_KEY)".to_string(),
         "CACHE_SIZE=67108864  (default)".to_string(),
         format!("HTTP_PORT: port {port} can be listened on"),
+        "the app on 127.0.0.1:4000 (it gets PORT=4000)".to_string(),
+        "compression: zstd, br, gzip".to_string(),
         "command: python3 -V".to_string(),
     ] {
         assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
