@@ -190,30 +190,6 @@ impl Site {
     }
 }
 
-fn https_get(port: u16, root: &Path, host: &str) -> Result<String, String> {
-    let resolve = format!("{host}:{port}:127.0.0.1");
-    let url = format!("https://{host}:{port}/");
-    let out = run_tool(
-        "curl",
-        &[
-            "-s",
-            "-S",
-            "--max-time",
-            "40",
-            "--cacert",
-            root.to_str().unwrap(),
-            "--resolve",
-            &resolve,
-            &url,
-        ],
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 /// The PEM of the leaf certificate served for app.test on `port`.
 fn served_leaf(port: u16) -> String {
     let resolve = format!("app.test:{port}:127.0.0.1");
@@ -256,7 +232,7 @@ fn tls_alpn_01_order_end_to_end_with_private_storage() {
     // A handshake that arrives while the order is in flight waits for it.
     let root = pebble.issuing_root();
     assert_eq!(
-        https_get(site.https, &root, "app.test").unwrap(),
+        https_get(site.https, &root, "app.test", "/").unwrap(),
         "hello from app\n"
     );
     assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
@@ -284,7 +260,7 @@ fn tls_alpn_01_order_end_to_end_with_private_storage() {
         (301, Some("https://app.test/x"))
     );
     let orders = pebble.orders();
-    assert!(https_get(site.https, &root, "other.test").is_err());
+    assert!(https_get(site.https, &root, "other.test", "/").is_err());
     assert_eq!(
         pebble.orders(),
         orders,
@@ -307,7 +283,7 @@ fn http_01_order_end_to_end() {
     });
     assert!(answered, "pebble fetched the HTTP-01 answer from thrust");
     assert_eq!(
-        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
     );
 }
@@ -328,7 +304,7 @@ fn a_restart_reuses_the_stored_certificate() {
             == "Certificate loaded from storage")
         .is_some());
     assert_eq!(
-        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -360,7 +336,7 @@ fn renewal_is_forced_by_configuration_and_swapped_in_live() {
         "the renewed certificate is the one served"
     );
     assert_eq!(
-        https_get(site.https, &pebble.issuing_root(), "app.test").unwrap(),
+        https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
     );
 }

@@ -89,24 +89,9 @@ fn two_sockets_are_matched_to_http_and_https_by_name_or_order() {
         assert_eq!(r.status, 301, "names {names:?}");
         assert_eq!(r.header("location"), Some("https://localhost/page"));
         // ...and the HTTPS socket serves the app.
-        let resolve = format!("localhost:{https}:127.0.0.1");
-        let url = format!("https://localhost:{https}/hello");
-        let out = run_tool(
-            "curl",
-            &[
-                "-s",
-                "--max-time",
-                "10",
-                "--cacert",
-                cert.to_str().unwrap(),
-                "--resolve",
-                &resolve,
-                &url,
-            ],
-        );
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "hello from app\n",
+            https_get(https, &cert, "localhost", "/hello").as_deref(),
+            Ok("hello from app\n"),
             "names {names:?}"
         );
     }

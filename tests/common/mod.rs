@@ -509,3 +509,30 @@ pub fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
             panic!("{program} is required for this test ({e}); run scripts/test to install it")
         })
 }
+
+/// GETs `target` over TLS from `host` (resolved to 127.0.0.1:`port`),
+/// trusting `ca`; the body, or curl's error. Bounded at 40 s: an ACME
+/// handshake may wait for its certificate.
+pub fn https_get(port: u16, ca: &Path, host: &str, target: &str) -> Result<String, String> {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{target}");
+    let out = run_tool(
+        "curl",
+        &[
+            "-s",
+            "-S",
+            "--max-time",
+            "40",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &url,
+        ],
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
