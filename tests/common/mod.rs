@@ -266,6 +266,10 @@ impl Thrust {
 
 impl Drop for Thrust {
     fn drop(&mut self) {
+        // A failing test shows what thrust said, so a CI failure explains itself.
+        if std::thread::panicking() {
+            eprintln!("--- thrust's log ---\n{}", self.log_text());
+        }
         let child_pid = self.child_pid();
         if let Some(mut child) = self.child.take() {
             send_signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
