@@ -8,8 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import cpu_seconds, free_port, wait_for_200  # noqa: E402
@@ -35,12 +33,7 @@ def measure(bench, binary, log_requests):
 
 
 def main():
-    binaries = sys.argv[1:]
-    if not binaries:
-        sys.exit(__doc__)
-    bench = suite.Bench(tempfile.mkdtemp(prefix="thrust-logging-"))
-    bench.spawn(bench.app_command())
-    time.sleep(0.5)
+    binaries, bench = suite.comparison("thrust-logging-", __doc__)
     try:
         for _ in range(int(os.environ.get("ROUNDS", "2"))):
             for binary in binaries:

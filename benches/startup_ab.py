@@ -8,7 +8,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -35,10 +34,7 @@ def first_200_ms(cmd, env, url):
 
 
 def main():
-    binaries = sys.argv[1:]
-    if not binaries:
-        sys.exit(__doc__)
-    bench = suite.Bench(tempfile.mkdtemp(prefix="thrust-startup-"))
+    binaries, bench = suite.comparison("thrust-startup-", __doc__, with_app=False)
     app_url = f"http://127.0.0.1:{bench.ports['APP_PORT']}/dynamic"
     times = {"app alone": []}
     for _ in range(int(os.environ.get("RUNS", "20"))):

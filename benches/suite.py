@@ -219,6 +219,8 @@ class Bench:
         url = self.url(front, scenario)
         headers = [f"Accept-Encoding: {scenario.encoding}"] if scenario.encoding else []
         idle = open_idle_connections(url, 1000) if scenario.tool == "wrk+idle" else []
+        if idle:
+            time.sleep(1.5)  # idle, as the scenario says, before the load starts
         try:
             before = cpu_seconds(pids)
             with PeakRss(pids) as rss:
@@ -384,6 +386,29 @@ def write_results(text):
         f.write(updated)
 
 
+def prepare():
+    """The tools every bench script runs, and room for thousands of connections."""
+    ensure_tools([("wrk", "wrk"), ("h2load", "nghttp2-client"), ("nginx", "nginx-light"), ("curl", "curl"),
+                  ("openssl", "openssl"), ("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so",
+                                       "libnginx-mod-http-brotli-filter")])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def comparison(prefix, usage, with_app=True):
+    """For the scripts that compare thrust binaries: the binaries named on
+    the command line and a Bench, with the app running unless told not to."""
+    binaries = sys.argv[1:]
+    if not binaries:
+        sys.exit(usage)
+    prepare()
+    bench = Bench(tempfile.mkdtemp(prefix=prefix))
+    if with_app:
+        bench.spawn(bench.app_command())
+        time.sleep(0.5)
+    return binaries, bench
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each timed run")
@@ -391,12 +416,8 @@ def main():
     parser.add_argument("--only", nargs="*", help="scenarios whose name contains one of these words")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave benches/RESULTS.md alone")
     args = parser.parse_args()
-    ensure_tools([("wrk", "wrk"), ("h2load", "nghttp2-client"), ("nginx", "nginx-light"), ("curl", "curl"),
-                  ("openssl", "openssl"), ("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so",
-                                       "libnginx-mod-http-brotli-filter")])
+    prepare()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     scenarios = [s for s in SCENARIOS if not args.only or any(word in s.name for word in args.only)]
 
     work = tempfile.mkdtemp(prefix="thrust-bench-")

@@ -6,6 +6,10 @@
 //!   download or event stream lives as long as the client keeps reading.
 //!
 //! Upgraded connections (WebSocket) keep only the write timeout.
+//!
+//! A plain HTTP/1 connection may also be parked once it has idled for a
+//! while (see `parking`): this I/O asks for it and, while parking, does not
+//! shut the socket down when hyper lets go of it.
 
 use std::future::Future;
 use std::io;
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -40,6 +45,9 @@ pub struct ConnIo<S> {
     write_armed: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
     scanner: HeadScanner,
+    park_after: Option<Duration>,
+    /// Bytes hyper had read but not used when it let go of the connection.
+    replay: Bytes,
 }
 
 impl<S> ConnIo<S> {
@@ -58,7 +66,34 @@ impl<S> ConnIo<S> {
             write_armed: None,
             write_timer: Box::pin(tokio::time::sleep_until(now)),
             scanner: HeadScanner::default(),
+            park_after: None,
+            replay: Bytes::new(),
         }
+    }
+
+    /// Asks for the connection to be parked after it idles for `after`.
+    pub fn park_after(mut self, after: Duration) -> Self {
+        self.park_after = Some(after);
+        self
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// When an idle connection is closed (HTTP_IDLE_TIMEOUT), if ever.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        self.timeouts.idle.map(|t| self.idle_since + t)
+    }
+
+    /// Takes the connection back from a parked hyper connection: the bytes
+    /// it had read are read again first.
+    pub fn unpark(&mut self, unread: Bytes) {
+        // An empty `unread` may still hold hyper's whole read buffer.
+        if !unread.is_empty() {
+            self.replay = unread;
+        }
+        self.state.clear_park();
     }
 
     /// Notices a finished exchange: idleness and a new request head begin.
@@ -78,8 +113,17 @@ impl<S> ConnIo<S> {
         }
         match self.head_started {
             Some(started) if !self.state.multiplexed() => self.timeouts.read.map(|t| started + t),
-            _ => self.timeouts.idle.map(|t| self.idle_since + t),
+            _ => self.idle_deadline(),
         }
+    }
+
+    /// When to ask for parking: only between requests, never before the
+    /// first exchange (hyper can let go of a connection only between them).
+    fn park_deadline(&self) -> Option<Instant> {
+        let after = self.park_after?;
+        let between = self.seen_completed > 0 && self.head_started.is_none();
+        (between && self.state.in_flight() == 0 && !self.state.upgraded())
+            .then(|| self.idle_since + after)
     }
 
     fn on_bytes_read(&mut self, bytes: &[u8]) {
@@ -155,6 +199,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         this.observe_completion();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -168,10 +218,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
                 // finishes in between still wakes this reader.
                 this.state.wake_when_idle(cx.waker());
                 this.observe_completion();
-                let Some(deadline) = this.current_read_deadline() else {
+                let limit = this.current_read_deadline();
+                let park = (this.park_deadline()).filter(|park| limit.is_none_or(|l| *park < l));
+                let Some(deadline) = park.or(limit) else {
                     return Poll::Pending;
                 };
                 if Self::expired(&mut this.read_timer, &mut this.read_deadline, deadline, cx) {
+                    if park.is_some() {
+                        // The driver takes the connection from hyper; no read is due.
+                        this.state.request_park();
+                        return Poll::Pending;
+                    }
                     let what = if this.head_started.is_some() {
                         "request head not received in time (HTTP_READ_TIMEOUT)"
                     } else {
@@ -214,6 +271,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper letting go of a connection being parked: the socket stays open.
+        if self.state.park_requested() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -1,6 +1,7 @@
 //! What a client connection's I/O and its request handler tell each other:
 //! requests in flight (for the idle and header timeouts), upgrades (which end
-//! those timeouts) and request heads thrust refuses.
+//! those timeouts), request heads thrust refuses, and when an idle
+//! connection should be parked (see `parking`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub struct ConnState {
     /// were in flight; woken when the last one finishes so it can start the
     /// idle clock.
     idle_waker: AtomicWaker,
+    /// Set by the I/O once the connection has idled long enough to park.
+    park: AtomicBool,
+    park_waker: AtomicWaker,
 }
 
 impl ConnState {
@@ -59,6 +63,34 @@ impl ConnState {
 
     pub fn multiplexed(&self) -> bool {
         self.multiplexed.load(Ordering::Acquire)
+    }
+
+    /// Asks the connection's driver to park it.
+    pub fn request_park(&self) {
+        if !self.park.swap(true, Ordering::AcqRel) {
+            self.park_waker.wake();
+        }
+    }
+
+    pub fn park_requested(&self) -> bool {
+        self.park.load(Ordering::Acquire)
+    }
+
+    pub fn clear_park(&self) {
+        self.park.store(false, Ordering::Release);
+    }
+
+    /// Completes once parking is requested.
+    pub async fn parking(&self) {
+        std::future::poll_fn(|cx| {
+            self.park_waker.register(cx.waker());
+            if self.park_requested() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Records what the scanner found in the request head just read.

@@ -11,6 +11,8 @@ mod conn_state;
 mod fd_limit;
 pub mod listening;
 pub mod log;
+mod memory;
+mod parking;
 mod pipeline;
 mod protocol;
 mod readiness;
@@ -197,6 +199,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let worker = config.worker.clone();
     let child_pid = supervisor.pid();
     tokio::spawn(async move { watcher.watch_worker(worker, child_pid).await });
+    tokio::spawn(memory::keep_trimmed());
 
     let workers = match Workers::start(&config.worker) {
         Ok(workers) => workers,

@@ -10,16 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::tls::Handshaker;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::body::Body;
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
+use crate::parking;
 use crate::pipeline::{self, App, ConnInfo};
 use crate::protocol::head_scan::MAX_HEAD_BYTES;
 use crate::upstream::UpstreamClient;
@@ -133,6 +137,50 @@ impl Shared {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (state, handler) = self.handler(remote, https, upstream);
+        let io = TokioIo::new(ConnIo::new(stream, state, self.timeouts));
+        let (stop, live) = (self.stop.clone(), self.live.clone());
+        match protocols {
+            // Each connection boxed: the task then holds the one in use, not
+            // room for the larger of the two.
+            Protocols::Http1(builder) => {
+                let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
+                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
+            }
+            Protocols::Auto(builder) => {
+                let connection = Box::pin(
+                    builder
+                        .serve_connection_with_upgrades(io, handler)
+                        .into_owned(),
+                );
+                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
+            }
+        }
+    }
+
+    /// Serves a plain connection; HTTP/1-only ones are parked while idle.
+    async fn serve_plain(
+        &self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        protocols: &Protocols,
+        upstream: UpstreamClient,
+    ) {
+        let Protocols::Http1(builder) = protocols else {
+            return self.serve(stream, remote, false, protocols, upstream).await;
+        };
+        let (state, handler) = self.handler(remote, false, upstream);
+        let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
+        let (stop, live) = (self.stop.clone(), self.live.clone());
+        parking::serve(builder, io, state, handler, stop, live).await;
+    }
+
+    fn handler(
+        &self,
+        remote: SocketAddr,
+        https: bool,
+        upstream: UpstreamClient,
+    ) -> (Arc<ConnState>, Handler) {
         let state = Arc::new(ConnState::default());
         let conn = Arc::new(ConnInfo {
             remote,
@@ -141,25 +189,27 @@ impl Shared {
             upstream,
         });
         let app = self.app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(app, conn, req).await) }
-        });
-        let io = TokioIo::new(ConnIo::new(stream, state, self.timeouts));
-        let (stop, live) = (self.stop.clone(), self.live.clone());
-        match protocols {
-            Protocols::Http1(builder) => {
-                let connection = builder.serve_connection(io, service).with_upgrades();
-                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
-            }
-            Protocols::Auto(builder) => {
-                let connection = builder
-                    .serve_connection_with_upgrades(io, service)
-                    .into_owned();
-                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
-            }
-        }
+        (state, Handler { app, conn })
+    }
+}
+
+/// What hyper calls for each request of one client connection.
+#[derive(Clone)]
+pub struct Handler {
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+}
+
+impl Service<Request<Incoming>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    // Boxed: hyper keeps the request's future inside the connection, so
+    // unboxed its size would be held by every idle keep-alive connection.
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let (app, conn) = (self.app.clone(), self.conn.clone());
+        Box::pin(async move { Ok(pipeline::handle(app, conn, req).await) })
     }
 }
 
@@ -181,15 +231,21 @@ fn dispatch(
     };
     let worker = workers.next();
     let upstream = worker.upstream.clone();
-    let (shared, plain) = (shared.clone(), plain.clone());
+    let shared = shared.clone();
+    // Plain and TLS connections are separate tasks so that a plain one does
+    // not hold room for a TLS handshake and stream for as long as it is open.
+    let Some((handshaker, limit, secure)) = tls else {
+        let plain = plain.clone();
+        worker.handle.spawn(async move {
+            if let Some(stream) = take_over(stream, remote) {
+                shared.serve_plain(stream, remote, &plain, upstream).await
+            }
+        });
+        return;
+    };
     worker.handle.spawn(async move {
-        // Registers the socket with this worker's own event loop.
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(e) => return tracing::debug!(error = %e, remote = %remote, "Cannot take over a connection"),
-        };
-        let Some((handshaker, limit, secure)) = tls else {
-            return shared.serve(stream, remote, false, &plain, upstream).await;
+        let Some(stream) = take_over(stream, remote) else {
+            return;
         };
         match tokio::time::timeout(limit, handshaker.accept(stream)).await {
             Ok(Ok(tls)) => shared.serve(tls, remote, true, &secure, upstream).await,
@@ -197,6 +253,13 @@ fn dispatch(
             Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
         }
     });
+}
+
+/// Registers a handed-over socket with the current worker's own event loop.
+fn take_over(stream: std::net::TcpStream, remote: SocketAddr) -> Option<TcpStream> {
+    TcpStream::from_std(stream)
+        .map_err(|e| tracing::debug!(error = %e, remote = %remote, "Cannot take over a connection"))
+        .ok()
 }
 
 /// Accepts on `listener`; on failure (out of descriptors...) backs off and
@@ -280,7 +343,7 @@ impl Server {
 /// Serves one connection; when `stop` turns true, asks it to finish its
 /// open requests and close.
 async fn drive<C, E>(
-    connection: C,
+    mut connection: Pin<Box<C>>,
     mut stop: watch::Receiver<bool>,
     graceful: impl FnOnce(Pin<&mut C>),
     _live: mpsc::Sender<()>,
@@ -288,7 +351,6 @@ async fn drive<C, E>(
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = stop.changed() => {
@@ -296,6 +358,7 @@ async fn drive<C, E>(
             connection.await
         }
     };
+    crate::memory::released();
     if let Err(e) = result {
         tracing::debug!(error = %e, "Connection ended with an error");
     }

@@ -1,0 +1,95 @@
+//! Parking idle keep-alive connections (plain HTTP/1).
+//!
+//! hyper holds a read and a write buffer (8 KiB each, allocated up front)
+//! and its connection state for as long as a connection is open, so a
+//! thousand idle keep-alive connections would hold about 20 MiB. Once a
+//! connection has been idle between requests for `PARK_AFTER`, its hyper
+//! connection is ended without closing the socket, and thrust waits for the
+//! next bytes with nothing but the socket and its timeouts; they start a new
+//! hyper connection on the same socket. HTTP_IDLE_TIMEOUT and shutdown apply
+//! to parked connections as to the others.
+//!
+//! TLS and HTTP/2 connections are not parked: TLS keeps its own state in
+//! the stream, and HTTP/2 is one long exchange.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::conn_io::ConnIo;
+use crate::conn_state::ConnState;
+use crate::memory;
+use crate::server::Handler;
+
+/// How long a connection idles between requests before it is parked: long
+/// enough that a busy client's next request finds its connection as it left
+/// it, short enough that idle ones cost little.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// Serves `io` until it closes, parking it whenever it idles.
+pub async fn serve(
+    builder: &http1::Builder,
+    mut io: ConnIo<TcpStream>,
+    state: Arc<ConnState>,
+    handler: Handler,
+    mut stop: watch::Receiver<bool>,
+    _live: mpsc::Sender<()>,
+) {
+    loop {
+        let mut connection = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(io), handler.clone())
+                .with_upgrades(),
+        );
+        let result = tokio::select! {
+            result = connection.as_mut() => return ended(result),
+            _ = stop.changed() => {
+                connection.as_mut().graceful_shutdown();
+                return ended(connection.await);
+            }
+            _ = state.parking() => {
+                // Idle: hyper closes at once, leaving the socket open.
+                connection.as_mut().graceful_shutdown();
+                connection.as_mut().await
+            }
+        };
+        if let Err(e) = result {
+            return ended(Err(e));
+        }
+        // None: the connection was upgraded, and belongs to the upgrade now.
+        let Some(parts) = Pin::into_inner(connection).into_parts() else {
+            return;
+        };
+        io = parts.io.into_inner();
+        let unread = !parts.read_buf.is_empty();
+        io.unpark(parts.read_buf);
+        memory::released();
+        if unread {
+            continue;
+        }
+        let deadline = io.idle_deadline();
+        let idle_limit = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            readable = io.get_ref().readable() => if readable.is_err() { return },
+            _ = idle_limit => return tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)"),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn ended(result: Result<(), hyper::Error>) {
+    memory::released();
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "Connection ended with an error");
+    }
+}

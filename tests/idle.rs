@@ -1,0 +1,101 @@
+//! Idle keep-alive connections are parked: they hold little memory, give it
+//! back when they close, and are served again as if nothing happened.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
+fn served(stream: &mut TcpStream) -> u16 {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.text(), "hello from app\n");
+    r.status
+}
+
+#[test]
+fn idle_connections_hold_little_memory_and_are_served_again() {
+    let t = Thrust::start_ready(Options::app());
+    let mut warm = connect(t.port);
+    warm.write_all(GET).unwrap();
+    assert_eq!(served(&mut warm), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (before, _) = t.memory_kib();
+
+    const COUNT: u64 = 400;
+    let mut idle: Vec<TcpStream> = (0..COUNT)
+        .map(|_| {
+            let mut stream = connect(t.port);
+            stream.write_all(GET).unwrap();
+            assert_eq!(served(&mut stream), 200);
+            stream
+        })
+        .collect();
+    // Idle long enough to be parked, and for the memory to be given back.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (held, _) = t.memory_kib();
+    let per_connection = held.saturating_sub(before) / COUNT;
+    assert!(
+        per_connection < 8,
+        "{COUNT} idle connections: {before} KiB before, {held} KiB with them ({per_connection} KiB each)"
+    );
+
+    // Parked connections answer again on the same socket: a whole request,
+    // a head that arrives in two parts across a pause, two pipelined.
+    idle[0].write_all(GET).unwrap();
+    assert_eq!(served(&mut idle[0]), 200);
+    idle[1].write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    idle[1].write_all(b"Host: t\r\n\r\n").unwrap();
+    assert_eq!(served(&mut idle[1]), 200);
+    idle[2].write_all(&[GET, GET].concat()).unwrap();
+    let mut reader = BufReader::new(idle[2].try_clone().unwrap());
+    for _ in 0..2 {
+        assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    }
+    // A parked connection can still be upgraded (WebSocket).
+    idle[3]
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(idle[3].try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, true).unwrap().status, 101);
+
+    // Closed, they give their memory back.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (after, _) = t.memory_kib();
+    assert!(
+        after < before + 2048,
+        "{before} KiB before, {after} KiB after {COUNT} connections closed"
+    );
+}
+
+#[test]
+fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
+    let mut t = Thrust::start_ready(Options::app().env("HTTP_IDLE_TIMEOUT", "2"));
+    let mut timed_out = connect(t.port);
+    timed_out.write_all(GET).unwrap();
+    assert_eq!(served(&mut timed_out), 200);
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    assert_eq!(timed_out.read_to_end(&mut rest).unwrap(), 0);
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+
+    // A parked connection does not hold up thrust's exit.
+    let mut parked = connect(t.port);
+    parked.write_all(GET).unwrap();
+    assert_eq!(served(&mut parked), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    t.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(t.wait_exit(Duration::from_secs(5)).is_some());
+    assert_eq!(parked.read_to_end(&mut rest).unwrap(), 0);
+}
