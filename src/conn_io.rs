@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::conn_state::ConnState;
 use crate::protocol::head_scan::HeadScanner;
+use crate::zero_copy::{self, SendFile};
 
 #[derive(Clone, Copy)]
 pub struct Timeouts {
@@ -242,13 +243,29 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
+impl<S: SendFile> ConnIo<S> {
+    /// Sends the file part `stand_in` stands for (see `zero_copy`).
+    fn poll_send_file(&self, cx: &mut Context<'_>, stand_in: &[u8]) -> Poll<io::Result<usize>> {
+        match self.state.file_slots() {
+            Some(slots) => self.inner.poll_send_file(cx, slots, stand_in),
+            None => Poll::Ready(Err(io::Error::other(
+                "a file stand-in reached a connection that does not send files",
+            ))),
+        }
+    }
+}
+
+impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for ConnIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let polled = if zero_copy::is_stand_in(buf) {
+            self.poll_send_file(cx, buf)
+        } else {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        };
         self.write_progress(polled, cx)
     }
 
@@ -257,7 +274,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        // Bytes before a stand-in go out as they are; a stand-in first in
+        // line goes out as its file part.
+        let polled = match zero_copy::first_stand_in(bufs) {
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+            Some(at) if bufs[..at].iter().all(|b| b.is_empty()) => {
+                self.poll_send_file(cx, &bufs[at])
+            }
+            Some(at) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..at]),
+        };
         self.write_progress(polled, cx)
     }
 

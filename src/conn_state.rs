@@ -10,6 +10,7 @@ use std::task::Waker;
 use futures_util::task::AtomicWaker;
 
 use crate::protocol::head_scan::Head;
+use crate::zero_copy::Slots;
 
 #[derive(Default)]
 pub struct ConnState {
@@ -26,9 +27,23 @@ pub struct ConnState {
     /// Set by the I/O once the connection has idled long enough to park.
     park: AtomicBool,
     park_waker: AtomicWaker,
+    /// Present where file bodies may be sent as stand-ins (see `zero_copy`).
+    file_slots: Option<Arc<Slots>>,
 }
 
 impl ConnState {
+    /// A connection whose socket sends file parts for stand-ins.
+    pub fn sending_files() -> Self {
+        ConnState {
+            file_slots: Some(Arc::new(Slots::default())),
+            ..ConnState::default()
+        }
+    }
+
+    pub fn file_slots(&self) -> Option<&Arc<Slots>> {
+        self.file_slots.as_ref()
+    }
+
     /// Marks a request in flight until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);

@@ -23,6 +23,7 @@ mod test_support;
 mod tls;
 mod upstream;
 mod workers;
+mod zero_copy;
 
 use std::sync::Arc;
 

@@ -9,8 +9,9 @@
 //! hyper connection on the same socket. HTTP_IDLE_TIMEOUT and shutdown apply
 //! to parked connections as to the others.
 //!
-//! TLS and HTTP/2 connections are not parked: TLS keeps its own state in
-//! the stream, and HTTP/2 is one long exchange.
+//! TLS connections are not parked (TLS keeps its own state in the stream),
+//! nor plain ones when h2c is on: hyper-util's connection that tells HTTP/1
+//! from HTTP/2 does not give its socket back.
 
 use std::pin::Pin;
 use std::sync::Arc;

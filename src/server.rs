@@ -28,6 +28,7 @@ use crate::pipeline::{self, App, ConnInfo};
 use crate::protocol::head_scan::MAX_HEAD_BYTES;
 use crate::upstream::UpstreamClient;
 use crate::workers::Workers;
+use crate::zero_copy::SendFile;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on port {port} ({variable}): {source}")]
@@ -135,9 +136,10 @@ impl Shared {
         protocols: &Protocols,
         upstream: UpstreamClient,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
-        let (state, handler) = self.handler(remote, https, upstream);
+        let state = Arc::new(ConnState::default());
+        let handler = self.handler(state.clone(), remote, https, upstream);
         let io = TokioIo::new(ConnIo::new(stream, state, self.timeouts));
         let (stop, live) = (self.stop.clone(), self.live.clone());
         match protocols {
@@ -169,7 +171,10 @@ impl Shared {
         let Protocols::Http1(builder) = protocols else {
             return self.serve(stream, remote, false, protocols, upstream).await;
         };
-        let (state, handler) = self.handler(remote, false, upstream);
+        // hyper's own HTTP/1 connection with vectored writes: body bytes reach
+        // the socket as queued, so file bodies may be sent as stand-ins.
+        let state = Arc::new(ConnState::sending_files());
+        let handler = self.handler(state.clone(), remote, false, upstream);
         let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         parking::serve(builder, io, state, handler, stop, live).await;
@@ -177,19 +182,19 @@ impl Shared {
 
     fn handler(
         &self,
+        state: Arc<ConnState>,
         remote: SocketAddr,
         https: bool,
         upstream: UpstreamClient,
-    ) -> (Arc<ConnState>, Handler) {
-        let state = Arc::new(ConnState::default());
+    ) -> Handler {
         let conn = Arc::new(ConnInfo {
             remote,
             https,
-            state: state.clone(),
+            state,
             upstream,
         });
         let app = self.app.clone();
-        (state, Handler { app, conn })
+        Handler { app, conn }
     }
 }
 

@@ -277,3 +277,61 @@ fn a_2gb_sparse_file_streams_with_flat_memory() {
         "memory grew with the file: {rss_before} KiB before, peak {peak} KiB"
     );
 }
+
+/// Bytes no short period can fake: an offset error shows.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A body from curl over plain HTTP/1.1, or h2c with `--http2-prior-knowledge`.
+fn curl_body(port: u16, target: &str, extra: &[&str]) -> Vec<u8> {
+    let url = format!("http://127.0.0.1:{port}{target}");
+    let mut args = vec!["-s", "-f", "--max-time", "20"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let out = run_tool("curl", &args);
+    assert!(out.status.success(), "curl {args:?}: {:?}", out.status);
+    out.stdout
+}
+
+#[test]
+fn large_files_arrive_whole_and_in_parts_whatever_carries_them() {
+    // 3 MB: twelve parts of 256 KiB, more than the eight slots a plain
+    // HTTP/1 connection sends them through, so slots are reused.
+    let data = noise(3_000_000);
+    let plain = Thrust::start_ready(Options::app());
+    let h2c = Thrust::start_ready(Options::app().env("H2C_ENABLED", "1"));
+    let file = write_file(plain.dir.path(), "big.bin", &data);
+    let target = sendfile_target(&file, "&type=application/octet-stream");
+    for t in [&plain, &h2c] {
+        assert!(curl_body(t.port, &target, &[]) == data, "whole file");
+        let part = curl_body(t.port, &target, &["-r", "300000-2600000"]);
+        assert!(part == data[300_000..=2_600_000], "range");
+        // Several on one keep-alive connection, one after the other.
+        let url = format!("http://127.0.0.1:{}{target}", t.port);
+        let out = run_tool("curl", &["-s", "--max-time", "20", &url, &url, &url]);
+        assert!(out.stdout == [&data[..], &data[..], &data[..]].concat());
+    }
+    assert!(curl_body(h2c.port, &target, &["--http2-prior-knowledge"]) == data);
+    let r = request(plain.port, "HEAD", &target, &[], b"").unwrap();
+    assert_eq!(r.header("content-length"), Some("3000000"));
+    assert!(r.body.is_empty());
+
+    // A text file is compressed on its way out, from its real bytes, for a
+    // client that accepts it, and sent as it is to one that does not.
+    let text: Vec<u8> = noise(2_000_000).iter().map(|b| b'a' + b % 16).collect();
+    let file = write_file(plain.dir.path(), "big.txt", &text);
+    let target = sendfile_target(&file, "");
+    let (head, body) = curl(plain.port, &target, &["Accept-Encoding: gzip"]);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(body == text, "decoded text");
+    assert!(curl_body(plain.port, &target, &[]) == text, "identity text");
+}

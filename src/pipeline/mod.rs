@@ -93,8 +93,9 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
                     &app.config,
                     &path,
                     &conditions,
-                    compression_request.accept_encoding(),
+                    &compression_request,
                     parts,
+                    conn.state.file_slots(),
                 ),
             }
         }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use http_body::Frame;
 use super::preconditions::Outcome;
 use crate::body::{self, Body};
 use crate::protocol::headers::set;
+use crate::zero_copy::{self, FileParts, Slots};
 
 /// Read size for file bodies: large enough for few syscalls, small enough
 /// that memory stays flat however big the file.
@@ -23,8 +25,9 @@ const CHUNK: u64 = 256 * 1024;
 /// The bytes of a representation.
 pub enum Content {
     Memory(Bytes),
-    /// An open file, read from its start.
-    File(File),
+    /// An open file, from its start; sent as stand-ins for its parts when
+    /// the connection's slots are given (see `zero_copy`).
+    File(File, Option<Arc<Slots>>),
 }
 
 fn without_body(mut parts: response::Parts, status: StatusCode) -> Response<Body> {
@@ -82,7 +85,11 @@ pub fn respond(
             Ok(end) if end <= bytes.len() => body::full(bytes.slice(start as usize..end)),
             _ => return without_body(parts, StatusCode::INTERNAL_SERVER_ERROR),
         },
-        Content::File(mut file) => {
+        Content::File(file, Some(slots)) => body::boxed(StandInBody {
+            parts: FileParts::new(slots, file, start),
+            remaining: length,
+        }),
+        Content::File(mut file, None) => {
             if start > 0 && file.seek(SeekFrom::Start(start)).is_err() {
                 return without_body(parts, StatusCode::INTERNAL_SERVER_ERROR);
             }
@@ -126,6 +133,38 @@ impl http_body::Body for FileBody {
             }
             Err(e) => Err(e),
         }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// `remaining` bytes of a file from an offset, as stand-ins the connection's
+/// socket sends with `sendfile(2)`.
+struct StandInBody {
+    parts: FileParts,
+    remaining: u64,
+}
+
+impl http_body::Body for StandInBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let len = self.remaining.min(zero_copy::SLOT_LEN as u64) as usize;
+        self.remaining -= len as u64;
+        Poll::Ready(Some(self.parts.next(len).map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -17,12 +18,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{response, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::config::Encoding;
-use crate::pipeline::compression::mark_encoded;
+use crate::config::{Config, Encoding};
+use crate::pipeline::compression::{choose, mark_encoded, CompressionRequest};
 use crate::pipeline::preconditions::{Conditions, Outcome};
 use crate::pipeline::representation::{self, Content};
 use crate::protocol::accept_encoding::negotiate;
 use crate::protocol::headers::{set, vary_on_accept_encoding, weaken_etag};
+use crate::zero_copy::Slots;
 
 /// An open regular file with what its answer needs to say about it.
 pub struct NamedFile {
@@ -123,15 +125,22 @@ pub fn not_found(path: &Path) -> Response<Body> {
 
 /// Answers a request with the file at `path`, keeping the app's status and
 /// headers in `parts`. A whole answer goes out as the precompressed sibling
-/// (`path.br`, `.zst`, `.gz`) the client prefers among those `offered`, when
-/// one exists and the app did not encode the file itself.
+/// (`path.br`, `.zst`, `.gz`) the client prefers among the configured
+/// encodings (when compression is on), if one exists and the app did not
+/// encode the file itself.
 pub fn serve(
+    config: &Config,
     path: &Path,
     conditions: &Conditions,
-    accept_encoding: Option<&str>,
-    offered: &[Encoding],
+    compression: &CompressionRequest,
     mut parts: response::Parts,
+    file_slots: Option<&Arc<Slots>>,
 ) -> Response<Body> {
+    let offered = if config.compression {
+        config.encodings.as_slice()
+    } else {
+        &[]
+    };
     let Some(named) = NamedFile::open(path) else {
         return not_found(path);
     };
@@ -152,7 +161,7 @@ pub fn serve(
     // the identity bytes.
     let outcome = conditions.evaluate(parts.status, &parts.headers, named.size);
     let (mut file, mut size) = (named.file, named.size);
-    let preferred = negotiate(accept_encoding, &siblings);
+    let preferred = negotiate(compression.accept_encoding(), &siblings);
     match (outcome, preferred) {
         (Outcome::Whole, Some(encoding)) => {
             if let Some(sibling) = NamedFile::open(&sibling(path, encoding)) {
@@ -164,11 +173,16 @@ pub fn serve(
         (Outcome::NotModified, Some(_)) => weaken_etag(&mut parts.headers),
         _ => {}
     }
+    // Stand-ins only where nothing reads the body on its way out: not when
+    // it may be compressed (the final headers only make that less likely).
+    let file_slots = file_slots
+        .filter(|_| choose(config, compression, parts.status, &parts.headers).is_none())
+        .cloned();
     representation::respond(
         outcome,
         conditions.method(),
         parts,
-        Content::File(file),
+        Content::File(file, file_slots),
         size,
     )
 }
