@@ -70,7 +70,7 @@ class Bench:
         self.work = work
         self.procs = []
         names = ("APP_PORT", "APP_H2C_PORT", "HTTP_PORT", "HTTP_NOLOG_PORT", "H2C_PORT", "HTTPS_PORT", "THRUST",
-                 "THRUST_NOLOG", "THRUST_TLS", "THRUST_TLS_HTTP")
+                 "THRUST_NOLOG", "THRUST_H2C", "THRUST_TLS", "THRUST_TLS_HTTP")
         ports = set()
         while len(ports) < len(names):  # a released port can be handed out twice
             ports.add(free_port())
@@ -117,7 +117,7 @@ class Bench:
 
     def start(self):
         self.thrust = self.spawn([THRUST] + self.app_command(), log="thrust.log",
-                                 env=self.thrust_env(HTTP_PORT=self.ports["THRUST"], H2C_ENABLED=1))
+                                 env=self.thrust_env(HTTP_PORT=self.ports["THRUST"]))
         wait_for_200(f"http://127.0.0.1:{self.ports['THRUST']}/dynamic")
         # A second thrust, for TLS only (with TLS on, the HTTP port redirects):
         # it fronts the same app, its own child just waits.
@@ -127,11 +127,16 @@ class Bench:
         # The same site with the request log off: a thrust whose child waits.
         self.thrust_nolog = self.spawn([THRUST, "sleep", "infinity"], env=self.thrust_env(
             HTTP_PORT=self.ports["THRUST_NOLOG"], LOG_REQUESTS=0))
+        # h2c is off by default, and turning it on changes how every plain
+        # connection is served: the h2c scenario has a thrust of its own.
+        self.thrust_h2c = self.spawn([THRUST, "sleep", "infinity"], env=self.thrust_env(
+            HTTP_PORT=self.ports["THRUST_H2C"], H2C_ENABLED=1))
         self.nginx = self.spawn(["nginx", "-e", f"{self.work}/front-error.log", "-c", f"{self.work}/front.conf",
                                  "-g", "daemon off;"])
         wait_for_200(f"http://127.0.0.1:{self.ports['HTTP_PORT']}/dynamic")
         wait_for_200(f"http://127.0.0.1:{self.ports['THRUST_TLS_HTTP']}/up")
         wait_for_200(f"http://127.0.0.1:{self.ports['THRUST_NOLOG']}/dynamic")
+        wait_for_200(f"http://127.0.0.1:{self.ports['THRUST_H2C']}/dynamic")
 
     def stop(self):
         for proc in self.procs:
@@ -152,6 +157,8 @@ class Bench:
             return process_tree(self.nginx.pid)
         if front == "thrust, log off":
             return [self.thrust_nolog.pid]
+        if front == "thrust" and scenario.tool == "h2c":
+            return [self.thrust_h2c.pid]
         return [self.thrust.pid]
 
     def url(self, front, scenario):
@@ -164,7 +171,7 @@ class Bench:
             port = self.ports["THRUST_TLS"] if front == "thrust" else self.ports["HTTPS_PORT"]
             return f"https://127.0.0.1:{port}{path}"
         if scenario.tool == "h2c":
-            key = {"direct": "APP_H2C_PORT", "nginx": "H2C_PORT", "thrust": "THRUST"}[front]
+            key = {"direct": "APP_H2C_PORT", "nginx": "H2C_PORT", "thrust": "THRUST_H2C"}[front]
         else:
             key = {"direct": "APP_PORT", "nginx": "HTTP_PORT", "thrust": "THRUST", "nginx, log off": "HTTP_NOLOG_PORT",
                    "thrust, log off": "THRUST_NOLOG"}[front]
@@ -454,7 +461,8 @@ def main():
         machine_description(),
         "",
         "Both fronts run with their request logs on (thrust's defaults; nginx with an unbuffered JSON access log "
-        "of the same fields), except in the 'request log off on both' rows. "
+        "of the same fields), except in the 'request log off on both' rows. thrust runs with its defaults "
+        "everywhere (h2c off), except for the h2c row, which has a thrust with H2C_ENABLED=1 of its own. "
         f"Load: wrk -t1 (connections: proxy 50, or 200 where the name says so; assets 32; 1 MiB files 8; 1 GiB files 2) "
         f"or h2load -c4 -m10, "
         f"{args.seconds} s per run (1 GiB files: {3 * args.seconds} s) after 1 s of unmeasured warm-up, {args.rounds} rounds, "

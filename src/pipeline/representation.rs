@@ -85,8 +85,8 @@ pub fn respond(
             Ok(end) if end <= bytes.len() => body::full(bytes.slice(start as usize..end)),
             _ => return without_body(parts, StatusCode::INTERNAL_SERVER_ERROR),
         },
-        Content::File(file, Some(slots)) => body::boxed(StandInBody {
-            parts: FileParts::new(slots, file, start),
+        Content::File(file, Some(slots)) => body::boxed(FileBody {
+            source: Source::StandIns(FileParts::new(slots, file, start)),
             remaining: length,
         }),
         Content::File(mut file, None) => {
@@ -94,7 +94,7 @@ pub fn respond(
                 return without_body(parts, StatusCode::INTERNAL_SERVER_ERROR);
             }
             body::boxed(FileBody {
-                file,
+                source: Source::Read(file),
                 remaining: length,
             })
         }
@@ -102,11 +102,17 @@ pub fn respond(
     Response::from_parts(parts, body)
 }
 
-/// `remaining` bytes of `file`, read a chunk at a time as the client takes
-/// them, on the connection's worker thread (see `sendfile::file`).
+/// `remaining` bytes of a file, a chunk at a time as the client takes them.
 struct FileBody {
-    file: File,
+    source: Source,
     remaining: u64,
+}
+
+enum Source {
+    /// Read on the connection's worker thread (see `sendfile::file`).
+    Read(File),
+    /// Stand-ins the connection's socket sends with `sendfile(2)`.
+    StandIns(FileParts),
 }
 
 impl http_body::Body for FileBody {
@@ -117,54 +123,30 @@ impl http_body::Body for FileBody {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if self.remaining == 0 {
+        let this = &mut *self;
+        if this.remaining == 0 {
             return Poll::Ready(None);
         }
-        let want = self.remaining.min(CHUNK);
-        let mut chunk = Vec::with_capacity(want as usize);
-        let read = (&self.file).take(want).read_to_end(&mut chunk);
-        Poll::Ready(Some(match read {
-            // The file shrank under us: the client must not take a short
-            // body for a whole one.
-            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                self.remaining -= n as u64;
-                Ok(Frame::data(Bytes::from(chunk)))
+        let chunk = match &mut this.source {
+            Source::Read(file) => {
+                let want = this.remaining.min(CHUNK);
+                let mut chunk = Vec::with_capacity(want as usize);
+                match file.take(want).read_to_end(&mut chunk) {
+                    // The file shrank under us: the client must not take a
+                    // short body for a whole one.
+                    Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Ok(Bytes::from(chunk)),
+                    Err(e) => Err(e),
+                }
             }
-            Err(e) => Err(e),
-        }))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.remaining)
-    }
-}
-
-/// `remaining` bytes of a file from an offset, as stand-ins the connection's
-/// socket sends with `sendfile(2)`.
-struct StandInBody {
-    parts: FileParts,
-    remaining: u64,
-}
-
-impl http_body::Body for StandInBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
+            Source::StandIns(parts) => {
+                parts.next(this.remaining.min(zero_copy::SLOT_LEN as u64) as usize)
+            }
+        };
+        if let Ok(chunk) = &chunk {
+            this.remaining -= chunk.len() as u64;
         }
-        let len = self.remaining.min(zero_copy::SLOT_LEN as u64) as usize;
-        self.remaining -= len as u64;
-        Poll::Ready(Some(self.parts.next(len).map(Frame::data)))
+        Poll::Ready(Some(chunk.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
