@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::conn_io::ConnIo;
 use crate::conn_state::ConnState;
 use crate::memory;
-use crate::server::Handler;
+use crate::server::{ended, Handler};
 
 /// How long a connection idles between requests before it is parked: long
 /// enough that a busy client's next request finds its connection as it left
@@ -85,12 +85,5 @@ pub async fn serve(
             _ = idle_limit => return tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)"),
             _ = stop.changed() => return,
         }
-    }
-}
-
-fn ended(result: Result<(), hyper::Error>) {
-    memory::released();
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "Connection ended with an error");
     }
 }

@@ -363,6 +363,12 @@ async fn drive<C, E>(
             connection.await
         }
     };
+    ended(result);
+}
+
+/// A served connection is over: its memory counts toward the next trim,
+/// and an error is worth a debug line.
+pub fn ended<E: std::fmt::Display>(result: Result<(), E>) {
     crate::memory::released();
     if let Err(e) = result {
         tracing::debug!(error = %e, "Connection ended with an error");

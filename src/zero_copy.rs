@@ -64,8 +64,7 @@ fn locate(bytes: &[u8]) -> Option<(usize, usize)> {
 
 /// Whether any of `bufs` is a stand-in, and where the first one is.
 pub fn first_stand_in(bufs: &[io::IoSlice<'_>]) -> Option<usize> {
-    bufs.iter()
-        .position(|b| !b.is_empty() && locate(b).is_some())
+    bufs.iter().position(|b| is_stand_in(b))
 }
 
 pub fn is_stand_in(buf: &[u8]) -> bool {

@@ -127,7 +127,8 @@ pub fn not_found(path: &Path) -> Response<Body> {
 /// headers in `parts`. A whole answer goes out as the precompressed sibling
 /// (`path.br`, `.zst`, `.gz`) the client prefers among the configured
 /// encodings (when compression is on), if one exists and the app did not
-/// encode the file itself.
+/// encode the file itself. The body is sent as stand-ins (`zero_copy`) when
+/// the connection has `file_slots` and the answer leaves uncompressed.
 pub fn serve(
     config: &Config,
     path: &Path,

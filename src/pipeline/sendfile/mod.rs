@@ -3,18 +3,16 @@
 
 pub mod file;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+pub use file::serve;
+
+use std::path::PathBuf;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
 
-use super::compression::CompressionRequest;
-use super::preconditions::Conditions;
 use super::proxy;
 use crate::body::Body;
 use crate::config::{Config, SendFileHeader};
-use crate::zero_copy::Slots;
 
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
@@ -97,18 +95,4 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
         ));
     }
     Named::File(path, parts)
-}
-
-/// Answers with the file at `path`, precompressed siblings included when
-/// compression is on; sent as stand-ins (`zero_copy`) when the connection
-/// has `file_slots` and the answer leaves uncompressed.
-pub fn serve(
-    config: &Config,
-    path: &Path,
-    conditions: &Conditions,
-    compression: &CompressionRequest,
-    parts: response::Parts,
-    file_slots: Option<&Arc<Slots>>,
-) -> Response<Body> {
-    file::serve(config, path, conditions, compression, parts, file_slots)
 }
