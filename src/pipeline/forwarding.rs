@@ -1,6 +1,7 @@
 //! Header rewriting between the client and the app: hop-by-hop headers out,
 //! X-Forwarded-*, X-Request-Start and X-Request-Id in.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// handshake travels end to end).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
-        remove_connection_named(headers, keep_upgrade);
+        remove_connection_named(headers);
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -41,19 +42,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes the headers a Connection header names.
-fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes the headers a Connection header names. The usual tokens
+/// (`keep-alive`, `close`, `upgrade`, the hop-by-hop names) are dealt with
+/// by the caller, so the common case allocates nothing.
+fn remove_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+        .map(str::trim)
+        .filter(|token| !handled_by_caller(token))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
+}
+
+/// Connection tokens `strip_hop_by_hop` handles itself: `upgrade` is kept or
+/// removed there, `close` names no header, the rest are always removed.
+fn handled_by_caller(token: &str) -> bool {
+    token.eq_ignore_ascii_case("close")
+        || token.eq_ignore_ascii_case(header::UPGRADE.as_str())
+        || HOP_BY_HOP
+            .iter()
+            .any(|name| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Turns an HTTP/2 extended CONNECT for WebSocket into the HTTP/1.1
@@ -101,14 +115,14 @@ pub struct ClientFacts<'a> {
 /// Sets X-Forwarded-For/-Host/-Proto: the client's values are kept only when
 /// FORWARD_HEADERS trusts them.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientFacts) {
-    let addr = client.addr.to_canonical().to_string();
+    let addr = client.addr.to_canonical();
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(list) if client.trust_forwarded && !list.trim().is_empty() => {
-            format!("{list}, {addr}")
+            HeaderValue::from_str(&format!("{list}, {addr}")).ok()
         }
-        _ => addr,
+        _ => formatted(format_args!("{addr}")),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     if !(client.trust_forwarded && headers.contains_key(&X_FORWARDED_HOST)) {
@@ -132,9 +146,19 @@ pub fn set_request_start(headers: &mut HeaderMap) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    if let Ok(value) = HeaderValue::from_str(&format!("t={millis}")) {
+    if let Some(value) = formatted(format_args!("t={millis}")) {
         headers.insert(X_REQUEST_START, value);
     }
+}
+
+/// A short header value (an address, a time) formatted on the stack: the
+/// value's own copy is the only allocation.
+fn formatted(args: std::fmt::Arguments) -> Option<HeaderValue> {
+    let mut text = [0u8; 64];
+    let mut room = &mut text[..];
+    room.write_fmt(args).ok()?;
+    let unused = room.len();
+    HeaderValue::from_bytes(&text[..text.len() - unused]).ok()
 }
 
 /// The request id: the client's if it sent one, else a new random UUID.

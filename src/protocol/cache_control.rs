@@ -13,26 +13,29 @@ pub struct CacheControl {
     pub conflicting: bool,
 }
 
-/// Splits on commas outside quoted strings (`private="a, b"`).
-fn directives(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => {
-                out.push(&value[start..i]);
-                start = i + 1;
+/// Splits on commas outside quoted strings (`private="a, b"`), without
+/// allocating: this runs for every response the app sends.
+fn directives(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut in_quotes = false;
+        let mut escaped = false;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                ',' if !in_quotes => {
+                    rest = Some(&text[i + 1..]);
+                    return Some(&text[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    out.push(&value[start..]);
-    out
+        rest = None;
+        Some(text)
+    })
 }
 
 /// Delta-seconds: digits only (optionally quoted), saturating on overflow.
@@ -56,21 +59,25 @@ impl CacheControl {
                     Some((n, v)) => (n.trim(), Some(v)),
                     None => (directive.trim(), None),
                 };
-                let name = name.to_ascii_lowercase();
                 let age = |slot: &mut Option<u64>, conflicting: &mut bool| match value
                     .and_then(seconds)
                 {
                     Some(v) if slot.is_none_or(|old| old == v) => *slot = Some(v),
                     _ => *conflicting = true,
                 };
-                match name.as_str() {
-                    "public" => cc.public = true,
-                    "private" => cc.private = true,
-                    "no-store" => cc.no_store = true,
-                    "no-cache" => cc.no_cache = true,
-                    "max-age" => age(&mut cc.max_age, &mut cc.conflicting),
-                    "s-maxage" => age(&mut cc.s_maxage, &mut cc.conflicting),
-                    _ => {}
+                let is = |known: &str| name.eq_ignore_ascii_case(known);
+                if is("public") {
+                    cc.public = true;
+                } else if is("private") {
+                    cc.private = true;
+                } else if is("no-store") {
+                    cc.no_store = true;
+                } else if is("no-cache") {
+                    cc.no_cache = true;
+                } else if is("max-age") {
+                    age(&mut cc.max_age, &mut cc.conflicting);
+                } else if is("s-maxage") {
+                    age(&mut cc.s_maxage, &mut cc.conflicting);
                 }
             }
         }

@@ -59,40 +59,53 @@ impl CompressionRequest {
 /// Content types worth compressing. An allow-list: images, archives, audio
 /// and video are already compressed, and unknown binary types are left alone.
 pub fn compressible(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence.starts_with("text/")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/javascript"
-                | "application/x-javascript"
-                | "application/ecmascript"
-                | "application/xml"
-                | "application/wasm"
-                | "application/x-ndjson"
-                | "application/graphql-response+json"
-                | "application/vnd.ms-fontobject"
-                | "application/x-font-ttf"
-                | "application/x-font-otf"
-                | "application/x-font-opentype"
-                | "application/x-font-truetype"
-                | "font/ttf"
-                | "font/otf"
-                | "font/eot"
-                | "font/opentype"
-                | "image/svg+xml"
-                | "image/x-icon"
-                | "image/vnd.microsoft.icon"
-                | "image/bmp"
-        )
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    // Compared without lowercasing into a new string: this runs for every
+    // response.
+    let starts = |prefix: &str| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |suffix: &str| {
+        essence
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|start| essence.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+    };
+    starts("text/")
+        || ends("+json")
+        || ends("+xml")
+        || COMPRESSIBLE_TYPES
+            .iter()
+            .any(|known| essence.eq_ignore_ascii_case(known))
 }
+
+/// Types compressed besides `text/*`, `*+json` and `*+xml`.
+const COMPRESSIBLE_TYPES: [&str; 21] = [
+    "application/json",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/xml",
+    "application/wasm",
+    "application/x-ndjson",
+    "application/graphql-response+json",
+    "application/vnd.ms-fontobject",
+    "application/x-font-ttf",
+    "application/x-font-otf",
+    "application/x-font-opentype",
+    "application/x-font-truetype",
+    "font/ttf",
+    "font/otf",
+    "font/eot",
+    "font/opentype",
+    "image/svg+xml",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/bmp",
+];
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
