@@ -73,17 +73,30 @@ pub async fn serve(
         if unread {
             continue;
         }
-        let deadline = io.idle_deadline();
-        let idle_limit = async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            readable = io.get_ref().readable() => if readable.is_err() { return },
-            _ = idle_limit => return tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)"),
-            _ = stop.changed() => return,
+        // Boxed: the wait exists only while parked, and inline it would
+        // enlarge the task every connection holds for its whole life.
+        if !Box::pin(wait_for_bytes(&io, &mut stop)).await {
+            return;
         }
+    }
+}
+
+/// Waits on a parked connection: true once the client sends bytes, false if
+/// it closes, idles past HTTP_IDLE_TIMEOUT or thrust stops.
+async fn wait_for_bytes(io: &ConnIo<TcpStream>, stop: &mut watch::Receiver<bool>) -> bool {
+    let deadline = io.idle_deadline();
+    let idle_limit = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        readable = io.get_ref().readable() => readable.is_ok(),
+        _ = idle_limit => {
+            tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)");
+            false
+        }
+        _ = stop.changed() => false,
     }
 }

@@ -79,10 +79,11 @@ struct Part {
     len: usize,
 }
 
-/// A connection's registered slots.
+/// A connection's registered slots. Empty (no allocation) until the
+/// connection sends its first file: every plain connection has one.
 #[derive(Default)]
 pub struct Slots {
-    parts: Mutex<[Option<Part>; SLOTS]>,
+    parts: Mutex<Vec<Option<Part>>>,
 }
 
 impl Slots {
@@ -92,7 +93,10 @@ impl Slots {
         let missing = || io::Error::other("file stand-in without a registered part");
         let (slot, within) = locate(buf).ok_or_else(missing)?;
         let parts = self.parts.lock().map_err(|_| missing())?;
-        let part = parts[slot].as_ref().ok_or_else(missing)?;
+        let part = parts
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(missing)?;
         if within + buf.len() > part.len {
             return Err(missing());
         }
@@ -128,10 +132,16 @@ impl FileParts {
             offset: self.offset,
             len,
         };
-        self.slots
+        let mut parts = self
+            .slots
             .parts
             .lock()
-            .map_err(|_| io::Error::other("file slots poisoned"))?[slot] = Some(part);
+            .map_err(|_| io::Error::other("file slots poisoned"))?;
+        if parts.len() <= slot {
+            parts.resize(slot + 1, None);
+        }
+        parts[slot] = Some(part);
+        drop(parts);
         self.offset += len as u64;
         let start = slot * SLOT_LEN;
         Ok(Bytes::from_static(&region()[start..start + len]))
