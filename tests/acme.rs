@@ -21,8 +21,26 @@ struct Pebble {
 }
 
 impl Pebble {
-    /// Validates challenges against `http_port` / `tls_port` on 127.0.0.1.
+    /// Validates challenges against `http_port` / `tls_port` on 127.0.0.1,
+    /// at once.
     fn start(http_port: u16, tls_port: u16, eab: Option<(&str, &str)>) -> Pebble {
+        Pebble::launch(http_port, tls_port, eab, None)
+    }
+
+    /// As `start`, but each validation (pebble makes three per challenge)
+    /// first waits a random whole number of seconds below `seconds`, as a
+    /// real CA's take their time: concurrent orders finish at different
+    /// times.
+    fn start_slow_validations(http_port: u16, tls_port: u16, seconds: u32) -> Pebble {
+        Pebble::launch(http_port, tls_port, None, Some(seconds))
+    }
+
+    fn launch(
+        http_port: u16,
+        tls_port: u16,
+        eab: Option<(&str, &str)>,
+        va_sleep: Option<u32>,
+    ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -86,14 +104,18 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble-challtestsrv is required; run scripts/test to install pebble");
-        let pebble = Command::new("pebble")
-            .args([
-                "-config",
-                dir.path().join("pebble.json").to_str().unwrap(),
-                "-dnsserver",
-                &format!("127.0.0.1:{dns}"),
-            ])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+        let mut pebble = Command::new("pebble");
+        pebble.args([
+            "-config",
+            dir.path().join("pebble.json").to_str().unwrap(),
+            "-dnsserver",
+            &format!("127.0.0.1:{dns}"),
+        ]);
+        match va_sleep {
+            Some(seconds) => pebble.env("PEBBLE_VA_SLEEPTIME", seconds.to_string()),
+            None => pebble.env("PEBBLE_VA_NOSLEEP", "1"),
+        };
+        let pebble = pebble
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .stdout(log("pebble.log"))
             .stderr(Stdio::null())
@@ -286,6 +308,45 @@ fn http_01_order_end_to_end() {
         https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
     );
+}
+
+#[test]
+fn http_01_orders_for_several_domains_run_at_once_and_all_succeed() {
+    let site = Site::new();
+    let pebble = Pebble::start_slow_validations(site.http, site.https, 5);
+    let domains = [
+        "a.test", "b.test", "c.test", "d.test", "e.test", "f.test", "g.test", "h.test",
+    ];
+    let listed = domains.join(",");
+    let t = site.thrust(
+        &pebble,
+        &[
+            ("THRUST_ACME_CHALLENGE", "http-01"),
+            ("TLS_DOMAIN", &listed),
+        ],
+    );
+    // Every order succeeds on its first attempt: a failed one is retried
+    // only after 30 s. One order finishing must not withdraw the answers
+    // the others' validations have yet to fetch.
+    for domain in domains {
+        let line = t.wait_log(Duration::from_secs(25), |l| {
+            l["domain"] == domain
+                && (l["msg"] == "Certificate obtained" || l["msg"] == "Certificate failed")
+        });
+        assert_eq!(
+            line.as_ref().map(|l| l["msg"].clone()),
+            Some("Certificate obtained".into()),
+            "{domain}: {}",
+            t.log_text()
+        );
+    }
+    let root = pebble.issuing_root();
+    for domain in domains {
+        assert_eq!(
+            https_get(site.https, &root, domain, "/").unwrap(),
+            "hello from app\n"
+        );
+    }
 }
 
 #[test]

@@ -243,9 +243,12 @@ impl Acme {
                     .await
                     .map_err(|e| e.to_string())?;
                 let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
-                self.store
-                    .save_account(directory, &json)
-                    .map_err(|e| format!("cannot store the account: {e}"))?;
+                let directory_url = directory.clone();
+                off_the_runtime(&self.store, move |store| {
+                    store.save_account(&directory_url, &json)
+                })
+                .await
+                .map_err(|e| format!("cannot store the account: {e}"))?;
                 tracing::info!(directory = %directory, "ACME account created");
                 account
             }
@@ -266,6 +269,13 @@ impl Acme {
             AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
             AcmeChallenge::Http01 => ChallengeType::Http01,
         };
+        // Answers published for this order only: orders for the other
+        // domains run at the same time with answers of their own.
+        let mut published = Published {
+            acme: self,
+            domain,
+            tokens: Vec::new(),
+        };
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization.map_err(|e| e.to_string())?;
@@ -281,18 +291,12 @@ impl Acme {
             match kind {
                 ChallengeType::TlsAlpn01 => {
                     let cert = alpn_certificate(domain, key_authorization.digest().as_ref())?;
-                    if let Ok(mut map) = self.alpn_certificates.write() {
-                        map.insert(domain.to_string(), cert);
-                    }
+                    published.alpn_certificate(cert);
                 }
-                _ => {
-                    if let Ok(mut map) = self.http_tokens.lock() {
-                        map.insert(
-                            challenge.token.clone(),
-                            key_authorization.as_str().to_string(),
-                        );
-                    }
-                }
+                _ => published.http_token(
+                    challenge.token.clone(),
+                    key_authorization.as_str().to_string(),
+                ),
             }
             challenge.set_ready().await.map_err(|e| e.to_string())?;
         }
@@ -300,7 +304,7 @@ impl Acme {
             .poll_ready(&RetryPolicy::default())
             .await
             .map_err(|e| e.to_string());
-        self.clear_challenges(domain);
+        drop(published);
         if status? != OrderStatus::Ready {
             return Err("the order did not become ready (challenge failed)".into());
         }
@@ -319,19 +323,62 @@ impl Acme {
             .map_err(|e| e.to_string())?;
         let key_pem = key.serialize_pem();
         let (cert, from, until) = certified(chain.as_bytes(), key_pem.as_bytes())?;
-        self.store
-            .save_certificate(domain, chain.as_bytes(), key_pem.as_bytes())
-            .map_err(|e| format!("cannot store the certificate: {e}"))?;
+        let name = domain.to_string();
+        off_the_runtime(&self.store, move |store| {
+            store.save_certificate(&name, chain.as_bytes(), key_pem.as_bytes())
+        })
+        .await
+        .map_err(|e| format!("cannot store the certificate: {e}"))?;
         self.install(domain, cert);
         Ok((from, until))
     }
+}
 
-    fn clear_challenges(&self, domain: &str) {
-        if let Ok(mut map) = self.alpn_certificates.write() {
-            map.remove(domain);
+/// Runs a storage write on the blocking pool: writes end with an fsync, and
+/// the runtime's threads also accept connections.
+async fn off_the_runtime(
+    store: &Store,
+    write: impl FnOnce(&Store) -> std::io::Result<()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || write(&store))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The challenge answers one order has published. They are withdrawn when
+/// the order's validation ends, however it ends (an error, a dropped task),
+/// and only they are.
+struct Published<'a> {
+    acme: &'a Acme,
+    domain: &'a str,
+    tokens: Vec<String>,
+}
+
+impl Published<'_> {
+    fn http_token(&mut self, token: String, key_authorization: String) {
+        if let Ok(mut map) = self.acme.http_tokens.lock() {
+            map.insert(token.clone(), key_authorization);
         }
-        if let Ok(mut map) = self.http_tokens.lock() {
-            map.clear();
+        self.tokens.push(token);
+    }
+
+    fn alpn_certificate(&mut self, cert: Arc<CertifiedKey>) {
+        if let Ok(mut map) = self.acme.alpn_certificates.write() {
+            map.insert(self.domain.to_string(), cert);
+        }
+    }
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.acme.alpn_certificates.write() {
+            map.remove(self.domain);
+        }
+        if let Ok(mut map) = self.acme.http_tokens.lock() {
+            for token in &self.tokens {
+                map.remove(token);
+            }
         }
     }
 }
@@ -364,4 +411,43 @@ fn decode_base64url(text: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
         .map_err(|e| format!("EAB_HMAC_KEY is not base64url: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AcmeChallenge;
+
+    #[test]
+    fn an_order_withdraws_its_own_answers_and_no_others() {
+        let storage = tempfile::tempdir().unwrap();
+        let acme = Acme::new(AcmeSettings {
+            domains: vec!["a.test".into(), "b.test".into()],
+            directory: "https://127.0.0.1:1/dir".into(),
+            email: None,
+            eab: None,
+            storage: storage.path().to_path_buf(),
+            challenge: AcmeChallenge::Http01,
+            renew_within: None,
+        })
+        .unwrap();
+        let mut a = Published {
+            acme: &acme,
+            domain: "a.test",
+            tokens: Vec::new(),
+        };
+        a.http_token("token-a".into(), "answer-a".into());
+        let mut b = Published {
+            acme: &acme,
+            domain: "b.test",
+            tokens: Vec::new(),
+        };
+        b.http_token("token-b".into(), "answer-b".into());
+        // a.test's order ends while b.test's validation is still to come.
+        drop(a);
+        assert_eq!(acme.http_challenge("token-a"), None);
+        assert_eq!(acme.http_challenge("token-b").as_deref(), Some("answer-b"));
+        drop(b);
+        assert_eq!(acme.http_challenge("token-b"), None);
+    }
 }

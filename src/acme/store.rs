@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
 }
