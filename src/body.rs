@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -58,9 +59,44 @@ impl ClientBodyError {
     }
 }
 
+/// Who an upload is waiting on, for THRUST_UPSTREAM_TIMEOUT: the app's
+/// clock must not run while the client is still sending.
+pub struct UploadClock {
+    state: Mutex<UploadState>,
+}
+
+#[derive(Clone, Copy)]
+pub enum UploadState {
+    /// The client has not sent the next bytes yet (HTTP_READ_TIMEOUT's
+    /// business).
+    WaitingOnClient,
+    /// When the app last took body bytes, or the body ended.
+    TakenAt(Instant),
+}
+
+impl UploadClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(UploadClock {
+            state: Mutex::new(UploadState::TakenAt(Instant::now())),
+        })
+    }
+
+    pub fn state(&self) -> UploadState {
+        self.state
+            .lock()
+            .map_or(UploadState::WaitingOnClient, |state| *state)
+    }
+
+    fn set(&self, state: UploadState) {
+        if let Ok(mut current) = self.state.lock() {
+            *current = state;
+        }
+    }
+}
+
 pin_project! {
     /// A client's request body with a byte limit and a deadline for the
-    /// whole body.
+    /// whole body, telling its clock who it waits on.
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
@@ -68,17 +104,24 @@ pin_project! {
         received: u64,
         #[pin]
         deadline: Option<Sleep>,
+        clock: Arc<UploadClock>,
     }
 }
 
 impl<B> RequestBody<B> {
     /// `limit` of `None` means no limit; `read_timeout` of `None`, no deadline.
-    pub fn new(inner: B, limit: Option<u64>, read_timeout: Option<Duration>) -> Self {
+    pub fn new(
+        inner: B,
+        limit: Option<u64>,
+        read_timeout: Option<Duration>,
+        clock: Arc<UploadClock>,
+    ) -> Self {
         RequestBody {
             inner,
             limit,
             received: 0,
             deadline: read_timeout.map(|t| tokio::time::sleep_until(Instant::now() + t)),
+            clock,
         }
     }
 }
@@ -96,7 +139,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let mut this = self.project();
-        match this.inner.as_mut().poll_frame(cx) {
+        let polled = this.inner.as_mut().poll_frame(cx);
+        this.clock.set(match polled {
+            Poll::Pending => UploadState::WaitingOnClient,
+            Poll::Ready(_) => UploadState::TakenAt(Instant::now()),
+        });
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.received += data.len() as u64;

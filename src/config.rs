@@ -402,7 +402,20 @@ impl Config {
             (None, Some(_)) => {
                 return Err(env.invalid("SSL_KEY_PATH", "SSL_CERT_PATH to be set as well"))
             }
-            (None, None) if !domains.is_empty() => Tls::Acme,
+            (None, None) if !domains.is_empty() => {
+                if let Some(wildcard) = domains.iter().find(|d| d.starts_with("*.")) {
+                    return Err(ConfigError {
+                        expected: format!(
+                            "names thrust can order certificates for: {wildcard:?} is a \
+                             wildcard, and ACME issues wildcards only through DNS-01, \
+                             which thrust does not answer. List each name, or use a \
+                             wildcard certificate with SSL_CERT_PATH and SSL_KEY_PATH"
+                        ),
+                        ..env.invalid("TLS_DOMAIN", "")
+                    });
+                }
+                Tls::Acme
+            }
             (None, None) => Tls::Off,
         };
         let tls_on = tls != Tls::Off;
@@ -580,17 +593,25 @@ impl Config {
     }
 }
 
+/// A DNS name, or a wildcard (`*.example.com`: a `*` as the whole leftmost
+/// label, above at least two labels).
 fn is_domain_name(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
-        })
+    let labels = match name.strip_prefix("*.") {
+        Some(parent) => parent.contains('.').then_some(parent),
+        None => Some(name),
+    };
+    labels.is_some_and(|labels| {
+        name.len() <= 253
+            && labels.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    })
 }
 
 /// The table as Markdown, for the README.
@@ -775,6 +796,31 @@ mod tests {
         for (vars, variable) in cases {
             assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");
         }
+    }
+
+    #[test]
+    fn wildcards_are_refused_for_acme_and_accepted_beside_a_certificate() {
+        let e = parse(&[("TLS_DOMAIN", "example.com, *.example.com")]).unwrap_err();
+        assert_eq!(e.variable, "TLS_DOMAIN");
+        assert!(e.to_string().contains("DNS-01"), "{e}");
+        for not_a_name in [
+            "*",
+            "*.com",
+            "a.*.example.com",
+            "*a.example.com",
+            "**.example.com",
+        ] {
+            let e = parse(&[("TLS_DOMAIN", not_a_name)]).unwrap_err();
+            assert!(e.to_string().contains("domain names"), "{not_a_name}: {e}");
+        }
+        let c = parse(&[
+            ("TLS_DOMAIN", "*.example.com"),
+            ("SSL_CERT_PATH", "/etc/hostname"),
+            ("SSL_KEY_PATH", "/etc/hostname"),
+        ])
+        .unwrap();
+        assert_eq!(c.acme.domains, vec!["*.example.com"]);
+        assert!(matches!(c.tls, Tls::Static { .. }));
     }
 
     #[test]

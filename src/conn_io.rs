@@ -90,11 +90,16 @@ impl<S> ConnIo<S> {
     /// Takes the connection back from a parked hyper connection: the bytes
     /// it had read are read again first.
     pub fn unpark(&mut self, unread: Bytes) {
-        // An empty `unread` may still hold hyper's whole read buffer.
-        if !unread.is_empty() {
-            self.replay = unread;
-        }
+        self.read_again(unread);
         self.state.clear_park();
+    }
+
+    /// Bytes already read from the client, to be read again first.
+    pub fn read_again(&mut self, bytes: Bytes) {
+        // An empty `bytes` may still hold hyper's whole read buffer.
+        if !bytes.is_empty() {
+            self.replay = bytes;
+        }
     }
 
     /// Notices a finished exchange: idleness and a new request head begin.
@@ -103,8 +108,8 @@ impl<S> ConnIo<S> {
         if completed != self.seen_completed && self.state.in_flight() == 0 {
             self.seen_completed = completed;
             self.idle_since = Instant::now();
-            self.head_started = None;
-            self.scanner.restart();
+            // A pipelined head already under way is timed from here.
+            self.head_started = self.scanner.in_head().then(Instant::now);
         }
     }
 
@@ -122,7 +127,9 @@ impl<S> ConnIo<S> {
     /// first exchange (hyper can let go of a connection only between them).
     fn park_deadline(&self) -> Option<Instant> {
         let after = self.park_after?;
-        let between = self.seen_completed > 0 && self.head_started.is_none();
+        let between = self.seen_completed > 0
+            && self.head_started.is_none()
+            && self.scanner.between_requests();
         (between && self.state.in_flight() == 0 && !self.state.upgraded())
             .then(|| self.idle_since + after)
     }
@@ -131,10 +138,13 @@ impl<S> ConnIo<S> {
         if bytes.is_empty() || self.state.upgraded() || self.state.multiplexed() {
             return;
         }
-        if self.state.in_flight() == 0 && self.head_started.is_none() {
+        // Only a new request head starts the read clock: body bytes read
+        // after an early answer leave the idle clock running.
+        let scanned = self.scanner.feed(bytes);
+        if scanned.head_began && self.head_started.is_none() {
             self.head_started = Some(Instant::now());
         }
-        if let Some(head) = self.scanner.feed(bytes) {
+        if let Some(head) = scanned.head {
             self.state.set_head(head);
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 mod conn_io;
 mod conn_state;
 mod fd_limit;
+mod h2_preface;
 pub mod listening;
 pub mod log;
 mod memory;
@@ -175,10 +176,12 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         );
     }
     let deep_check = config.health_upstream_path.clone().map(|path| {
+        // A wildcard (beside a static certificate) is no host to ask for.
         let host = config
             .acme
             .domains
-            .first()
+            .iter()
+            .find(|d| !d.starts_with("*."))
             .cloned()
             .unwrap_or_else(|| "localhost".to_string());
         DeepCheck::new(path, host)
@@ -187,7 +190,11 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
         config.compression_jitter,
     ));
+    let bad_gateway_page = std::fs::read(&config.bad_gateway_page)
+        .unwrap_or_default()
+        .into();
     let app = Arc::new(App {
+        bad_gateway_page,
         readiness: readiness.clone(),
         deep_check,
         cache: pipeline::cache::Store::new(config.clone(), jitter.clone()),

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tls::Handshaker;
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -23,9 +23,11 @@ use tokio::sync::{mpsc, watch};
 use crate::body::Body;
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
+use crate::h2_preface;
 use crate::parking;
 use crate::pipeline::{self, App, ConnInfo};
 use crate::protocol::head_scan::MAX_HEAD_BYTES;
+use crate::tls::Handshaker;
 use crate::upstream::UpstreamClient;
 use crate::workers::Workers;
 use crate::zero_copy::SendFile;
@@ -69,10 +71,14 @@ pub fn adopt(
     TcpListener::from_std(listener).map_err(wrap)
 }
 
-/// HTTP/1.1 alone, or HTTP/1.1 and HTTP/2 told apart by the connection preface.
+/// HTTP/1.1 alone, or HTTP/1.1 and HTTP/2 told apart by the connection
+/// preface (`either`), with HTTP/2 alone for clients that chose h2 by ALPN.
 enum Protocols {
     Http1(http1::Builder),
-    Auto(auto::Builder<TokioExecutor>),
+    Auto {
+        either: Box<auto::Builder<TokioExecutor>>,
+        http2: Box<auto::Builder<TokioExecutor>>,
+    },
 }
 
 impl Protocols {
@@ -100,7 +106,10 @@ impl Protocols {
             .enable_connect_protocol()
             .max_concurrent_streams(250)
             .max_header_list_size(MAX_HEAD_BYTES as u32);
-        Protocols::Auto(builder)
+        Protocols::Auto {
+            http2: Box::new(builder.clone().http2_only()),
+            either: Box::new(builder),
+        }
     }
 }
 
@@ -127,7 +136,8 @@ struct Shared {
 
 impl Shared {
     /// Serves one client connection (plain or decrypted TLS) on the current
-    /// worker, with that worker's app connection pool.
+    /// worker, with that worker's app connection pool. `h2_preface`: the
+    /// client agreed on h2 by ALPN and sent this preface, already read.
     async fn serve<S>(
         &self,
         stream: S,
@@ -135,21 +145,36 @@ impl Shared {
         https: bool,
         protocols: &Protocols,
         upstream: UpstreamClient,
+        h2_preface: Option<Bytes>,
     ) where
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
         let handler = self.handler(state.clone(), remote, https, upstream);
-        let io = TokioIo::new(ConnIo::new(stream, state, self.timeouts));
+        let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
         let (stop, live) = (self.stop.clone(), self.live.clone());
-        match protocols {
+        match (protocols, h2_preface) {
+            (Protocols::Auto { http2, .. }, Some(preface)) => {
+                // No HTTP/1 head will come: nothing for the head scanner.
+                state.set_multiplexed();
+                io.read_again(preface);
+                let connection = Box::pin(http2.serve_connection(TokioIo::new(io), handler));
+                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
+            }
             // Each connection boxed: the task then holds the one in use, not
             // room for the larger of the two.
-            Protocols::Http1(builder) => {
+            (Protocols::Http1(builder), _) => {
+                let io = TokioIo::new(io);
                 let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
                 drive(connection, stop, |c| c.graceful_shutdown(), live).await;
             }
-            Protocols::Auto(builder) => {
+            (
+                Protocols::Auto {
+                    either: builder, ..
+                },
+                None,
+            ) => {
+                let io = TokioIo::new(io);
                 let connection = Box::pin(
                     builder
                         .serve_connection_with_upgrades(io, handler)
@@ -169,7 +194,9 @@ impl Shared {
         upstream: UpstreamClient,
     ) {
         let Protocols::Http1(builder) = protocols else {
-            return self.serve(stream, remote, false, protocols, upstream).await;
+            return self
+                .serve(stream, remote, false, protocols, upstream, None)
+                .await;
         };
         // hyper's own HTTP/1 connection with vectored writes: body bytes reach
         // the socket as queued, so file bodies may be sent as stand-ins.
@@ -253,7 +280,24 @@ fn dispatch(
             return;
         };
         match tokio::time::timeout(limit, handshaker.accept(stream)).await {
-            Ok(Ok(tls)) => shared.serve(tls, remote, true, &secure, upstream).await,
+            Ok(Ok(mut tls)) => {
+                // A client that agreed on h2 must open with HTTP/2's preface.
+                let preface = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    match tokio::time::timeout(limit, h2_preface::read(&mut tls)).await {
+                        Ok(Ok(Some(preface))) => Some(preface),
+                        Ok(Ok(None)) => {
+                            return tracing::debug!(remote = %remote, "Wrong HTTP/2 preface, answered with GOAWAY")
+                        }
+                        Ok(Err(e)) => return tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface"),
+                        Err(_) => return tracing::debug!(remote = %remote, "HTTP/2 preface timed out"),
+                    }
+                } else {
+                    None
+                };
+                shared
+                    .serve(tls, remote, true, &secure, upstream, preface)
+                    .await
+            }
             Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
             Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
         }

@@ -230,9 +230,15 @@ fn a_client_that_goes_away_cancels_the_upstream_request() {
 
 #[test]
 fn an_unreachable_app_or_a_broken_connection_gets_the_502_page() {
+    let pages = tempfile::tempdir().unwrap();
+    let page = pages.path().join("502.html");
+    std::fs::write(&page, "<p>restarting</p>").unwrap();
     let script = format!("python3 {} & sleep 60", app_script().display());
-    let t = Thrust::start_ready(Options::command(&["sh", "-c", &script]));
-    std::fs::write(t.dir.path().join("502.html"), "<p>restarting</p>").unwrap();
+    let t = Thrust::start_ready(
+        Options::command(&["sh", "-c", &script]).env("BAD_GATEWAY_PAGE", page.to_string_lossy()),
+    );
+    // Read at start-up: what happens to the file later does not matter.
+    std::fs::remove_file(&page).unwrap();
 
     let r = get(t.port, "/close").unwrap();
     assert_eq!((r.status, r.text().as_str()), (502, "<p>restarting</p>"));
@@ -252,14 +258,13 @@ fn an_unreachable_app_or_a_broken_connection_gets_the_502_page() {
             .as_str()
             .is_some_and(|m| m.starts_with("App server unreachable")))
         .is_some());
-
-    std::fs::remove_file(t.dir.path().join("502.html")).unwrap();
     let r = get(t.port, "/").unwrap();
-    assert_eq!(
-        (r.status, r.body.len()),
-        (502, 0),
-        "no page file: an empty 502"
-    );
+    assert_eq!((r.status, r.text().as_str()), (502, "<p>restarting</p>"));
+
+    // No page file at start-up: an empty 502.
+    let t = Thrust::start_ready(Options::app());
+    let r = get(t.port, "/close").unwrap();
+    assert_eq!((r.status, r.body.len()), (502, 0));
 }
 
 #[test]
@@ -282,6 +287,61 @@ fn a_missing_response_head_times_out_but_a_slow_stream_is_never_cut() {
     // A stream whose head came at once lives past the timeout.
     let arrivals = event_arrivals(t.port, "t", "/sse?n=4&interval=0.6");
     assert_eq!(arrivals.len(), 4);
+}
+
+#[test]
+fn the_upstream_timeout_runs_from_the_end_of_an_upload() {
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("THRUST_UPSTREAM_TIMEOUT", "1")
+            .env("HTTP_READ_TIMEOUT", "30"),
+    );
+    // 30,000 bytes in three parts 0.8 s apart: the upload outlasts the
+    // limit and is still answered.
+    let mut s = connect(t.port);
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 30000\r\n\r\n")
+        .unwrap();
+    for part in 0..3 {
+        if part > 0 {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        s.write_all(&[b'a'; 10_000]).unwrap();
+    }
+    let r = read_response(&mut BufReader::new(s), false).unwrap();
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "30000".to_string()),
+        "{}",
+        t.log_text()
+    );
+
+    // An app that stops taking the body: 504 once the limit has passed
+    // since it last took bytes, while the client is still sending.
+    let mut s = connect(t.port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    s.write_all(
+        b"POST /ignore-body?seconds=8 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n",
+    )
+    .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let block = [b'b'; 65536];
+        // Until the socket buffers fill and thrust answers and closes.
+        for _ in 0..1600 {
+            if writer.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let r = read_response(&mut BufReader::new(s), false).unwrap();
+    assert_eq!(r.status, 504, "{}", t.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(sender);
 }
 
 #[test]

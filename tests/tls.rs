@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,6 +121,41 @@ fn https_serves_the_app_over_http2_and_http1_with_tls_12_and_13() {
 }
 
 #[test]
+fn a_wrong_http2_preface_gets_goaway_with_protocol_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (_t, https) = start_tls(&cert, &[]);
+    // A client that agrees on h2 by ALPN, then does not speak it.
+    let client = format!(
+        r#"
+import socket, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {https}), timeout=5), server_hostname="app.test")
+s.sendall(b"INVALID CONNECTION PREFACE\r\n\r\n")
+answer = b""
+while True:
+    data = s.recv(4096)
+    if not data:
+        break
+    answer += data
+print(s.selected_alpn_protocol(), answer.hex())
+"#
+    );
+    let out = run_tool("python3", &["-c", &client]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // An empty SETTINGS frame, then GOAWAY: last stream 0, PROTOCOL_ERROR (1).
+    assert_eq!(
+        text.trim(),
+        "h2 0000000400000000000000080700000000000000000000000001",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn http2_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let cert = self_signed(dir.path(), "app", &["app.test"]);
@@ -169,6 +205,42 @@ fn the_http_port_redirects_covered_hosts_and_refuses_others() {
     assert!(
         t.app_requests("/").is_empty(),
         "redirected requests never reach the app"
+    );
+}
+
+#[test]
+fn body_bytes_read_after_an_early_answer_are_not_taken_for_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "app", &["app.test"]);
+    let (t, _) = start_tls(
+        &cert,
+        &[("HTTP_READ_TIMEOUT", "1"), ("HTTP_IDLE_TIMEOUT", "10")],
+    );
+    // The HTTP port redirects before reading the body; hyper then reads
+    // the rest of it. Every line of this body looks like a smuggled head.
+    let lookalike = "GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body = lookalike.repeat(12_000 / lookalike.len());
+    let mut s = connect(t.port);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST /form HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.header("location"), Some("https://app.test/form"));
+    // The next request comes after longer than HTTP_READ_TIMEOUT: the
+    // connection is idle (HTTP_IDLE_TIMEOUT), not inside a slow head.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://app.test/next")),
+        "{}",
+        t.log_text()
     );
 }
 

@@ -13,6 +13,7 @@ mod redirect;
 mod representation;
 mod request_log;
 pub mod sendfile;
+mod upstream_timeout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct App {
     pub jitter: Arc<Jitter>,
     /// Set when TLS is on: which hosts the HTTP port redirects to HTTPS.
     pub certificates: Option<Certificates>,
+    /// BAD_GATEWAY_PAGE, read once at start-up (empty when there is none):
+    /// an app that is down must not cost a file read per request.
+    pub bad_gateway_page: bytes::Bytes,
 }
 
 /// The client connection a request arrived on.

@@ -8,8 +8,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::forwarding::{self, ClientFacts};
+use super::upstream_timeout;
 use super::{App, ConnInfo};
-use crate::body::{self, Body, ClientBodyError, RequestBody};
+use crate::body::{self, Body, ClientBodyError, RequestBody, UploadClock};
 use crate::protocol::headers::content_length;
 use crate::upstream::UpstreamError;
 
@@ -26,7 +27,7 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     }
     if !app.readiness.is_ready() && !app.readiness.wait_ready(app.config.boot_wait).await {
         tracing::warn!(path = %req.uri().path(), "App server not ready, answering 502");
-        return bad_gateway(app).await;
+        return bad_gateway(app);
     }
 
     // WebSocket over HTTP/2 (RFC 8441): an extended CONNECT, bridged to an
@@ -52,6 +53,7 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         }
     }
     forwarding::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let mut upload = None;
     let upstream_body = if h2_websocket {
         forwarding::as_websocket_handshake(&mut parts);
         // The stream itself carries the WebSocket bytes once upgraded.
@@ -60,7 +62,9 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         // No body (most GETs): nothing to limit or time.
         body::empty()
     } else {
-        body::boxed(RequestBody::new(incoming, limit, read_timeout(app)))
+        let clock = UploadClock::new();
+        upload = Some(clock.clone());
+        body::boxed(RequestBody::new(incoming, limit, read_timeout(app), clock))
     };
     let host = parts.headers.get(header::HOST).cloned();
     forwarding::set_forwarded(
@@ -82,9 +86,9 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
 
     let sent = conn.upstream.request(upstream_req);
     let result = match app.config.upstream_timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(result) => result,
-            Err(_) => {
+        Some(limit) => match upstream_timeout::within(limit, sent, upload.as_deref()).await {
+            Some(result) => result,
+            None => {
                 tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
                 return plain(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n", false);
             }
@@ -156,7 +160,7 @@ async fn failed(app: &App, path: &str, error: &UpstreamError) -> Response<Body> 
         }
         None => {
             tracing::warn!(path = %path, error = %error_chain(error), "App server unreachable or connection broken, answering 502");
-            bad_gateway(app).await
+            bad_gateway(app)
         }
     }
 }
@@ -172,14 +176,11 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// 502 with the BAD_GATEWAY_PAGE, or empty when the file is missing.
-async fn bad_gateway(app: &App) -> Response<Body> {
-    let page = tokio::fs::read(&app.config.bad_gateway_page)
-        .await
-        .unwrap_or_default();
-    let length = page.len();
+/// 502 with the BAD_GATEWAY_PAGE read at start-up, or empty without one.
+fn bad_gateway(app: &App) -> Response<Body> {
+    let length = app.bad_gateway_page.len();
     let has_page = length > 0;
-    let mut response = Response::new(body::full(page));
+    let mut response = Response::new(body::full(app.bad_gateway_page.clone()));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     let headers = response.headers_mut();
     if has_page {

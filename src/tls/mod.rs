@@ -83,7 +83,7 @@ impl Certificates {
     /// Whether the HTTP port may redirect this host to HTTPS.
     pub fn covers(&self, host: &str) -> bool {
         match self {
-            Certificates::Static(cert) => static_cert::covers(&cert.current(), host),
+            Certificates::Static(cert) => cert.current().covers(host),
             Certificates::Acme(acme) => acme.covers(host),
         }
     }

@@ -2,14 +2,16 @@
 //! re-read when either file changes, without a restart and without touching
 //! open connections (each handshake takes whatever is current).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
 
 /// How often the files are checked for changes.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
@@ -60,23 +62,64 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, Cert
     Ok(Arc::new(certified))
 }
 
-/// Whether a certificate is valid for `host` (its DNS names, wildcards included).
-pub fn covers(certified: &CertifiedKey, host: &str) -> bool {
-    let Ok(name) = ServerName::try_from(host.to_string()) else {
-        return false;
-    };
-    certified
-        .end_entity_cert()
-        .ok()
-        .and_then(|der| ParsedCertificate::try_from(der).ok())
-        .is_some_and(|cert| rustls::client::verify_server_name(&cert, &name).is_ok())
+/// A loaded certificate and the names it is valid for, read once: the HTTP
+/// port asks for every redirect.
+pub struct Loaded {
+    pub certified: Arc<CertifiedKey>,
+    names: Vec<String>,
+    addresses: Vec<IpAddr>,
+}
+
+impl Loaded {
+    fn new(certified: Arc<CertifiedKey>) -> Result<Self, String> {
+        let der = certified.end_entity_cert().map_err(|e| e.to_string())?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+        let (mut names, mut addresses) = (Vec::new(), Vec::new());
+        if let Ok(Some(alt)) = parsed.subject_alternative_name() {
+            for name in &alt.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => names.push(dns.to_ascii_lowercase()),
+                    GeneralName::IPAddress(bytes) => addresses.extend(ip_address(bytes)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(Loaded {
+            certified,
+            names,
+            addresses,
+        })
+    }
+
+    /// Whether the certificate is valid for `host`: a DNS name of its own,
+    /// a wildcard standing for exactly one leftmost label, or an address.
+    pub fn covers(&self, host: &str) -> bool {
+        if let Ok(address) = host.parse::<IpAddr>() {
+            return self.addresses.contains(&address);
+        }
+        let host = host.trim_end_matches('.');
+        self.names.iter().any(|name| match name.strip_prefix("*.") {
+            Some(parent) => host.split_once('.').is_some_and(|(label, rest)| {
+                !label.is_empty() && rest.eq_ignore_ascii_case(parent)
+            }),
+            None => name.eq_ignore_ascii_case(host),
+        })
+    }
+}
+
+fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// The current certificate, swapped in place when its files change.
 pub struct StaticCert {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Arc<Loaded>>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -88,11 +131,11 @@ impl StaticCert {
         Ok(Arc::new(StaticCert {
             cert_path: cert_path.into(),
             key_path: key_path.into(),
-            current: RwLock::new(load(cert_path, key_path)?),
+            current: RwLock::new(load_with_names(cert_path, key_path)?),
         }))
     }
 
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub fn current(&self) -> Arc<Loaded> {
         match self.current.read() {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -100,30 +143,49 @@ impl StaticCert {
     }
 
     /// Polls the files and swaps in a new certificate when they change and
-    /// load cleanly; a broken pair (half-written renewal) keeps the old one.
+    /// load cleanly; a broken pair (half-written renewal) keeps the old one,
+    /// and is reported once, not at every poll.
     pub async fn watch(self: Arc<Self>) {
         let stamp = |this: &Self| (modified(&this.cert_path), modified(&this.key_path));
         let mut seen = stamp(&self);
+        let mut broken = None;
         loop {
             tokio::time::sleep(RELOAD_EVERY).await;
             let now = stamp(&self);
-            if now == seen {
+            if now == seen || Some(now) == broken {
                 continue;
             }
-            match load(&self.cert_path, &self.key_path) {
-                Ok(fresh) => {
+            let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
+            let loaded =
+                tokio::task::spawn_blocking(move || load_with_names(&cert_path, &key_path)).await;
+            match loaded {
+                Ok(Ok(fresh)) => {
                     seen = now;
+                    broken = None;
                     if let Ok(mut current) = self.current.write() {
                         *current = fresh;
                     }
                     tracing::info!(cert = %self.cert_path.display(), "Certificate reloaded");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Certificate files changed but do not load; keeping the current certificate")
+                Ok(Err(e)) => {
+                    broken = Some(now);
+                    tracing::warn!(error = %e, "Certificate files changed but do not load; keeping the current certificate");
                 }
+                Err(e) => tracing::warn!(error = %e, "Certificate reload did not finish"),
             }
         }
     }
+}
+
+/// `load`, and the names the certificate is valid for.
+fn load_with_names(cert_path: &Path, key_path: &Path) -> Result<Arc<Loaded>, CertError> {
+    let certified = load(cert_path, key_path)?;
+    Loaded::new(certified)
+        .map(Arc::new)
+        .map_err(|problem| CertError::Cert {
+            path: cert_path.into(),
+            problem: format!("unreadable certificate ({problem})"),
+        })
 }
 
 impl std::fmt::Debug for StaticCert {
@@ -136,6 +198,6 @@ impl std::fmt::Debug for StaticCert {
 
 impl ResolvesServerCert for StaticCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        Some(self.current().certified.clone())
     }
 }

@@ -103,6 +103,12 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/ignore-body":
+            # An app stuck before reading the request body: it neither
+            # reads nor answers for `seconds`, then hangs up.
+            time.sleep(float(query.get("seconds", "10")))
+            self.close_connection = True
+            return
         try:
             body, body_len = self.read_body()
         except (ConnectionError, ValueError):
