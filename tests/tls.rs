@@ -304,6 +304,22 @@ fn certificate_files_are_reloaded_without_dropping_connections() {
         curl_tls(https, "app.test", &first.cert, "/", &[]).is_err(),
         "the old certificate is gone"
     );
+
+    // A renewal that leaves the pair broken: the served certificate stays,
+    // and the warning comes once, not at every check (every 2 s).
+    std::fs::write(dir.path().join("live.key"), "half-written").unwrap();
+    let warned = |t: &Thrust| {
+        t.log_lines()
+            .iter()
+            .filter(|l| {
+                l["level"] == "WARN" && l["msg"].as_str().is_some_and(|m| m.contains("do not load"))
+            })
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(5), || warned(&t) == 1));
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(warned(&t), 1, "{}", t.log_text());
+    assert!(curl_tls(https, "renamed.test", &second.cert, "/", &[]).is_ok());
 }
 
 #[test]
