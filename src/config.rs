@@ -90,6 +90,7 @@ pub const VARIABLES: &[Variable] = &[
     var("GZIP_COMPRESSION_JITTER", &[], Kind::Count, "32", "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables"),
     var("MAX_REQUEST_BODY", &[], Kind::Bytes, "0 (no limit)", "larger request bodies get 413"),
     var("BAD_GATEWAY_PAGE", &[], Kind::Text, "./public/502.html", "HTML served with 502 when the app server cannot answer"),
+    var("THRUST_MAX_CONNECTIONS", &[], Kind::Count, "half the open-file limit", "client connections open at once; beyond it new ones get 503 (HTTP) or are closed (HTTPS)"),
     var("HTTP_IDLE_TIMEOUT", &[], Kind::Seconds, "60", "keep-alive idle limit"),
     var("HTTP_READ_TIMEOUT", &[], Kind::Seconds, "30", "time to receive request headers and body"),
     var("HTTP_WRITE_TIMEOUT", &[], Kind::Seconds, "30", "time a client may take to accept more of the response"),
@@ -206,6 +207,8 @@ pub struct Config {
     pub boot_wait: Duration,
     pub shutdown_timeout: Duration,
     pub metrics_port: Option<u16>,
+    /// THRUST_MAX_CONNECTIONS; `None`: sized from the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
 /// Names a variable may be given under, most specific first:
@@ -431,6 +434,13 @@ impl Config {
             ),
         };
         let metrics_port = env.port("THRUST_METRICS_PORT")?;
+        let max_connections = match env.text("THRUST_MAX_CONNECTIONS") {
+            None => None,
+            Some(_) => match env.number("THRUST_MAX_CONNECTIONS", 0)? {
+                0 => return Err(env.invalid("THRUST_MAX_CONNECTIONS", "a whole number above 0")),
+                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+        };
 
         let directory = env
             .text("ACME_DIRECTORY")
@@ -556,6 +566,7 @@ impl Config {
             boot_wait: env.seconds("THRUST_BOOT_WAIT", 5)?,
             shutdown_timeout: env.seconds("THRUST_SHUTDOWN_TIMEOUT", 30)?,
             metrics_port,
+            max_connections,
         };
         config.check_ports(&env)?;
         Ok(config)

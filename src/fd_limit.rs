@@ -23,6 +23,13 @@ pub fn raise() -> Option<OriginalLimit> {
     Some(OriginalLimit { soft, hard })
 }
 
+/// The soft open-file limit in force now.
+pub fn current() -> Option<u64> {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
 impl OriginalLimit {
     /// Restores the limit; async-signal-safe, for use between fork and exec.
     pub fn restore(self) -> nix::Result<()> {

@@ -3,6 +3,7 @@
 
 mod acme;
 mod activation;
+mod admission;
 pub mod body;
 pub mod check;
 pub mod config;
@@ -147,6 +148,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     }
     let readiness = Arc::new(Readiness::default());
     let fd_limit = fd_limit::raise();
+    let admission = admission::Admission::new(config.max_connections, fd_limit::current());
     let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
         Ok(supervisor) => supervisor,
         Err(e) => {
@@ -162,9 +164,14 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         Some(https) => tracing::info!(
             http = %address(&listener),
             https = %address(&https.listener),
+            max_connections = admission.limit(),
             "Server started"
         ),
-        None => tracing::info!(http = %address(&listener), "Server started"),
+        None => tracing::info!(
+            http = %address(&listener),
+            max_connections = admission.limit(),
+            "Server started"
+        ),
     }
 
     if let Some(port) = config.metrics_port {
@@ -217,6 +224,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         app,
         h2c: config.h2c,
         workers,
+        admission,
     };
     let status = server
         .serve_until(listener, https, supervisor.wait(readiness))

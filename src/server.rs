@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::admission::{self, Admission, Admitted};
 use crate::body::Body;
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
@@ -70,6 +71,10 @@ pub fn adopt(
     listener.set_nonblocking(true).map_err(wrap)?;
     TcpListener::from_std(listener).map_err(wrap)
 }
+
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(500);
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// HTTP/1.1 alone, or HTTP/1.1 and HTTP/2 told apart by the connection
 /// preface (`either`), with HTTP/2 alone for clients that chose h2 by ALPN.
@@ -124,6 +129,7 @@ pub struct Server {
     pub app: Arc<App>,
     pub h2c: bool,
     pub workers: Workers,
+    pub admission: Arc<Admission>,
 }
 
 /// What every connection task needs, shared.
@@ -254,6 +260,7 @@ fn dispatch(
     remote: SocketAddr,
     tls: Option<(Arc<Handshaker>, Duration, Arc<Protocols>)>,
     plain: &Arc<Protocols>,
+    admitted: Admitted,
 ) {
     let stream = match stream.into_std() {
         Ok(stream) => stream,
@@ -269,6 +276,7 @@ fn dispatch(
     let Some((handshaker, limit, secure)) = tls else {
         let plain = plain.clone();
         worker.handle.spawn(async move {
+            let _admitted = admitted;
             if let Some(stream) = take_over(stream, remote) {
                 shared.serve_plain(stream, remote, &plain, upstream).await
             }
@@ -276,6 +284,7 @@ fn dispatch(
         return;
     };
     worker.handle.spawn(async move {
+        let _admitted = admitted;
         let Some(stream) = take_over(stream, remote) else {
             return;
         };
@@ -311,21 +320,34 @@ fn take_over(stream: std::net::TcpStream, remote: SocketAddr) -> Option<TcpStrea
         .ok()
 }
 
-/// Accepts on `listener`; on failure (out of descriptors...) backs off and
-/// keeps serving. Pending forever when there is no listener.
+/// Accepts on `listener`. On failure (out of descriptors, most often) it
+/// waits, longer each time up to `ACCEPT_PAUSE_MAX`, rather than spin; the
+/// first failure is logged, then one line every `ACCEPT_WARN_EVERY` while
+/// they last. Pending forever when there is no listener.
 async fn accept(listener: Option<&TcpListener>) -> (TcpStream, SocketAddr) {
     let Some(listener) = listener else {
         return std::future::pending().await;
     };
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut failed = 0u64;
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                if failed > 0 {
+                    tracing::info!(failed, "Accepting connections again");
+                }
                 let _ = stream.set_nodelay(true);
                 return (stream, remote);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                failed += 1;
+                if warned.is_none_or(|at| at.elapsed() >= ACCEPT_WARN_EVERY) {
+                    warned = Some(std::time::Instant::now());
+                    tracing::warn!(error = %e, failed, retry_in_ms = pause.as_millis() as u64, "Accept failed");
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
             }
         }
     }
@@ -366,11 +388,21 @@ impl Server {
         let output = loop {
             tokio::select! {
                 output = &mut stop => break output,
-                (stream, remote) = accept(Some(&http)) => dispatch(&self.workers, &shared, stream, remote, None, &plain),
+                (stream, remote) = accept(Some(&http)) => {
+                    let Some(admitted) = self.admission.admit() else {
+                        tokio::spawn(admission::refuse(stream, false));
+                        continue;
+                    };
+                    dispatch(&self.workers, &shared, stream, remote, None, &plain, admitted);
+                }
                 (stream, remote) = accept(https.as_ref().map(|h| &h.listener)) => {
                     let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
+                    let Some(admitted) = self.admission.admit() else {
+                        tokio::spawn(admission::refuse(stream, true));
+                        continue;
+                    };
                     let tls = Some((handshaker, handshake_limit, secure.clone()));
-                    dispatch(&self.workers, &shared, stream, remote, tls, &plain);
+                    dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }
             }
         };

@@ -245,3 +245,121 @@ fn a_thousand_idle_connections_beyond_the_starting_fd_limit_do_not_stop_others()
         assert_eq!(r.status, 200, "idle connection {i}");
     }
 }
+
+/// A kept-alive connection that has been answered 200, opened once there is
+/// room (a connection closed just before may still be counted for a moment).
+fn answered_connection(port: u16) -> TcpStream {
+    for _ in 0..100 {
+        let mut s = connect(port);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+        if r.status == 200 {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no room for a connection");
+}
+
+#[test]
+fn connections_over_the_limit_get_503_until_room_comes_back() {
+    let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "5"));
+    let mut held: Vec<TcpStream> = (0..5).map(|_| answered_connection(t.port)).collect();
+    for _ in 0..5 {
+        let r = get(t.port, "/").unwrap();
+        assert_eq!(
+            (r.status, r.header("retry-after"), r.text().as_str()),
+            (503, Some("1"), "server busy: too many connections\n")
+        );
+    }
+    let warnings = || {
+        t.log_lines()
+            .iter()
+            .filter(|l| {
+                l["level"] == "WARN"
+                    && l["msg"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("THRUST_MAX_CONNECTIONS"))
+            })
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(2), || warnings() == 1));
+    drop(held.pop());
+    assert!(wait_until(Duration::from_secs(5), || get(t.port, "/")
+        .map(|r| r.status == 200)
+        .unwrap_or(false)));
+    // The connections held all along are still served.
+    let mut first = held.remove(0);
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(first), false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(warnings(), 1, "one warning, not one per refusal");
+}
+
+/// User plus system CPU seconds a process has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn the_default_limit_leaves_room_and_running_out_of_descriptors_never_spins() {
+    // Sized from the open-file limit: half of 128.
+    let mut options = Options::app();
+    options.nofile = Some((128, 128));
+    let t = Thrust::start_ready(options);
+    let started = t
+        .wait_log(Duration::from_secs(2), |l| l["msg"] == "Server started")
+        .unwrap();
+    assert_eq!(started["max_connections"], 64);
+    let mut held = Vec::new();
+    let mut busy = 0;
+    for _ in 0..80 {
+        let mut s = connect(t.port);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+        match r.status {
+            200 => held.push(s),
+            503 => busy += 1,
+            other => panic!("status {other}: {}", t.log_text()),
+        }
+    }
+    assert!(
+        held.len() >= 60 && busy >= 16,
+        "{} served, {busy} busy",
+        held.len()
+    );
+    drop(held);
+
+    // A limit set above what the descriptors allow: accept(2) fails with
+    // EMFILE, and thrust waits for descriptors instead of spinning.
+    let mut options = Options::app().env("THRUST_MAX_CONNECTIONS", "1000");
+    options.nofile = Some((64, 64));
+    let t = Thrust::start_ready(options);
+    let waiting: Vec<TcpStream> = (0..100).map(|_| connect(t.port)).collect();
+    assert!(t
+        .wait_log(Duration::from_secs(5), |l| l["msg"] == "Accept failed")
+        .is_some());
+    let before = cpu_seconds(t.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(t.pid()) - before;
+    assert!(used < 0.5, "{used} CPU seconds in 2 s without descriptors");
+    let failures_logged = t
+        .log_lines()
+        .iter()
+        .filter(|l| l["msg"] == "Accept failed")
+        .count();
+    assert!(failures_logged <= 2, "{}", t.log_text());
+    drop(waiting);
+    assert!(wait_until(Duration::from_secs(5), || get(t.port, "/")
+        .map(|r| r.status == 200)
+        .unwrap_or(false)));
+    assert!(t
+        .wait_log(Duration::from_secs(2), |l| l["msg"]
+            == "Accepting connections again")
+        .is_some());
+}

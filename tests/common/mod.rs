@@ -63,6 +63,8 @@ pub struct Options<'a> {
     pub command: Vec<String>,
     /// Start thrust with this soft open-file limit (as a container might).
     pub soft_nofile: Option<u64>,
+    /// Start thrust with this soft and hard open-file limit.
+    pub nofile: Option<(u64, u64)>,
     /// Start thrust through `systemd-socket-activate`, which listens on
     /// these addresses and passes the sockets under these names.
     pub activation: Option<(Vec<String>, String)>,
@@ -79,6 +81,7 @@ impl<'a> Options<'a> {
             env: Vec::new(),
             command: command.iter().map(|s| s.to_string()).collect(),
             soft_nofile: None,
+            nofile: None,
             activation: None,
         }
     }
@@ -138,9 +141,13 @@ impl Thrust {
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .process_group(0);
-        if let Some(soft) = options.soft_nofile {
-            use nix::sys::resource::{getrlimit, setrlimit, Resource};
-            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let (_, hard_now) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let nofile = options
+            .nofile
+            .or(options.soft_nofile.map(|soft| (soft, hard_now)));
+        if let Some((soft, hard)) = nofile {
+            use nix::sys::resource::{setrlimit, Resource};
             // SAFETY: setrlimit(2) is async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?));
