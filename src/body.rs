@@ -181,27 +181,51 @@ where
     }
 }
 
+/// An error and its sources, as one line: "a: b: c".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// How a response body ended.
+pub enum Ending {
+    /// Sent to its end.
+    Complete,
+    /// Its source failed part-way (the app's connection broke, a file
+    /// shrank): the connection is closed, so the client sees a short body.
+    Failed(String),
+    /// Dropped before its end: the client went away, or its connection
+    /// failed.
+    Dropped,
+}
+
 pin_project! {
-    /// A response body that counts the bytes sent and calls `on_done` with the
-    /// count once the body is finished or dropped (client gone).
-    pub struct Observed<B, F: FnOnce(u64)> {
+    /// A response body that counts the bytes sent and calls `on_done` with
+    /// the count and how it ended, once it is finished or dropped.
+    pub struct Observed<B, F: FnOnce(u64, Ending)> {
         #[pin]
         inner: B,
         sent: u64,
         on_done: Option<F>,
     }
 
-    impl<B, F: FnOnce(u64)> PinnedDrop for Observed<B, F> {
+    impl<B, F: FnOnce(u64, Ending)> PinnedDrop for Observed<B, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(done) = this.on_done.take() {
-                done(*this.sent);
+                done(*this.sent, Ending::Dropped);
             }
         }
     }
 }
 
-impl<B, F: FnOnce(u64)> Observed<B, F> {
+impl<B, F: FnOnce(u64, Ending)> Observed<B, F> {
     pub fn new(inner: B, on_done: F) -> Self {
         Observed {
             inner,
@@ -213,30 +237,33 @@ impl<B, F: FnOnce(u64)> Observed<B, F> {
 
 impl<B, F> HttpBody for Observed<B, F>
 where
-    B: HttpBody<Data = Bytes>,
-    F: FnOnce(u64),
+    B: HttpBody<Data = Bytes, Error = BoxError>,
+    F: FnOnce(u64, Ending),
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        match &polled {
+        let ending = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.sent += data.len() as u64;
                 }
+                None
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                if let Some(done) = this.on_done.take() {
-                    done(*this.sent);
-                }
+            Poll::Ready(None) => Some(Ending::Complete),
+            Poll::Ready(Some(Err(e))) => Some(Ending::Failed(error_chain(e.as_ref()))),
+            Poll::Pending => None,
+        };
+        if let Some(ending) = ending {
+            if let Some(done) = this.on_done.take() {
+                done(*this.sent, ending);
             }
-            Poll::Pending => {}
         }
         polled
     }

@@ -176,7 +176,10 @@ impl SendFile for TcpStream {
             match sent {
                 // The file ended before its part: it shrank under us, and the
                 // client must not take a short body for a whole one.
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(0) => {
+                    tracing::warn!("Response cut short: a file being sent shrank on disk, the connection is closed");
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),

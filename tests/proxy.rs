@@ -345,6 +345,37 @@ fn the_upstream_timeout_runs_from_the_end_of_an_upload() {
 }
 
 #[test]
+fn a_response_the_app_breaks_off_is_cut_short_and_logged() {
+    let t = Thrust::start_ready(Options::app());
+    let mut s = connect(t.port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /reset-mid-body?bytes=1000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = s.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    // The announced length stays, the body falls short, and the connection
+    // closes: a client cannot take it for a whole response.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-length: 1000000"),
+        "{head}"
+    );
+    assert_eq!(body.len(), 100_000);
+    let line = t
+        .wait_log(Duration::from_secs(2), |l| {
+            l["level"] == "WARN"
+                && l["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Response cut short"))
+        })
+        .expect("a warning names the cut");
+    assert_eq!(line["path"], "/reset-mid-body");
+    assert_eq!(line["sent"], 100_000);
+}
+
+#[test]
 fn bodies_over_the_limit_get_413_and_never_reach_the_app() {
     let t = Thrust::start_ready(Options::app().env("MAX_REQUEST_BODY", "1000"));
     let r = request(t.port, "POST", "/upload", &[], &[b'a'; 1000]).unwrap();

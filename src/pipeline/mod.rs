@@ -21,7 +21,7 @@ use std::sync::Arc;
 use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::body::{Body, Observed};
+use crate::body::{Body, Ending, Observed};
 use crate::config::Config;
 use crate::conn_state::ConnState;
 use crate::protocol::head_scan::Head;
@@ -171,8 +171,11 @@ pub async fn handle(
         )
     });
     let (parts, body) = response.into_parts();
-    let body = Observed::new(body, move |sent| {
+    let body = Observed::new(body, move |sent, ending| {
         drop(in_flight);
+        if let Ending::Failed(error) = &ending {
+            tracing::warn!(path = %facts.path(), status, sent, error = %error, "Response cut short: its source failed part-way, the connection is closed");
+        }
         // Passing health checks would drown the log; they show at debug level.
         if passing_health_check {
             tracing::debug!(status, path = %facts.path(), "Health check answered");

@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use super::forwarding::{self, ClientFacts};
 use super::upstream_timeout;
 use super::{App, ConnInfo};
-use crate::body::{self, Body, ClientBodyError, RequestBody, UploadClock};
+use crate::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadClock};
 use crate::protocol::headers::content_length;
 use crate::upstream::UpstreamError;
 
@@ -163,17 +163,6 @@ async fn failed(app: &App, path: &str, error: &UpstreamError) -> Response<Body> 
             bad_gateway(app)
         }
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// 502 with the BAD_GATEWAY_PAGE read at start-up, or empty without one.

@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import socketserver
 import sys
 import threading
@@ -228,6 +229,20 @@ class Handler(BaseHTTPRequestHandler):
             extra.append((kind, path))
         content_type = query.get("type", "text/plain")
         self.send(int(query.get("status", "200")), "body from the app\n", None if content_type == "none" else content_type, extra)
+
+    def route_reset_mid_body(self, query, body, body_len):
+        """Announces `bytes` of body, sends a tenth of them, then resets the
+        connection (as a crashing worker's kernel would)."""
+        size = int(query.get("bytes", "1000000"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.write(b"r" * (size // 10))
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     def route_close(self, query, body, body_len):
         """Hangs up without answering."""
