@@ -1,0 +1,199 @@
+"""Soak: mixed load for a long time, with thrust's RSS and open file
+descriptors sampled every 10 s; both must be flat after warm-up.
+
+The load, from threads of this script: proxied pages; cacheable assets
+spread over 2,000 URLs while the cache holds about 100 of them (entries are
+stored and evicted all the time); event streams; WebSocket echoes; new TLS
+connections, each a full handshake. thrust fronts the test app
+(tests/apps/app.py) with a self-signed certificate on its HTTPS port.
+
+Flat means: the last sample's RSS is within 20% (and 8 MiB) of the sample
+at the end of warm-up (a fifth of the run), and the descriptor count within
+20. Requests that fail are counted; the goal is none.
+
+Usage: python3 reliability/soak.py [--minutes 30]
+"""
+import argparse
+import base64
+import http.client
+import os
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import TEST_APP, Thrust, free_port, prepare  # noqa: E402
+
+ASSET_URLS = 2000
+ASSET_BYTES = 10_000
+
+
+class Counts:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ok = {}
+        self.failed = {}
+
+    def add(self, kind, ok, why=""):
+        with self.lock:
+            table = self.ok if ok else self.failed
+            key = kind if ok else f"{kind}: {why}"
+            table[key] = table.get(key, 0) + 1
+
+
+def pages(port, stop, counts):
+    conn = None
+    while not stop.is_set():
+        try:
+            conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/echo")
+            r = conn.getresponse()
+            r.read()
+            counts.add("page", r.status == 200, r.status)
+        except (OSError, http.client.HTTPException) as e:
+            counts.add("page", False, type(e).__name__)
+            conn = None
+
+
+def assets(port, stop, counts):
+    conn = None
+    while not stop.is_set():
+        n = random.randrange(ASSET_URLS)
+        path = f"/text?bytes={ASSET_BYTES}&type=text/javascript&h_cache_control=public,max-age=3600&n={n}"
+        try:
+            conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path, headers={"Accept-Encoding": random.choice(["gzip", "br", "zstd", "identity"])})
+            r = conn.getresponse()
+            r.read()
+            counts.add("asset", r.status == 200, r.status)
+        except (OSError, http.client.HTTPException) as e:
+            counts.add("asset", False, type(e).__name__)
+            conn = None
+
+
+def events(port, stop, counts):
+    while not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/sse?n=5&interval=0.2")
+            body = conn.getresponse().read()
+            conn.close()
+            counts.add("event stream", body.count(b"data: event") == 5, "events missing")
+        except (OSError, http.client.HTTPException) as e:
+            counts.add("event stream", False, type(e).__name__)
+
+
+def websockets(port, stop, counts):
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            key = base64.b64encode(os.urandom(16)).decode()
+            s.sendall(f"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed during the handshake")
+                head += chunk
+            ok = head.startswith(b"HTTP/1.1 101")
+            for i in range(5):
+                payload = f"message {i}".encode()
+                mask = os.urandom(4)
+                s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
+                          + bytes(b ^ mask[j % 4] for j, b in enumerate(payload)))
+                echo = s.recv(4096)
+                ok = ok and echo[2:] == payload
+            s.sendall(bytes([0x88, 0x80]) + os.urandom(4))
+            s.close()
+            counts.add("websocket", ok, "echo differs")
+        except OSError as e:
+            counts.add("websocket", False, type(e).__name__)
+        time.sleep(0.05)
+
+
+def handshakes(port, stop, counts):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+            counts.add("TLS handshake + request", data.startswith(b"HTTP/1.1 200"), data[:12])
+        except (OSError, ssl.SSLError) as e:
+            counts.add("TLS handshake + request", False, type(e).__name__)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    args = parser.parse_args()
+    prepare()
+    cert_dir = subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", f"{cert_dir}/key.pem", "-out", f"{cert_dir}/cert.pem", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-days", "2"], check=True, capture_output=True)
+    # thrust with its defaults (its request log read and thrown away) runs
+    # the app; a second thrust, for TLS, fronts the same app (with TLS on,
+    # the HTTP port redirects), as benches/suite.py does.
+    thrust = Thrust(TEST_APP, keep_log=False, CACHE_SIZE=ASSET_BYTES * 100)
+    tls = Thrust(["sleep", "infinity"], keep_log=False, TARGET_PORT=thrust.target_port,
+                 HTTPS_PORT=free_port(), SSL_CERT_PATH=f"{cert_dir}/cert.pem", SSL_KEY_PATH=f"{cert_dir}/key.pem")
+    try:
+        thrust.wait_ready()
+        tls.wait_ready()
+        stop, counts = threading.Event(), Counts()
+        loads = [(pages, thrust.port)] * 3 + [(assets, thrust.port)] * 3 + [(events, thrust.port)] * 2 \
+            + [(websockets, thrust.port)] + [(handshakes, tls.https_port)] * 2
+        threads = [threading.Thread(target=f, args=(port, stop, counts)) for f, port in loads]
+        for t in threads:
+            t.start()
+        samples = []
+        started = time.time()
+        end = started + args.minutes * 60
+        def sample():
+            samples.append((time.time() - started, thrust.rss_kib(), thrust.fds(), tls.rss_kib(), tls.fds()))
+            at, rss, fds, tls_rss, tls_fds = samples[-1]
+            print(f"{at:6.0f} s  thrust: RSS {rss / 1024:6.1f} MiB, fds {fds}   "
+                  f"TLS thrust: RSS {tls_rss / 1024:6.1f} MiB, fds {tls_fds}", flush=True)
+
+        while time.time() < end:
+            sample()
+            time.sleep(min(10, max(0, end - time.time())))
+        sample()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        warm = next(s for s in samples if s[0] >= args.minutes * 60 / 5)
+        last = samples[-1]
+        flat = True
+        for name, rss_at, fds_at in (("thrust", 1, 2), ("TLS thrust", 3, 4)):
+            peak = max(s[rss_at] for s in samples[samples.index(warm):])
+            print(f"\n{name}: after warm-up ({warm[0]:.0f} s) RSS {warm[rss_at] / 1024:.1f} MiB, fds {warm[fds_at]}; "
+                  f"at the end ({last[0]:.0f} s) RSS {last[rss_at] / 1024:.1f} MiB, fds {last[fds_at]}; "
+                  f"peak RSS since warm-up {peak / 1024:.1f} MiB", end="")
+            flat = flat and last[rss_at] <= max(warm[rss_at] * 1.2, warm[rss_at] + 8 * 1024) \
+                and abs(last[fds_at] - warm[fds_at]) <= 20
+        print("\nanswered: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.ok.items())))
+        print("failed: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.failed.items())) or "none"))
+        print(f"flat: {'yes' if flat else 'NO'}")
+        sys.exit(0 if flat and not counts.failed else 1)
+    finally:
+        thrust.stop()
+        tls.stop()
+
+
+if __name__ == "__main__":
+    main()
