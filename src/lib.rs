@@ -10,6 +10,8 @@ pub mod config;
 mod conn_io;
 mod conn_state;
 mod fd_limit;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h2_preface;
 pub mod listening;
 pub mod log;

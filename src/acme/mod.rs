@@ -50,7 +50,7 @@ fn provider() -> rustls::crypto::CryptoProvider {
 }
 
 /// A chain and key in PEM, ready for rustls, with the chain's end of validity.
-fn certified(
+pub(crate) fn certified(
     chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<(Arc<CertifiedKey>, SystemTime, SystemTime), String> {

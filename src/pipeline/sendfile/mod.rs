@@ -52,7 +52,7 @@ pub fn announce(headers: &mut HeaderMap, config: &Config) {
 }
 
 /// The file a response names, mapped back through X-Accel-Mapping.
-fn file_path(value: &str, config: &Config) -> PathBuf {
+pub(crate) fn file_path(value: &str, config: &Config) -> PathBuf {
     if let (SendFileHeader::XAccelRedirect, Some((root, uri))) =
         (config.send_file_header, &config.accel_mapping)
     {
