@@ -159,6 +159,8 @@ impl Shared {
         let handler = self.handler(state.clone(), remote, https, upstream);
         let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
         let (stop, live) = (self.stop.clone(), self.live.clone());
+        // Each connection boxed: the task then holds the one in use, not
+        // room for the largest of them.
         match (protocols, h2_preface) {
             (Protocols::Auto { http2, .. }, Some(preface)) => {
                 // No HTTP/1 head will come: nothing for the head scanner.
@@ -167,8 +169,6 @@ impl Shared {
                 let connection = Box::pin(http2.serve_connection(TokioIo::new(io), handler));
                 drive(connection, stop, |c| c.graceful_shutdown(), live).await;
             }
-            // Each connection boxed: the task then holds the one in use, not
-            // room for the larger of the two.
             (Protocols::Http1(builder), _) => {
                 let io = TokioIo::new(io);
                 let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
