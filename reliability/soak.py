@@ -45,34 +45,30 @@ class Counts:
             table[key] = table.get(key, 0) + 1
 
 
-def pages(port, stop, counts):
-    conn = None
-    while not stop.is_set():
-        try:
-            conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/echo")
-            r = conn.getresponse()
-            r.read()
-            counts.add("page", r.status == 200, r.status)
-        except (OSError, http.client.HTTPException) as e:
-            counts.add("page", False, type(e).__name__)
-            conn = None
+def keep_alive_requests(kind, next_request):
+    """A load thread: requests from `next_request()` (a path and headers)
+    on one keep-alive connection, opened again after a failure."""
+    def run(port, stop, counts):
+        conn = None
+        while not stop.is_set():
+            path, headers = next_request()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                counts.add(kind, r.status == 200, r.status)
+            except (OSError, http.client.HTTPException) as e:
+                counts.add(kind, False, type(e).__name__)
+                conn = None
+    return run
 
 
-def assets(port, stop, counts):
-    conn = None
-    while not stop.is_set():
-        n = random.randrange(ASSET_URLS)
-        path = f"/text?bytes={ASSET_BYTES}&type=text/javascript&h_cache_control=public,max-age=3600&n={n}"
-        try:
-            conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", path, headers={"Accept-Encoding": random.choice(["gzip", "br", "zstd", "identity"])})
-            r = conn.getresponse()
-            r.read()
-            counts.add("asset", r.status == 200, r.status)
-        except (OSError, http.client.HTTPException) as e:
-            counts.add("asset", False, type(e).__name__)
-            conn = None
+pages = keep_alive_requests("page", lambda: ("/echo", {}))
+assets = keep_alive_requests("asset", lambda: (
+    f"/text?bytes={ASSET_BYTES}&type=text/javascript&h_cache_control=public,max-age=3600"
+    f"&n={random.randrange(ASSET_URLS)}",
+    {"Accept-Encoding": random.choice(["gzip", "br", "zstd", "identity"])}))
 
 
 def events(port, stop, counts):
