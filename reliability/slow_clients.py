@@ -16,7 +16,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benches"))
 from common import ASSET, Thrust, percentile, prepare  # noqa: E402
+from suite import still_open  # noqa: E402
 
 READ_TIMEOUT = 20  # HTTP_READ_TIMEOUT for this run
 
@@ -113,15 +115,8 @@ def main():
             time.sleep(0.5)
         stop.set()
         loris.join()
-        idle_open = 0
+        idle_open = still_open(idle)
         for s in idle:
-            s.setblocking(False)
-            try:
-                idle_open += 0 if s.recv(1) == b"" else 1
-            except BlockingIOError:
-                idle_open += 1
-            except OSError:
-                pass
             s.close()
         time.sleep(2)
         fds_after = thrust.fds()
