@@ -268,7 +268,7 @@ def storage_not_writable():
     RESULTS.append(("6. STORAGE_PATH not writable", f"exit {out.returncode}: {out.stderr.strip()}", [], ""))
     print(f"\n6. STORAGE_PATH not writable (ACME on, the directory read-only for thrust's user)\n"
           f"  thrust: exit {out.returncode}, stderr: {out.stderr.strip()}\n"
-          f"  (a full disk is not exercised here: it needs a filesystem of the script's own)", flush=True)
+          f"  (a full disk: cargo test --test acme a_full_storage_disk, which mounts a small tmpfs)", flush=True)
 
 
 def main():

@@ -238,6 +238,18 @@ fn served_leaf(port: u16) -> String {
     text[start..end].to_string()
 }
 
+/// Waits for `t` to be ready, having taken its certificate from STORAGE_PATH.
+fn assert_loads_from_storage(t: &Thrust) {
+    t.wait_ready();
+    assert!(
+        t.wait_log(Duration::from_secs(5), |l| l["msg"]
+            == "Certificate loaded from storage")
+            .is_some(),
+        "{}",
+        t.log_text()
+    );
+}
+
 fn obtained(t: &Thrust, limit: Duration) -> bool {
     t.wait_log(limit, |l| {
         l["msg"] == "Certificate obtained" && l["domain"] == "app.test"
@@ -359,11 +371,7 @@ fn a_restart_reuses_the_stored_certificate() {
     let orders = pebble.orders();
 
     let t = site.thrust(&pebble, &[]);
-    t.wait_ready();
-    assert!(t
-        .wait_log(Duration::from_secs(5), |l| l["msg"]
-            == "Certificate loaded from storage")
-        .is_some());
+    assert_loads_from_storage(&t);
     assert_eq!(
         https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
@@ -438,6 +446,99 @@ fn a_failing_acme_server_leaves_http_serving_and_is_retried() {
         l["msg"] == "Certificate failed" && l["retry_in_s"] == 60
     });
     assert!(again.is_some(), "{}", t.log_text());
+}
+
+/// A small tmpfs mounted on a directory for the length of a test: a disk
+/// that can fill up. Needs root (as CI runs); `None` elsewhere.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(on: &Path) -> Option<SmallDisk> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(on)
+            .output()
+            .ok()?;
+        out.status.success().then(|| SmallDisk(on.into()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_storage_disk_keeps_the_certificate_in_memory_and_stores_it_once_there_is_room() {
+    let site = Site::new();
+    let Some(_disk) = SmallDisk::mount(site.storage.path()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mounting a tmpfs needs root, which CI has"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let storage = site.storage.path().join("certs");
+    std::fs::create_dir(&storage).unwrap();
+    let filler = site.storage.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0; 4096]).is_ok() {}
+    }
+    let pebble = Pebble::start(site.http, site.https, None);
+    let t = site.thrust(&pebble, &[]);
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+    let refused = t
+        .wait_log(Duration::from_secs(5), |l| {
+            l["msg"] == "Not stored in STORAGE_PATH, kept in memory" && l["what"] == "certificate"
+        })
+        .unwrap_or_else(|| panic!("{}", t.log_text()));
+    assert_eq!(refused["level"], "ERROR");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "{refused}"
+    );
+    // The certificate is served from memory, and plain HTTP keeps working.
+    assert_eq!(
+        https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
+        "hello from app\n"
+    );
+    let r = request(site.http, "GET", "/up", &[("Host", "app.test")], b"").unwrap();
+    assert_eq!(r.status, 200);
+    let leftovers: Vec<_> = std::fs::read_dir(&storage)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "a failed write leaves nothing: {leftovers:?}"
+    );
+
+    // Room again: the account and the certificate land without a new order.
+    let orders = pebble.orders();
+    std::fs::remove_file(&filler).unwrap();
+    for what in ["account", "certificate"] {
+        assert!(
+            t.wait_log(Duration::from_secs(15), |l| l["msg"]
+                == "Stored in STORAGE_PATH"
+                && l["what"] == what)
+                .is_some(),
+            "{what}: {}",
+            t.log_text()
+        );
+    }
+    for name in ["app.test.crt", "app.test.key"] {
+        assert!(storage.join(name).is_file(), "{name}");
+    }
+    assert_eq!(pebble.orders(), orders);
+    drop(t);
+    let t = site.thrust(&pebble, &[]);
+    assert_loads_from_storage(&t);
 }
 
 #[test]

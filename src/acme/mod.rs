@@ -30,6 +30,8 @@ const MIN_RENEWAL_GAP: Duration = Duration::from_secs(60);
 /// First retry after a failed order; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How often a write STORAGE_PATH refused is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
 pub struct Acme {
     settings: AcmeSettings,
@@ -243,13 +245,12 @@ impl Acme {
                     .await
                     .map_err(|e| e.to_string())?;
                 let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+                tracing::info!(directory = %directory, "ACME account created");
                 let directory_url = directory.clone();
-                off_the_runtime(&self.store, move |store| {
+                persist(&self.store, "account", directory.clone(), move |store| {
                     store.save_account(&directory_url, &json)
                 })
-                .await
-                .map_err(|e| format!("cannot store the account: {e}"))?;
-                tracing::info!(directory = %directory, "ACME account created");
+                .await;
                 account
             }
         };
@@ -324,23 +325,49 @@ impl Acme {
         let key_pem = key.serialize_pem();
         let (cert, from, until) = certified(chain.as_bytes(), key_pem.as_bytes())?;
         let name = domain.to_string();
-        off_the_runtime(&self.store, move |store| {
-            store.save_certificate(&name, chain.as_bytes(), key_pem.as_bytes())
-        })
-        .await
-        .map_err(|e| format!("cannot store the certificate: {e}"))?;
+        persist(
+            &self.store,
+            "certificate",
+            domain.to_string(),
+            move |store| store.save_certificate(&name, chain.as_bytes(), key_pem.as_bytes()),
+        )
+        .await;
         self.install(domain, cert);
         Ok((from, until))
     }
 }
 
-/// Runs a storage write on the blocking pool: writes end with an fsync, and
-/// the runtime's threads also accept connections.
-async fn off_the_runtime(
-    store: &Store,
-    write: impl FnOnce(&Store) -> std::io::Result<()> + Send + 'static,
-) -> std::io::Result<()> {
+/// Writes to STORAGE_PATH on the blocking pool (writes end with an fsync, and
+/// the runtime's threads also accept connections). A failed write (a full or
+/// read-only disk) loses nothing the CA gave: the caller uses it from memory,
+/// the failure is logged, and the write is tried again in the background every
+/// `STORE_RETRY` until it lands. Until then a restart orders anew.
+async fn persist<W>(store: &Store, what: &'static str, name: String, write: W)
+where
+    W: Fn(&Store) -> std::io::Result<()> + Send + Sync + 'static,
+{
+    let write = Arc::new(write);
+    let Err(e) = write_once(store, &write).await else {
+        return;
+    };
+    tracing::error!(what, name = %name, error = %e, retry_in_s = STORE_RETRY.as_secs(), "Not stored in STORAGE_PATH, kept in memory");
     let store = store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(STORE_RETRY).await;
+            if write_once(&store, &write).await.is_ok() {
+                tracing::info!(what, name = %name, "Stored in STORAGE_PATH");
+                return;
+            }
+        }
+    });
+}
+
+async fn write_once<W>(store: &Store, write: &Arc<W>) -> std::io::Result<()>
+where
+    W: Fn(&Store) -> std::io::Result<()> + Send + Sync + 'static,
+{
+    let (store, write) = (store.clone(), write.clone());
     tokio::task::spawn_blocking(move || write(&store))
         .await
         .map_err(std::io::Error::other)?

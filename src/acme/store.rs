@@ -43,15 +43,22 @@ impl Store {
         // Written beside, then renamed: a crash never leaves half a key.
         let path = self.dir.join(name);
         let partial = self.dir.join(format!(".{name}.partial"));
-        let mut file = std::fs::OpenOptions::new()
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&partial)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, &path)
+            .open(&partial)
+            .and_then(|mut file| {
+                file.write_all(contents)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&partial, &path));
+        if written.is_err() {
+            // A full disk: what was written of it only takes space.
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     }
 
     fn read(&self, name: &str) -> Option<Vec<u8>> {
