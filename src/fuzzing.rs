@@ -1,6 +1,6 @@
-//! Entry points for the fuzz targets in `fuzz/` and for the test that
-//! replays their corpora (`tests/fuzz_corpora.rs`): every parser of input
-//! from outside — clients, the app, the environment, STORAGE_PATH — fed
+//! Entry points for the fuzz targets in `fuzz/` and for the tests that
+//! replay and mutate their corpora (`tests/fuzz_corpora.rs`): every parser
+//! of input from outside — clients, the app, the environment, STORAGE_PATH — fed
 //! arbitrary bytes. Each must not panic, and must keep the properties
 //! checked here.
 
