@@ -103,6 +103,10 @@ pub const VARIABLES: &[Variable] = &[
     var("THRUST_BOOT_WAIT", &[], Kind::Seconds, "5", "how long a request that arrives before the app is ready waits for it"),
     var("THRUST_SHUTDOWN_TIMEOUT", &[], Kind::Seconds, "30", "time in-flight requests get after the app exits"),
     var("THRUST_METRICS_PORT", &[], Kind::Port, "unset", "Prometheus `/metrics` on this port"),
+    var("THRUST_RESTART", &[], Kind::Text, "never", "`on-failure`: start the app again when it exits with a failure, after a back-off from 100 ms to 30 s"),
+    var("THRUST_RESTART_LIMIT", &[], Kind::Count, "10", "with `on-failure`: after this many failures within `THRUST_RESTART_WINDOW`, thrust exits with the app's status"),
+    var("THRUST_RESTART_WINDOW", &[], Kind::Seconds, "300", "the window `THRUST_RESTART_LIMIT` counts failures in"),
+    var("THRUST_RESTART_BOOT_TIMEOUT", &[], Kind::Seconds, "120", "`thrust restart`: how long the new copy of the app has to become ready before it is abandoned"),
 ];
 
 /// A configuration value that cannot be used. Its text is the one line the
@@ -131,6 +135,15 @@ impl std::error::Error for ConfigError {}
 pub enum Worker {
     Port(u16),
     Socket(PathBuf),
+}
+
+/// THRUST_RESTART and its limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub on_failure: bool,
+    /// Failures within `window` after which thrust gives up.
+    pub limit: u32,
+    pub window: Duration,
 }
 
 /// Which header carries a file for thrust to send.
@@ -207,6 +220,8 @@ pub struct Config {
     pub boot_wait: Duration,
     pub shutdown_timeout: Duration,
     pub metrics_port: Option<u16>,
+    pub restart: RestartPolicy,
+    pub restart_boot_timeout: Duration,
     /// THRUST_MAX_CONNECTIONS; `None`: sized from the open-file limit.
     pub max_connections: Option<usize>,
 }
@@ -513,6 +528,22 @@ impl Config {
         };
         let upstream_timeout = env.seconds("THRUST_UPSTREAM_TIMEOUT", 60)?;
 
+        let on_failure = match env.text("THRUST_RESTART") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("never") => false,
+            Some(v) if v.eq_ignore_ascii_case("on-failure") => true,
+            Some(_) => return Err(env.invalid("THRUST_RESTART", "never or on-failure")),
+        };
+        let limit = match env.number("THRUST_RESTART_LIMIT", 10)? {
+            0 => return Err(env.invalid("THRUST_RESTART_LIMIT", "a whole number above 0")),
+            n => u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        let restart = RestartPolicy {
+            on_failure,
+            limit,
+            window: env.seconds("THRUST_RESTART_WINDOW", 300)?,
+        };
+
         let jitter = env.number("GZIP_COMPRESSION_JITTER", 32)?;
         let compression_jitter = u32::try_from(jitter)
             .ok()
@@ -566,6 +597,8 @@ impl Config {
             boot_wait: env.seconds("THRUST_BOOT_WAIT", 5)?,
             shutdown_timeout: env.seconds("THRUST_SHUTDOWN_TIMEOUT", 30)?,
             metrics_port,
+            restart,
+            restart_boot_timeout: env.seconds("THRUST_RESTART_BOOT_TIMEOUT", 120)?,
             max_connections,
         };
         config.check_ports(&env)?;
@@ -782,7 +815,10 @@ mod tests {
         assert_eq!(e.variable, "THRUSTER_HTTP_PORT");
         assert_eq!(e.value, "eighty");
         assert!(e.to_string().contains("port number"));
-        let cases: [(&[(&str, &str)], &str); 11] = [
+        let cases: [(&[(&str, &str)], &str); 14] = [
+            (&[("THRUST_RESTART", "always")], "THRUST_RESTART"),
+            (&[("THRUST_RESTART_LIMIT", "0")], "THRUST_RESTART_LIMIT"),
+            (&[("THRUST_RESTART_WINDOW", "5m")], "THRUST_RESTART_WINDOW"),
             (&[("DEBUG", "maybe")], "DEBUG"),
             (&[("CACHE_SIZE", "-1")], "CACHE_SIZE"),
             (&[("CACHE_SIZE", "99999999999999999999999")], "CACHE_SIZE"),
@@ -807,6 +843,21 @@ mod tests {
         for (vars, variable) in cases {
             assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");
         }
+    }
+
+    #[test]
+    fn restart_policy_defaults_to_never_with_ten_failures_in_five_minutes() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            c.restart,
+            RestartPolicy {
+                on_failure: false,
+                limit: 10,
+                window: Duration::from_secs(300)
+            }
+        );
+        let c = parse(&[("THRUST_RESTART", "On-Failure")]).unwrap();
+        assert!(c.restart.on_failure);
     }
 
     #[test]

@@ -4,15 +4,19 @@
 mod acme;
 mod activation;
 mod admission;
+mod app_target;
 pub mod body;
 pub mod check;
 pub mod config;
 mod conn_io;
 mod conn_state;
+pub mod control;
+mod crash_history;
 mod fd_limit;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h2_preface;
+mod lifecycle;
 pub mod listening;
 pub mod log;
 mod memory;
@@ -45,12 +49,13 @@ pub mod hot_paths {
     pub use crate::protocol::cache_control::CacheControl;
 }
 
+use app_target::AppTarget;
 use config::{Config, Tls};
+use lifecycle::{Lifecycle, Wiring};
 use pipeline::health::DeepCheck;
 use pipeline::App;
 use readiness::Readiness;
 use server::Server;
-use supervisor::Supervisor;
 use tls::static_cert::StaticCert;
 use tls::Certificates;
 use workers::Workers;
@@ -151,8 +156,34 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     let readiness = Arc::new(Readiness::default());
     let fd_limit = fd_limit::raise();
     let admission = admission::Admission::new(config.max_connections, fd_limit::current());
-    let supervisor = match Supervisor::spawn(&command, &config.worker, fd_limit) {
-        Ok(supervisor) => supervisor,
+    let target = AppTarget::new(config.worker.clone());
+    let workers = match Workers::start(&target) {
+        Ok(workers) => workers,
+        Err(e) => return cannot_start(format!("cannot start worker threads: {e}"), 1),
+    };
+    let deep_check = config.health_upstream_path.clone().map(|path| {
+        // A wildcard (beside a static certificate) is no host to ask for.
+        let host = config
+            .acme
+            .domains
+            .iter()
+            .find(|d| !d.starts_with("*."))
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_string());
+        Arc::new(DeepCheck::new(path, host))
+    });
+    let (restart_requests, restarts) = tokio::sync::mpsc::channel(4);
+    let config = Arc::new(config);
+    let wiring = Wiring {
+        config: config.clone(),
+        readiness: readiness.clone(),
+        target,
+        upstreams: workers.upstreams(),
+        deep_check: deep_check.clone(),
+        restarts,
+    };
+    let lifecycle = match Lifecycle::start(command, fd_limit, wiring) {
+        Ok(lifecycle) => lifecycle,
         Err(e) => {
             let code = e.exit_code();
             return cannot_start(e, code);
@@ -184,18 +215,16 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             "THRUST_METRICS_PORT is set, but this version does not serve /metrics yet"
         );
     }
-    let deep_check = config.health_upstream_path.clone().map(|path| {
-        // A wildcard (beside a static certificate) is no host to ask for.
-        let host = config
-            .acme
-            .domains
-            .iter()
-            .find(|d| !d.starts_with("*."))
-            .cloned()
-            .unwrap_or_else(|| "localhost".to_string());
-        DeepCheck::new(path, host)
-    });
-    let config = Arc::new(config);
+    // `thrust restart` (control.rs); without it, everything else still works.
+    match control::listen(config.http_port) {
+        Ok(listener) => {
+            tokio::spawn(control::serve(listener, restart_requests));
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "thrust restart is unavailable: the control socket cannot be opened"
+        ),
+    }
     let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
         config.compression_jitter,
     ));
@@ -212,24 +241,14 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         config: config.clone(),
     });
 
-    let watcher = readiness.clone();
-    let worker = config.worker.clone();
-    let child_pid = supervisor.pid();
-    tokio::spawn(async move { watcher.watch_worker(worker, child_pid).await });
     tokio::spawn(memory::keep_trimmed());
 
-    let workers = match Workers::start(&config.worker) {
-        Ok(workers) => workers,
-        Err(e) => return cannot_start(format!("cannot start worker threads: {e}"), 1),
-    };
     let server = Server {
         app,
         h2c: config.h2c,
         workers,
         admission,
     };
-    let status = server
-        .serve_until(listener, https, supervisor.wait(readiness))
-        .await;
+    let status = server.serve_until(listener, https, lifecycle.run()).await;
     supervisor::exit_code(status)
 }

@@ -61,8 +61,18 @@ impl Readiness {
         *self.ready.borrow()
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// The app is down and being started again (THRUST_RESTART=on-failure):
+    /// requests wait for it as during boot.
+    pub fn set_starting(&self) {
+        self.ready.send_replace(false);
     }
 
     pub fn set_child_gone(&self) {
@@ -93,6 +103,7 @@ impl Readiness {
             if worker_accepts(&worker).await {
                 self.ready.send_replace(true);
                 tracing::info!(
+                    pid = child_pid,
                     after_ms = started.elapsed().as_millis() as u64,
                     "Child ready"
                 );

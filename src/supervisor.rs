@@ -1,10 +1,9 @@
-//! The child process: spawning it, relaying signals, reaping orphans (thrust
-//! is often PID 1 in a container) and reporting how it exited.
+//! Child processes: spawning a copy of the app, the signals thrust relays,
+//! reaping (thrust is often PID 1 in a container) and exit statuses.
 
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
-use std::sync::Arc;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -13,7 +12,6 @@ use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
 use crate::config::Worker;
 use crate::fd_limit::OriginalLimit;
-use crate::readiness::Readiness;
 
 /// Signals thrust passes on to the child. The first three also start draining.
 const RELAYED: [(SignalKind, Signal); 7] = [
@@ -74,157 +72,121 @@ pub fn resolve(command: &str) -> Result<std::path::PathBuf, SpawnError> {
     }
 }
 
-/// A running child and the signal streams watching it.
-pub struct Supervisor {
-    pid: Pid,
+/// The signals thrust watches: a child's exit, and those it relays.
+pub struct Signals {
     child_exit: SignalStream,
     relayed: Vec<(SignalStream, Signal)>,
 }
 
-impl Supervisor {
-    /// Starts `command` in its own process group with `PORT` (or the worker
-    /// socket) in its environment and stdio inherited.
-    pub fn spawn(
-        command: &[String],
-        worker: &Worker,
-        fd_limit: Option<OriginalLimit>,
-    ) -> Result<Supervisor, SpawnError> {
-        // Subscribe before spawning, so an instant exit or signal is not missed.
-        let child_exit = signal(SignalKind::child()).map_err(|source| SpawnError::Other {
-            command: command[0].clone(),
-            source,
-        })?;
+impl Signals {
+    /// Subscribes before any child is spawned, so an instant exit or signal
+    /// is not missed; and makes thrust the reaper of the app's orphans.
+    pub fn subscribe() -> io::Result<Signals> {
+        let child_exit = signal(SignalKind::child())?;
         let relayed = RELAYED
             .iter()
             .map(|(kind, sig)| signal(*kind).map(|stream| (stream, *sig)))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|source| SpawnError::Other {
-                command: command[0].clone(),
-                source,
-            })?;
+            .collect::<io::Result<Vec<_>>>()?;
         // Orphans of the app's process tree are re-parented to thrust, which
         // reaps them, so no zombie outlives its parent even when thrust is not PID 1.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             tracing::debug!(error = %e, "could not become a child subreaper");
         }
-
-        let mut cmd = Command::new(&command[0]);
-        cmd.args(&command[1..]).process_group(0);
-        // Sockets passed to thrust are thrust's: the app must not try to take them.
-        for name in crate::activation::VARIABLES {
-            cmd.env_remove(name);
-        }
-        match worker {
-            Worker::Port(port) => {
-                cmd.env("PORT", port.to_string());
-            }
-            Worker::Socket(path) => {
-                cmd.env("THRUST_WORKER_SOCKET", path);
-            }
-        }
-        // SAFETY: the closure runs between fork and exec and only calls
-        // prctl(2) and setrlimit(2), which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                // If thrust itself is killed, the app must not linger.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                if let Some(limit) = fd_limit {
-                    limit.restore()?;
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|source| {
-            let command = command[0].clone();
-            match source.kind() {
-                io::ErrorKind::NotFound => SpawnError::NotFound { command },
-                io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { command },
-                _ => SpawnError::Other { command, source },
-            }
-        })?;
-        let pid = Pid::from_raw(child.id() as i32);
-        tracing::info!(pid = child.id(), command = %command.join(" "), "Child started");
-        // Reaping happens in `wait` through waitpid; the std handle is not needed.
-        drop(child);
-        Ok(Supervisor {
-            pid,
+        Ok(Signals {
             child_exit,
             relayed,
         })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
-    }
-
-    /// Relays signals and reaps processes until the child exits; returns the
-    /// child's exit status.
-    pub async fn wait(mut self, readiness: Arc<Readiness>) -> ExitStatus {
-        loop {
-            if let Some(status) = self.reap() {
-                readiness.set_child_gone();
-                if !readiness.is_ready() {
-                    tracing::error!(
-                        status = %describe(status),
-                        "Child exited before it was ever ready: it never accepted connections on its port"
-                    );
-                } else {
-                    tracing::info!(status = %describe(status), "Child exited");
-                }
-                return status;
-            }
-            let relay =
-                futures_util::future::select_all(self.relayed.iter_mut().map(|(stream, sig)| {
-                    Box::pin(async move { stream.recv().await.map(|_| *sig) })
-                }));
-            let received = tokio::select! {
-                _ = self.child_exit.recv() => None,
-                (received, _, _) = relay => received,
-            };
-            if let Some(sig) = received {
-                self.relay(sig, &readiness);
-            }
+    /// The next thing to act on: a child exited (`None`), or a signal to relay.
+    pub async fn next(&mut self) -> Option<Signal> {
+        let relay = futures_util::future::select_all(
+            self.relayed
+                .iter_mut()
+                .map(|(stream, sig)| Box::pin(async move { stream.recv().await.map(|_| *sig) })),
+        );
+        tokio::select! {
+            _ = self.child_exit.recv() => None,
+            (received, _, _) = relay => received,
         }
     }
+}
 
-    fn relay(&self, sig: Signal, readiness: &Readiness) {
-        if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
-            readiness.set_draining();
+/// Whether a relayed signal also asks thrust to stop.
+pub fn stops_thrust(sig: Signal) -> bool {
+    matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
+}
+
+/// Starts `command` in its own process group with `PORT` (or the worker
+/// socket) set to `address` and stdio inherited. Must run on the main
+/// thread: the child's parent-death signal is tied to the spawning thread.
+pub fn spawn(
+    command: &[String],
+    address: &Worker,
+    fd_limit: Option<OriginalLimit>,
+) -> Result<Pid, SpawnError> {
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]).process_group(0);
+    // Sockets passed to thrust are thrust's: the app must not try to take them.
+    for name in crate::activation::VARIABLES {
+        cmd.env_remove(name);
+    }
+    match address {
+        Worker::Port(port) => {
+            cmd.env("PORT", port.to_string());
         }
-        // The child leads its own process group: signalling the group reaches
-        // the app server even when the child is a shell wrapper.
-        let group = Pid::from_raw(-self.pid.as_raw());
-        let result = kill(group, sig).or_else(|_| kill(self.pid, sig));
-        match result {
-            Ok(()) => {
-                tracing::info!(signal = %sig, pid = self.pid.as_raw(), "Signal relayed to child")
-            }
-            Err(e) => tracing::warn!(signal = %sig, error = %e, "Could not relay signal to child"),
+        Worker::Socket(path) => {
+            cmd.env("THRUST_WORKER_SOCKET", path);
         }
     }
-
-    /// Reaps every exited process; returns the child's status once it is among them.
-    fn reap(&self) -> Option<ExitStatus> {
-        let mut child_status = None;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => {
-                    if pid == self.pid {
-                        child_status = Some(ExitStatus::from_raw((code & 0xff) << 8));
-                    } else {
-                        tracing::debug!(pid = pid.as_raw(), code, "Reaped orphan");
-                    }
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    if pid == self.pid {
-                        child_status = Some(ExitStatus::from_raw(sig as i32));
-                    } else {
-                        tracing::debug!(pid = pid.as_raw(), signal = %sig, "Reaped orphan");
-                    }
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => return child_status,
-                Ok(_) => {}
+    // SAFETY: the closure runs between fork and exec and only calls
+    // prctl(2) and setrlimit(2), which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // If thrust itself is killed, the app must not linger.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            if let Some(limit) = fd_limit {
+                limit.restore()?;
             }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| {
+        let command = command[0].clone();
+        match source.kind() {
+            io::ErrorKind::NotFound => SpawnError::NotFound { command },
+            io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { command },
+            _ => SpawnError::Other { command, source },
+        }
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    tracing::info!(pid = child.id(), command = %command.join(" "), "Child started");
+    // Reaping happens in `reap` through waitpid; the std handle is not needed.
+    drop(child);
+    Ok(pid)
+}
+
+/// Sends `sig` to a child's process group: that reaches the app server even
+/// when the child is a shell wrapper.
+pub fn signal_group(pid: Pid, sig: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(-pid.as_raw()), sig).or_else(|_| kill(pid, sig))
+}
+
+/// Reaps every exited process; returns the statuses of those in `children`
+/// (other processes are the app's orphans).
+pub fn reap(children: &[Pid]) -> Vec<(Pid, ExitStatus)> {
+    let mut exited = Vec::new();
+    loop {
+        let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::from_raw((code & 0xff) << 8)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::from_raw(sig as i32)),
+            Ok(WaitStatus::StillAlive) | Err(_) => return exited,
+            Ok(_) => continue,
+        };
+        if children.contains(&pid) {
+            exited.push((pid, status));
+        } else {
+            tracing::debug!(pid = pid.as_raw(), status = %describe(status), "Reaped orphan");
         }
     }
 }
@@ -238,7 +200,7 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => match Signal::try_from(sig) {

@@ -4,7 +4,8 @@
 //! A connection goes back to the pool when its response body has been read
 //! to the end; one whose answer was abandoned is closed. A request that a
 //! reused connection could not even send (the app closed it meanwhile) is
-//! tried once more on a new connection.
+//! tried once more on a new connection. Connections to a copy of the app
+//! that `thrust restart` replaced are not reused.
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::app_target::AppTarget;
 use crate::body::Body;
 use crate::config::Worker;
 
@@ -48,14 +50,25 @@ pub struct UpstreamClient {
 }
 
 struct Pool {
-    worker: Worker,
-    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    target: Arc<AppTarget>,
+    idle: Mutex<Vec<Idle>>,
 }
 
-pub fn client(worker: &Worker) -> UpstreamClient {
+/// A connection to the app and the generation of the copy it reaches.
+struct AppConnection {
+    sender: SendRequest<Body>,
+    generation: u64,
+}
+
+struct Idle {
+    connection: AppConnection,
+    since: Instant,
+}
+
+pub fn client(target: Arc<AppTarget>) -> UpstreamClient {
     UpstreamClient {
         pool: Arc::new(Pool {
-            worker: worker.clone(),
+            target,
             idle: Mutex::new(Vec::new()),
         }),
     }
@@ -70,12 +83,12 @@ impl UpstreamClient {
     ) -> Result<Response<PooledBody>, UpstreamError> {
         origin_form(req.uri_mut());
         loop {
-            let (mut sender, reused) = match self.pool.checkout().await {
-                Some(sender) => (sender, true),
+            let (mut connection, reused) = match self.pool.checkout().await {
+                Some(connection) => (connection, true),
                 None => (self.pool.connect().await?, false),
             };
-            match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.pool.clone().track(sender, response)),
+            match connection.sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.pool.clone().track(connection, response)),
                 Err(mut failed) => match failed.take_message() {
                     // Never written: the app had closed this idle connection.
                     Some(unsent) if reused => req = unsent,
@@ -84,26 +97,46 @@ impl UpstreamClient {
             }
         }
     }
+
+    /// Closes idle connections to copies of the app that were replaced, so
+    /// only requests still in flight keep an old copy busy.
+    pub fn close_replaced(&self) {
+        let generation = self.pool.target.generation();
+        if let Ok(mut idle) = self.pool.idle.lock() {
+            idle.retain(|i| i.connection.generation == generation);
+        }
+    }
 }
 
 impl Pool {
-    /// The newest idle connection that is still open and fresh.
-    async fn checkout(&self) -> Option<SendRequest<Body>> {
+    /// The newest idle connection that is still open, fresh and to the
+    /// current copy of the app.
+    async fn checkout(&self) -> Option<AppConnection> {
+        let generation = self.target.generation();
         loop {
-            let (mut sender, since) = self.idle.lock().ok()?.pop()?;
-            if sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+            let Idle {
+                mut connection,
+                since,
+            } = self.idle.lock().ok()?.pop()?;
+            if connection.sender.is_closed()
+                || since.elapsed() >= IDLE_TIMEOUT
+                || connection.generation != generation
+            {
                 continue;
             }
             // Its last body was read to the end: it is ready as soon as its
             // connection task has run, on this same thread.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            if connection.sender.ready().await.is_ok() {
+                return Some(connection);
             }
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
-        let stream = match &self.worker {
+    async fn connect(&self) -> Result<AppConnection, UpstreamError> {
+        // Counted before connecting, so a copy being replaced is not stopped
+        // while this connection is on its way to it.
+        let (copy, open) = self.target.open_connection();
+        let stream = match &copy.address {
             Worker::Port(port) => {
                 let tcp = TcpStream::connect(("127.0.0.1", *port))
                     .await
@@ -124,32 +157,39 @@ impl Pool {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "App connection ended with an error");
             }
+            drop(open);
         });
-        Ok(sender)
+        Ok(AppConnection {
+            sender,
+            generation: copy.generation(),
+        })
     }
 
-    fn put_back(&self, sender: SendRequest<Body>) {
-        if sender.is_closed() {
+    fn put_back(&self, connection: AppConnection) {
+        if connection.sender.is_closed() || connection.generation != self.target.generation() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() >= MAX_IDLE {
                 idle.remove(0);
             }
-            idle.push((sender, Instant::now()));
+            idle.push(Idle {
+                connection,
+                since: Instant::now(),
+            });
         }
     }
 
     /// The response with a body that hands the connection back at its end.
     fn track(
         self: Arc<Self>,
-        sender: SendRequest<Body>,
+        connection: AppConnection,
         response: Response<Incoming>,
     ) -> Response<PooledBody> {
         let (parts, incoming) = response.into_parts();
         let mut body = PooledBody {
             incoming,
-            owner: Some((sender, self)),
+            owner: Some((connection, self)),
         };
         if body.incoming.is_end_stream() {
             body.release();
@@ -162,13 +202,13 @@ impl Pool {
 /// has been read to the end, and closes if the body is dropped before.
 pub struct PooledBody {
     incoming: Incoming,
-    owner: Option<(SendRequest<Body>, Arc<Pool>)>,
+    owner: Option<(AppConnection, Arc<Pool>)>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        if let Some((sender, pool)) = self.owner.take() {
-            pool.put_back(sender);
+        if let Some((connection, pool)) = self.owner.take() {
+            pool.put_back(connection);
         }
     }
 }

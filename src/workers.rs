@@ -6,11 +6,12 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use tokio::runtime::{Builder, Handle};
 
-use crate::config::Worker;
+use crate::app_target::AppTarget;
 use crate::upstream::{self, UpstreamClient};
 
 /// One worker thread: where to spawn its tasks and its app connection pool.
@@ -26,7 +27,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts one worker per CPU thrust may use (cgroup quotas included).
-    pub fn start(app_server: &Worker) -> io::Result<Self> {
+    pub fn start(target: &Arc<AppTarget>) -> io::Result<Self> {
         let count = thread::available_parallelism().map_or(1, |n| n.get());
         let workers = (0..count)
             .map(|index| {
@@ -38,7 +39,7 @@ impl Workers {
                     .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
                 Ok(ConnWorker {
                     handle,
-                    upstream: upstream::client(app_server),
+                    upstream: upstream::client(target.clone()),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -46,6 +47,11 @@ impl Workers {
             workers,
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// Every worker's app connection pool.
+    pub fn upstreams(&self) -> Vec<UpstreamClient> {
+        self.workers.iter().map(|w| w.upstream.clone()).collect()
     }
 
     /// The worker for the next connection, in turn.

@@ -64,7 +64,8 @@ impl DeepCheck {
         ok
     }
 
-    async fn probe(&self, client: &UpstreamClient) -> Result<(), String> {
+    /// One request to the app's health path, through `client`.
+    pub async fn probe(&self, client: &UpstreamClient) -> Result<(), String> {
         let request = Request::get(self.path.as_str())
             .header(header::HOST, &self.host)
             .header("x-forwarded-proto", "https")

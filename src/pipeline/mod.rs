@@ -41,7 +41,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub cache: cache::Store,
     pub readiness: Arc<Readiness>,
-    pub deep_check: Option<DeepCheck>,
+    pub deep_check: Option<Arc<DeepCheck>>,
     pub jitter: Arc<Jitter>,
     /// Set when TLS is on: which hosts the HTTP port redirects to HTTPS.
     pub certificates: Option<Certificates>,
@@ -136,7 +136,7 @@ pub async fn handle(
     } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
         let response = health::answer(
             &app.readiness,
-            app.deep_check.as_ref(),
+            app.deep_check.as_deref(),
             &conn.upstream,
             req.method(),
         )

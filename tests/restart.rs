@@ -1,0 +1,241 @@
+//! Restarting the app under thrust, with Debian's Puma as the app server:
+//! THRUST_RESTART=on-failure after crashes, and `thrust restart`, which
+//! replaces the running copy without failing a request.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+fn restartable_puma() -> Options<'static> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Options::command(&[
+        "puma",
+        "-C",
+        root.join("demo/puma.rb").to_str().unwrap(),
+        root.join("tests/apps/restartable.ru").to_str().unwrap(),
+    ])
+}
+
+/// The pid of the app copy that answers `target`, or the status when not 200.
+fn answered_by(t: &Thrust, target: &str) -> Result<i32, u16> {
+    match request(t.port, "GET", target, &[("Host", "localhost")], b"") {
+        Ok(r) if r.status == 200 => Ok(r.text().trim().parse().unwrap()),
+        Ok(r) => Err(r.status),
+        Err(_) => Err(0),
+    }
+}
+
+fn thrust_restart(t: &Thrust) -> Output {
+    Command::new(THRUST)
+        .arg("restart")
+        .env_clear()
+        .env("HTTP_PORT", t.port.to_string())
+        .output()
+        .unwrap()
+}
+
+fn is_running(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn count_log(t: &Thrust, msg: &str) -> usize {
+    t.log_lines().iter().filter(|l| l["msg"] == msg).count()
+}
+
+#[test]
+fn on_failure_a_crashed_app_is_started_again_until_the_limit() {
+    let mut t = Thrust::start(
+        restartable_puma()
+            .env("THRUST_RESTART", "on-failure")
+            .env("THRUST_RESTART_LIMIT", "3")
+            .env("THRUST_RESTART_WINDOW", "120")
+            .env("THRUST_BOOT_WAIT", "15"),
+    );
+    t.wait_ready();
+    let mut pid = answered_by(&t, "/pid").unwrap();
+    for failure in 1..=2 {
+        // The crashing request itself gets the bad gateway answer.
+        assert_eq!(answered_by(&t, "/crash"), Err(502));
+        assert!(
+            wait_until(Duration::from_secs(5), || count_log(
+                &t,
+                "Child failed: starting it again (THRUST_RESTART=on-failure)"
+            ) == failure),
+            "{}",
+            t.log_text()
+        );
+        // A request while the app is down waits for the new copy.
+        let next = answered_by(&t, "/pid").expect("held until the app is back");
+        assert_ne!(next, pid);
+        assert!(!is_running(pid));
+        pid = next;
+        let up = get(t.port, "/up").unwrap();
+        assert_eq!(up.status, 200);
+    }
+    let line = t
+        .log_lines()
+        .into_iter()
+        .find(|l| l["msg"] == "Child failed: starting it again (THRUST_RESTART=on-failure)")
+        .unwrap();
+    assert_eq!(line["status"], "exit code 3");
+    assert_eq!(line["restart_in_ms"], 100);
+
+    // The third failure within the window is the limit: thrust gives up
+    // and exits with the app's status.
+    assert_eq!(answered_by(&t, "/crash"), Err(502));
+    let status = t.wait_exit(Duration::from_secs(10)).and_then(|s| s.code());
+    assert_eq!(status, Some(3), "{}", t.log_text());
+    assert!(t.log_lines().iter().any(|l| l["msg"]
+        == "Child failed 3 times within THRUST_RESTART_WINDOW: giving up"
+        && l["failures"] == 3));
+}
+
+#[test]
+fn without_on_failure_a_crash_stops_thrust_with_the_apps_status() {
+    let mut t = Thrust::start(restartable_puma());
+    t.wait_ready();
+    assert_eq!(answered_by(&t, "/crash"), Err(502));
+    let status = t.wait_exit(Duration::from_secs(10)).and_then(|s| s.code());
+    assert_eq!(status, Some(3), "{}", t.log_text());
+}
+
+#[test]
+fn thrust_restart_replaces_the_app_without_failing_a_request() {
+    let t = Thrust::start(restartable_puma());
+    t.wait_ready();
+    let old = answered_by(&t, "/pid").unwrap();
+
+    // Clients keep asking throughout; one request is in flight on the old
+    // copy when the new one takes over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let port = t.port;
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            // One client is the load balancer's health check.
+            let path = if client == 0 { "/up" } else { "/pid" };
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match request(port, "GET", path, &[("Host", "localhost")], b"") {
+                        Ok(r) if r.status == 200 => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => failures.push(format!("status {}", r.status)),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let slow = std::thread::spawn(move || {
+        request(port, "GET", "/slow?s=2", &[("Host", "localhost")], b"")
+            .map(|r| (r.status, r.text()))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let restart = thrust_restart(&t);
+    let said = String::from_utf8_lossy(&restart.stdout);
+    assert!(
+        restart.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    assert!(said.contains("waiting until it is ready"), "{said}");
+    assert!(said.contains("takes new requests"), "{said}");
+
+    let new = answered_by(&t, "/pid").unwrap();
+    assert_ne!(new, old);
+    // The slow request finishes on the old copy, which then stops.
+    let (status, text) = slow.join().unwrap().unwrap();
+    assert_eq!((status, text.trim()), (200, old.to_string().as_str()));
+    assert!(wait_until(Duration::from_secs(10), || !is_running(old)));
+    assert!(t
+        .log_lines()
+        .iter()
+        .any(|l| l["msg"] == "Previous copy of the app exited" && l["pid"] == old));
+
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}\n{}", t.log_text());
+    assert!(answered.load(Ordering::Relaxed) > 20);
+    // The new copy got its own port; thrust stays up and healthy.
+    assert_eq!(get(t.port, "/up").unwrap().status, 200);
+}
+
+#[test]
+fn a_new_copy_that_fails_to_boot_leaves_the_old_one_serving() {
+    let t = Thrust::start(restartable_puma().env("APP_FAIL_BOOT_IF", "broken-deploy"));
+    t.wait_ready();
+    let old = answered_by(&t, "/pid").unwrap();
+    // Relative to thrust's working directory, the test's own directory.
+    std::fs::write(t.dir.path().join("broken-deploy"), "").unwrap();
+
+    let restart = thrust_restart(&t);
+    assert_eq!(restart.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restart.stderr);
+    assert!(
+        said.contains("the new copy exited before it was ready")
+            && said.contains("the running copy keeps serving"),
+        "{said}"
+    );
+    assert_eq!(answered_by(&t, "/pid"), Ok(old));
+    assert!(t.log_lines().iter().any(|l| l["msg"]
+        == "Restart failed: the new copy of the app exited before it was ready; the running copy keeps serving"));
+
+    // Once the deploy is fixed, the next restart goes through.
+    std::fs::remove_file(t.dir.path().join("broken-deploy")).unwrap();
+    assert!(thrust_restart(&t).status.success());
+    assert_ne!(answered_by(&t, "/pid").unwrap(), old);
+}
+
+#[test]
+fn thrust_restart_without_a_running_thrust_says_so() {
+    let restart = Command::new(THRUST)
+        .arg("restart")
+        .env_clear()
+        .env("HTTP_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(restart.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restart.stderr);
+    assert!(said.contains("no thrust serving HTTP_PORT="), "{said}");
+}
+
+#[test]
+fn a_crash_loop_backs_off_and_a_stop_signal_ends_it_at_once() {
+    let mut t = Thrust::start(
+        Options::command(&["sh", "-c", "exit 4"])
+            .env("THRUST_RESTART", "on-failure")
+            .env("THRUST_RESTART_LIMIT", "100"),
+    );
+    let failed = "Child failed: starting it again (THRUST_RESTART=on-failure)";
+    assert!(wait_until(Duration::from_secs(10), || count_log(
+        &t, failed
+    ) >= 5));
+    let pauses: Vec<u64> = t
+        .log_lines()
+        .iter()
+        .filter(|l| l["msg"] == failed)
+        .map(|l| l["restart_in_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pauses[..5], [100, 200, 400, 800, 1600]);
+    // Down between attempts: the health check says so.
+    let up = get(t.port, "/up").unwrap();
+    assert_eq!((up.status, up.text().as_str()), (503, "starting"));
+    t.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = t.wait_exit(Duration::from_secs(2)).and_then(|s| s.code());
+    assert_eq!(status, Some(4), "{}", t.log_text());
+}
