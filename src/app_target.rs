@@ -1,6 +1,7 @@
-//! Which copy of the app new requests go to. `thrust restart` switches it to
-//! a new copy; connections to the old copy are counted so it is stopped only
-//! once the requests it was serving are done.
+//! Which copy of the app new requests go to. `thrust restart` prepares a
+//! new copy (connections to it are opened ahead, see upstream.rs), then
+//! switches to it; connections to the old copy are counted so it is stopped
+//! only once the requests it was serving are done.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +25,13 @@ impl AppCopy {
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Acquire)
     }
+
+    /// Counts a connection about to be opened to this copy until the
+    /// returned guard is dropped.
+    pub fn count_connection(self: &Arc<Self>) -> OpenConnection {
+        self.open_connections.fetch_add(1, Ordering::AcqRel);
+        OpenConnection(self.clone())
+    }
 }
 
 /// Held by an app connection's task for as long as the connection lives.
@@ -40,6 +48,8 @@ impl Drop for OpenConnection {
 pub struct AppTarget {
     generation: AtomicU64,
     current: Mutex<Arc<AppCopy>>,
+    /// The last generation handed out; a failed restart's is never reused.
+    issued: AtomicU64,
 }
 
 impl AppTarget {
@@ -51,6 +61,7 @@ impl AppTarget {
                 generation: 0,
                 open_connections: AtomicUsize::new(0),
             })),
+            issued: AtomicU64::new(0),
         })
     }
 
@@ -71,24 +82,24 @@ impl AppTarget {
     /// replaced is in that copy's count.
     pub fn open_connection(&self) -> (Arc<AppCopy>, OpenConnection) {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        current.open_connections.fetch_add(1, Ordering::AcqRel);
-        (current.clone(), OpenConnection(current.clone()))
+        let open = current.count_connection();
+        (current.clone(), open)
     }
 
-    /// Sends new connections to `address`; returns the copy they went to before.
-    pub fn switch_to(&self, address: Worker) -> Arc<AppCopy> {
+    /// A copy at `address` that is not sent requests until `switch_to`.
+    pub fn prepare(&self, address: Worker) -> Arc<AppCopy> {
+        Arc::new(AppCopy {
+            address,
+            generation: self.issued.fetch_add(1, Ordering::AcqRel) + 1,
+            open_connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends new connections to `copy`; returns the copy they went to before.
+    pub fn switch_to(&self, copy: Arc<AppCopy>) -> Arc<AppCopy> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let generation = current.generation + 1;
-        let previous = std::mem::replace(
-            &mut *current,
-            Arc::new(AppCopy {
-                address,
-                generation,
-                open_connections: AtomicUsize::new(0),
-            }),
-        );
-        self.generation.store(generation, Ordering::Release);
-        previous
+        self.generation.store(copy.generation, Ordering::Release);
+        std::mem::replace(&mut *current, copy)
     }
 }
 
@@ -100,7 +111,9 @@ mod tests {
     fn a_switch_moves_new_connections_and_counts_the_old_ones() {
         let target = AppTarget::new(Worker::Port(3000));
         let (_, held) = target.open_connection();
-        let previous = target.switch_to(Worker::Port(4000));
+        let next = target.prepare(Worker::Port(4000));
+        assert_eq!(target.generation(), 0);
+        let previous = target.switch_to(next);
         assert_eq!(previous.address, Worker::Port(3000));
         assert_eq!(target.current().address, Worker::Port(4000));
         assert_eq!(target.generation(), 1);

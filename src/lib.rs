@@ -51,7 +51,7 @@ pub mod hot_paths {
 
 use app_target::AppTarget;
 use config::{Config, Tls};
-use lifecycle::{Lifecycle, Wiring};
+use lifecycle::{Lifecycle, ReadyCheck, Wiring};
 use pipeline::health::DeepCheck;
 use pipeline::App;
 use readiness::Readiness;
@@ -178,8 +178,11 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         config: config.clone(),
         readiness: readiness.clone(),
         target,
-        upstreams: workers.upstreams(),
-        deep_check: deep_check.clone(),
+        pools: workers.pools(),
+        ready_check: match &deep_check {
+            Some(deep_check) => ReadyCheck::Deep(deep_check.clone()),
+            None => ReadyCheck::Answers(config.health_path.clone().unwrap_or_else(|| "/".into())),
+        },
         restarts,
     };
     let lifecycle = match Lifecycle::start(command, fd_limit, wiring) {

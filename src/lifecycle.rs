@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -23,8 +24,10 @@ use crate::readiness::Readiness;
 use crate::supervisor::{self, describe, Signals, SpawnError};
 use crate::upstream::{self, UpstreamClient};
 
-/// How often a new copy's deep health check is tried while it boots.
-const DEEP_CHECK_RETRY: Duration = Duration::from_millis(250);
+/// How often a new copy is asked whether it is ready, once it accepts.
+const READY_RETRY: Duration = Duration::from_millis(50);
+/// How long a new copy has to answer that request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often an old copy's open connections are counted while it drains.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -46,7 +49,7 @@ enum Running {
 /// A second copy booting for `thrust restart`.
 struct Replacement {
     pid: Pid,
-    address: Worker,
+    copy: Arc<AppCopy>,
     request: RestartRequest,
     started: Instant,
     /// Ok once the copy accepts (and passes the deep check); Err: why not.
@@ -67,9 +70,11 @@ pub struct Wiring {
     pub config: Arc<Config>,
     pub readiness: Arc<Readiness>,
     pub target: Arc<AppTarget>,
-    /// Every worker's pool, to close idle connections to a replaced copy.
-    pub upstreams: Vec<UpstreamClient>,
-    pub deep_check: Option<Arc<DeepCheck>>,
+    /// Every worker's pool and runtime: connections to a new copy are
+    /// opened ahead on them, and idle ones to a replaced copy closed.
+    pub pools: Vec<(Handle, UpstreamClient)>,
+    /// How a copy started by `thrust restart` shows it is ready.
+    pub ready_check: ReadyCheck,
     pub restarts: mpsc::Receiver<RestartRequest>,
 }
 
@@ -207,14 +212,11 @@ impl Lifecycle {
                 replacement.pid
             ));
             self.wiring.readiness.set_starting();
-            self.switch_to(replacement.address.clone());
+            let address = replacement.copy.address.clone();
+            self.switch_to(replacement.copy);
             self.running = Running::Up {
                 pid: replacement.pid,
-                watcher: Some(watch(
-                    &self.wiring.readiness,
-                    replacement.address,
-                    replacement.pid,
-                )),
+                watcher: Some(watch(&self.wiring.readiness, address, replacement.pid)),
             };
             return None;
         }
@@ -367,15 +369,19 @@ impl Lifecycle {
             "started a new copy of the app (pid {pid}) on {}; waiting until it is ready",
             show(&address)
         ));
-        let ready = tokio::spawn(until_ready(
-            address.clone(),
-            pid,
-            self.wiring.deep_check.clone(),
-            self.wiring.config.restart_boot_timeout,
-        ));
+        let copy = self.wiring.target.prepare(address.clone());
+        let check = self.wiring.ready_check.clone();
+        let limit = self.wiring.config.restart_boot_timeout;
+        let (target, pools) = (self.wiring.target.clone(), self.wiring.pools.clone());
+        let next = copy.clone();
+        let ready = tokio::spawn(async move {
+            until_ready(address, pid, check, limit).await?;
+            open_ahead(&target, next, &pools).await;
+            Ok(())
+        });
         self.replacement = Some(Replacement {
             pid,
-            address,
+            copy,
             request,
             started: Instant::now(),
             ready,
@@ -407,7 +413,7 @@ impl Lifecycle {
                 let Running::Up { pid: old_pid, .. } = self.running else {
                     return;
                 };
-                let previous = self.switch_to(replacement.address.clone());
+                let previous = self.switch_to(replacement.copy);
                 let in_flight = previous.open_connections();
                 tracing::info!(
                     pid = new_pid.as_raw(),
@@ -431,16 +437,19 @@ impl Lifecycle {
                 replacement
                     .request
                     .failed(format!("{problem}; the running copy keeps serving"));
+                for (_, pool) in &self.wiring.pools {
+                    pool.close_all_but_current();
+                }
                 self.retire(new_pid, None);
             }
         }
     }
 
-    /// Sends new connections to `address` and closes idle ones to the copy before.
-    fn switch_to(&self, address: Worker) -> Arc<AppCopy> {
-        let previous = self.wiring.target.switch_to(address);
-        for upstream in &self.wiring.upstreams {
-            upstream.close_replaced();
+    /// Sends new connections to `copy` and closes idle ones to the copy before.
+    fn switch_to(&self, copy: Arc<AppCopy>) -> Arc<AppCopy> {
+        let previous = self.wiring.target.switch_to(copy);
+        for (_, pool) in &self.wiring.pools {
+            pool.close_all_but_current();
         }
         previous
     }
@@ -479,12 +488,14 @@ fn watch(readiness: &Arc<Readiness>, address: Worker, pid: Pid) -> JoinHandle<()
     tokio::spawn(async move { readiness.watch_worker(address, pid.as_raw() as u32).await })
 }
 
-/// Waits until a new copy accepts connections and passes the deep health
-/// check when one is configured.
+/// Waits until a new copy answers HTTP: the deep health check when one is
+/// configured, otherwise any answer to a request for the health path.
+/// Accepting connections is not enough: Puma listens before it has loaded
+/// the app, and requests sent then wait in its listen queue until it has.
 async fn until_ready(
     address: Worker,
     pid: Pid,
-    deep_check: Option<Arc<DeepCheck>>,
+    check: ReadyCheck,
     limit: Duration,
 ) -> Result<(), String> {
     let mut last_problem = None;
@@ -492,16 +503,17 @@ async fn until_ready(
         Readiness::default()
             .watch_worker(address.clone(), pid.as_raw() as u32)
             .await;
-        let Some(deep_check) = deep_check else {
-            return;
-        };
         let client = upstream::client(AppTarget::new(address.clone()));
         loop {
-            match deep_check.probe(&client).await {
+            let outcome = match &check {
+                ReadyCheck::Deep(deep_check) => deep_check.probe(&client).await,
+                ReadyCheck::Answers(path) => answers(&client, path).await,
+            };
+            match outcome {
                 Ok(()) => return,
                 Err(problem) => last_problem = Some(problem),
             }
-            tokio::time::sleep(DEEP_CHECK_RETRY).await;
+            tokio::time::sleep(READY_RETRY).await;
         }
     };
     let outcome = tokio::time::timeout(limit, ready).await;
@@ -509,7 +521,7 @@ async fn until_ready(
         Ok(()) => Ok(()),
         Err(_) => Err(match last_problem {
             Some(problem) => format!(
-                "the new copy was not healthy within THRUST_RESTART_BOOT_TIMEOUT ({} s): {problem}",
+                "the new copy was not ready within THRUST_RESTART_BOOT_TIMEOUT ({} s): {problem}",
                 limit.as_secs()
             ),
             None => format!(
@@ -519,6 +531,55 @@ async fn until_ready(
             ),
         }),
     }
+}
+
+/// How a new copy shows it is ready.
+#[derive(Clone)]
+pub enum ReadyCheck {
+    /// THRUST_HEALTH_UPSTREAM_PATH answers 2xx.
+    Deep(Arc<DeepCheck>),
+    /// This path gets an answer, whatever its status (a 301 from force_ssl
+    /// or a 404 shows the app serves as well as a 200 does).
+    Answers(String),
+}
+
+async fn answers(client: &UpstreamClient, path: &str) -> Result<(), String> {
+    let request = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::USER_AGENT, "thrust-restart-check")
+        .body(crate::body::empty())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.request(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{path}: {e}")),
+        Err(_) => Err(format!(
+            "{path}: no answer within {} s",
+            ANSWER_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Opens connections to the new copy on every worker, as many in all as the
+/// running copy has open (at least one per worker), before the switch.
+async fn open_ahead(target: &AppTarget, copy: Arc<AppCopy>, pools: &[(Handle, UpstreamClient)]) {
+    let per_pool = target
+        .current()
+        .open_connections()
+        .div_ceil(pools.len().max(1))
+        .max(1);
+    let opening: Vec<_> = pools
+        .iter()
+        .map(|(handle, pool)| {
+            let (pool, copy) = (pool.clone(), copy.clone());
+            handle.spawn(async move { pool.open_ahead(copy, per_pool).await })
+        })
+        .collect();
+    let opened: usize = futures_util::future::join_all(opening)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .sum();
+    tracing::debug!(opened, "Restart: connections to the new copy opened ahead");
 }
 
 async fn replacement_outcome(replacement: &mut Option<Replacement>) -> Result<(), String> {

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::app_target::AppTarget;
+use crate::app_target::{AppCopy, AppTarget, OpenConnection};
 use crate::body::Body;
 use crate::config::Worker;
 
@@ -98,26 +98,69 @@ impl UpstreamClient {
         }
     }
 
-    /// Closes idle connections to copies of the app that were replaced, so
-    /// only requests still in flight keep an old copy busy.
-    pub fn close_replaced(&self) {
+    /// Closes idle connections to any copy but the current one: to a copy
+    /// that was replaced (so only requests still in flight keep it busy),
+    /// or opened ahead to one that never became current.
+    pub fn close_all_but_current(&self) {
         let generation = self.pool.target.generation();
         if let Ok(mut idle) = self.pool.idle.lock() {
             idle.retain(|i| i.connection.generation == generation);
         }
     }
+
+    /// Opens up to `count` connections to `copy` before requests are
+    /// switched to it, kept below this pool's idle connections until then.
+    /// Must run on this pool's worker thread. Without them, every request in
+    /// flight at the switch would open a connection at once, and an app
+    /// server that accepts new connections only while it has idle threads
+    /// (Puma) would leave most of them in its listen queue for as long as
+    /// the others keep it busy. Returns how many were opened.
+    pub async fn open_ahead(&self, copy: Arc<AppCopy>, count: usize) -> usize {
+        let room = match self.pool.idle.lock() {
+            Ok(idle) => MAX_IDLE.saturating_sub(idle.len()),
+            Err(_) => 0,
+        };
+        let count = count.min(room);
+        let opening =
+            (0..count).map(|_| self.pool.connect_to(copy.clone(), copy.count_connection()));
+        let opened: Vec<AppConnection> = futures_util::future::join_all(opening)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        let count = opened.len();
+        if let Ok(mut idle) = self.pool.idle.lock() {
+            let now = Instant::now();
+            idle.splice(
+                0..0,
+                opened.into_iter().map(|connection| Idle {
+                    connection,
+                    since: now,
+                }),
+            );
+        }
+        count
+    }
 }
 
 impl Pool {
     /// The newest idle connection that is still open, fresh and to the
-    /// current copy of the app.
+    /// current copy of the app. Connections opened ahead to a copy that is
+    /// not current yet lie below the others and stay where they are.
     async fn checkout(&self) -> Option<AppConnection> {
         let generation = self.target.generation();
         loop {
             let Idle {
                 mut connection,
                 since,
-            } = self.idle.lock().ok()?.pop()?;
+            } = {
+                let mut idle = self.idle.lock().ok()?;
+                let newest = idle.last()?;
+                if newest.connection.generation > generation {
+                    return None;
+                }
+                idle.pop()?
+            };
             if connection.sender.is_closed()
                 || since.elapsed() >= IDLE_TIMEOUT
                 || connection.generation != generation
@@ -136,6 +179,14 @@ impl Pool {
         // Counted before connecting, so a copy being replaced is not stopped
         // while this connection is on its way to it.
         let (copy, open) = self.target.open_connection();
+        self.connect_to(copy, open).await
+    }
+
+    async fn connect_to(
+        &self,
+        copy: Arc<AppCopy>,
+        open: OpenConnection,
+    ) -> Result<AppConnection, UpstreamError> {
         let stream = match &copy.address {
             Worker::Port(port) => {
                 let tcp = TcpStream::connect(("127.0.0.1", *port))

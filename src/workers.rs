@@ -49,9 +49,12 @@ impl Workers {
         })
     }
 
-    /// Every worker's app connection pool.
-    pub fn upstreams(&self) -> Vec<UpstreamClient> {
-        self.workers.iter().map(|w| w.upstream.clone()).collect()
+    /// Every worker's app connection pool, with the runtime it belongs to.
+    pub fn pools(&self) -> Vec<(Handle, UpstreamClient)> {
+        self.workers
+            .iter()
+            .map(|w| (w.handle.clone(), w.upstream.clone()))
+            .collect()
     }
 
     /// The worker for the next connection, in turn.
