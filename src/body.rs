@@ -11,6 +11,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -105,6 +106,8 @@ pin_project! {
         #[pin]
         deadline: Option<Sleep>,
         clock: Arc<UploadClock>,
+        // thrust_http_request_body_bytes, with metrics on.
+        counted: Option<Counter>,
     }
 }
 
@@ -115,6 +118,7 @@ impl<B> RequestBody<B> {
         limit: Option<u64>,
         read_timeout: Option<Duration>,
         clock: Arc<UploadClock>,
+        counted: Option<Counter>,
     ) -> Self {
         RequestBody {
             inner,
@@ -122,6 +126,7 @@ impl<B> RequestBody<B> {
             received: 0,
             deadline: read_timeout.map(|t| tokio::time::sleep_until(Instant::now() + t)),
             clock,
+            counted,
         }
     }
 }
@@ -148,6 +153,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.received += data.len() as u64;
+                    if let Some(counted) = this.counted {
+                        counted.inc_by(data.len() as u64);
+                    }
                     if this.limit.is_some_and(|limit| *this.received > limit) {
                         return Poll::Ready(Some(Err(ClientBodyError::TooLarge)));
                     }

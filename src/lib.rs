@@ -20,6 +20,7 @@ mod lifecycle;
 pub mod listening;
 pub mod log;
 mod memory;
+mod metrics;
 mod parking;
 mod pipeline;
 mod protocol;
@@ -150,6 +151,15 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             })
         }
     };
+    // Bound with the other ports, before the app starts: a taken port is a
+    // start-up error, not a silent gap in monitoring.
+    let metrics_listener = match config.metrics_port {
+        Some(port) => match server::bind(port, "THRUST_METRICS_PORT") {
+            Ok(listener) => Some(listener),
+            Err(e) => return cannot_start(e, 1),
+        },
+        None => None,
+    };
     if passed.https.is_some() {
         tracing::warn!("A socket for HTTPS was passed, but TLS is off: it is closed");
     }
@@ -174,6 +184,22 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     });
     let (restart_requests, restarts) = tokio::sync::mpsc::channel(4);
     let config = Arc::new(config);
+    let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
+        config.compression_jitter,
+    ));
+    let cache = pipeline::cache::Store::new(config.clone(), jitter.clone());
+    let metrics = metrics_listener.map(|listener| {
+        let metrics = metrics::Metrics::new(metrics::collect::Collected {
+            readiness: readiness.clone(),
+            cache: cache.clone(),
+            certificates: certificates.clone(),
+        });
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(address = %address, "Serving /metrics");
+        }
+        tokio::spawn(metrics::endpoint::serve(listener, metrics.clone()));
+        metrics
+    });
     let wiring = Wiring {
         config: config.clone(),
         readiness: readiness.clone(),
@@ -184,6 +210,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             None => ReadyCheck::Answers(config.health_path.clone().unwrap_or_else(|| "/".into())),
         },
         restarts,
+        metrics: metrics.clone(),
     };
     let lifecycle = match Lifecycle::start(command, fd_limit, wiring) {
         Ok(lifecycle) => lifecycle,
@@ -210,14 +237,6 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         ),
     }
 
-    if let Some(port) = config.metrics_port {
-        // Accepted so Thruster-style configurations start, but not served yet:
-        // say so rather than leave the port silently closed.
-        tracing::warn!(
-            port,
-            "THRUST_METRICS_PORT is set, but this version does not serve /metrics yet"
-        );
-    }
     // `thrust restart` (control.rs); without it, everything else still works.
     match control::listen(config.http_port) {
         Ok(listener) => {
@@ -228,9 +247,6 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             "thrust restart is unavailable: the control socket cannot be opened"
         ),
     }
-    let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
-        config.compression_jitter,
-    ));
     let bad_gateway_page = std::fs::read(&config.bad_gateway_page)
         .unwrap_or_default()
         .into();
@@ -238,7 +254,8 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         bad_gateway_page,
         readiness: readiness.clone(),
         deep_check,
-        cache: pipeline::cache::Store::new(config.clone(), jitter.clone()),
+        cache,
+        metrics,
         certificates,
         jitter,
         config: config.clone(),

@@ -19,6 +19,7 @@ use crate::config::{Config, Worker};
 use crate::control::RestartRequest;
 use crate::crash_history::{AfterFailure, CrashHistory};
 use crate::fd_limit::OriginalLimit;
+use crate::metrics::{Metrics, RestartReason};
 use crate::pipeline::health::DeepCheck;
 use crate::readiness::Readiness;
 use crate::supervisor::{self, describe, Signals, SpawnError};
@@ -76,6 +77,7 @@ pub struct Wiring {
     /// How a copy started by `thrust restart` shows it is ready.
     pub ready_check: ReadyCheck,
     pub restarts: mpsc::Receiver<RestartRequest>,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 pub struct Lifecycle {
@@ -310,6 +312,7 @@ impl Lifecycle {
         let address = self.wiring.target.current().address.clone();
         match supervisor::spawn(&self.command, &address, self.fd_limit) {
             Ok(pid) => {
+                self.counted(RestartReason::Failure);
                 self.running = Running::Up {
                     pid,
                     watcher: Some(watch(&self.wiring.readiness, address, pid)),
@@ -414,6 +417,7 @@ impl Lifecycle {
                     return;
                 };
                 let previous = self.switch_to(replacement.copy);
+                self.counted(RestartReason::Command);
                 let in_flight = previous.open_connections();
                 tracing::info!(
                     pid = new_pid.as_raw(),
@@ -442,6 +446,12 @@ impl Lifecycle {
                 }
                 self.retire(new_pid, None);
             }
+        }
+    }
+
+    fn counted(&self, reason: RestartReason) {
+        if let Some(metrics) = &self.wiring.metrics {
+            metrics.app_restarted(reason);
         }
     }
 

@@ -25,6 +25,7 @@ use crate::body::Body;
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
 use crate::h2_preface;
+use crate::metrics::Protocol;
 use crate::parking;
 use crate::pipeline::{self, App, ConnInfo};
 use crate::protocol::head_scan::MAX_HEAD_BYTES;
@@ -156,7 +157,12 @@ impl Shared {
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
-        let handler = self.handler(state.clone(), remote, https, upstream);
+        let protocol = if h2_preface.is_some() {
+            Protocol::H2
+        } else {
+            Protocol::Http1
+        };
+        let handler = self.handler(state.clone(), remote, https, upstream, protocol);
         let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         // Each connection boxed: the task then holds the one in use, not
@@ -207,7 +213,7 @@ impl Shared {
         // hyper's own HTTP/1 connection with vectored writes: body bytes reach
         // the socket as queued, so file bodies may be sent as stand-ins.
         let state = Arc::new(ConnState::sending_files());
-        let handler = self.handler(state.clone(), remote, false, upstream);
+        let handler = self.handler(state.clone(), remote, false, upstream, Protocol::Http1);
         let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         parking::serve(builder, io, state, handler, stop, live).await;
@@ -219,12 +225,18 @@ impl Shared {
         remote: SocketAddr,
         https: bool,
         upstream: UpstreamClient,
+        protocol: Protocol,
     ) -> Handler {
         let conn = Arc::new(ConnInfo {
             remote,
             https,
             state,
             upstream,
+            counted: self
+                .app
+                .metrics
+                .as_ref()
+                .map(|m| m.connection_opened(protocol)),
         });
         let app = self.app.clone();
         Handler { app, conn }

@@ -212,6 +212,17 @@ impl Site {
     }
 }
 
+/// When the first certificate of a PEM chain expires, in Unix time.
+fn not_after(pem: &[u8]) -> i64 {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+    parsed
+        .parse_x509()
+        .unwrap()
+        .validity()
+        .not_after
+        .timestamp()
+}
+
 /// The PEM of the leaf certificate served for app.test on `port`.
 fn served_leaf(port: u16) -> String {
     let resolve = format!("app.test:{port}:127.0.0.1");
@@ -261,7 +272,8 @@ fn obtained(t: &Thrust, limit: Duration) -> bool {
 fn tls_alpn_01_order_end_to_end_with_private_storage() {
     let site = Site::new();
     let pebble = Pebble::start(site.http, site.https, None);
-    let t = site.thrust(&pebble, &[]);
+    let metrics_port = free_port().to_string();
+    let t = site.thrust(&pebble, &[("THRUST_METRICS_PORT", &metrics_port)]);
     t.wait_ready();
     // A handshake that arrives while the order is in flight waits for it.
     let root = pebble.issuing_root();
@@ -287,6 +299,12 @@ fn tls_alpn_01_order_end_to_end_with_private_storage() {
             "{name}"
         );
     }
+    // /metrics tells when the certificate expires.
+    let pem = std::fs::read(storage.join("app.test.crt")).unwrap();
+    let expires = scrape(metrics_port.parse().unwrap())
+        ["thrust_certificate_expiry_timestamp_seconds{domain=\"app.test\"}"];
+    assert_eq!(expires, not_after(&pem) as f64);
+
     // HTTP redirects to the domain; other names are refused on HTTPS without an order.
     let r = request(site.http, "GET", "/x", &[("Host", "app.test")], b"").unwrap();
     assert_eq!(

@@ -50,8 +50,10 @@ fn count_log(t: &Thrust, msg: &str) -> usize {
 
 #[test]
 fn on_failure_a_crashed_app_is_started_again_until_the_limit() {
+    let metrics_port = free_port();
     let mut t = Thrust::start(
         restartable_puma()
+            .env("THRUST_METRICS_PORT", metrics_port.to_string())
             .env("THRUST_RESTART", "on-failure")
             .env("THRUST_RESTART_LIMIT", "3")
             .env("THRUST_RESTART_WINDOW", "120")
@@ -85,6 +87,12 @@ fn on_failure_a_crashed_app_is_started_again_until_the_limit() {
         .unwrap();
     assert_eq!(line["status"], "exit code 3");
     assert_eq!(line["restart_in_ms"], 100);
+    let samples = scrape(metrics_port);
+    assert_eq!(
+        samples["thrust_app_restarts_total{reason=\"failure\"}"],
+        2.0
+    );
+    assert_eq!(samples["thrust_app_state{state=\"ready\"}"], 1.0);
 
     // The third failure within the window is the limit: thrust gives up
     // and exits with the app's status.
@@ -107,7 +115,8 @@ fn without_on_failure_a_crash_stops_thrust_with_the_apps_status() {
 
 #[test]
 fn thrust_restart_replaces_the_app_without_failing_a_request() {
-    let t = Thrust::start(restartable_puma());
+    let metrics_port = free_port();
+    let t = Thrust::start(restartable_puma().env("THRUST_METRICS_PORT", metrics_port.to_string()));
     t.wait_ready();
     let old = answered_by(&t, "/pid").unwrap();
 
@@ -173,6 +182,12 @@ fn thrust_restart_replaces_the_app_without_failing_a_request() {
     assert!(answered.load(Ordering::Relaxed) > 20);
     // The new copy got its own port; thrust stays up and healthy.
     assert_eq!(get(t.port, "/up").unwrap().status, 200);
+    let samples = scrape(metrics_port);
+    assert_eq!(
+        samples["thrust_app_restarts_total{reason=\"command\"}"],
+        1.0
+    );
+    assert_eq!(samples["thrust_bad_gateway_responses_total{}"], 0.0);
 }
 
 #[test]

@@ -156,6 +156,27 @@ print(s.selected_alpn_protocol(), answer.hex())
 }
 
 #[test]
+fn metrics_tell_when_the_certificate_expires_for_each_of_its_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = self_signed(dir.path(), "site", &["localhost", "*.example.test"]);
+    let metrics_port = free_port().to_string();
+    let (_t, _) = start_tls(&cert, &[("THRUST_METRICS_PORT", &metrics_port)]);
+    let (_, parsed) =
+        x509_parser::pem::parse_x509_pem(&std::fs::read(&cert.cert).unwrap()).unwrap();
+    let not_after = parsed
+        .parse_x509()
+        .unwrap()
+        .validity()
+        .not_after
+        .timestamp() as f64;
+    let samples = scrape(metrics_port.parse().unwrap());
+    for name in ["localhost", "*.example.test"] {
+        let key = format!("thrust_certificate_expiry_timestamp_seconds{{domain=\"{name}\"}}");
+        assert_eq!(samples.get(&key), Some(&not_after), "{key}: {samples:?}");
+    }
+}
+
+#[test]
 fn http2_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let cert = self_signed(dir.path(), "app", &["app.test"]);

@@ -117,6 +117,14 @@ impl Acme {
         self.certificates.read().ok()?.get(domain).cloned()
     }
 
+    /// Every domain's current certificate.
+    pub fn current_all(&self) -> Vec<(String, Arc<CertifiedKey>)> {
+        self.certificates
+            .read()
+            .map(|all| all.iter().map(|(d, c)| (d.clone(), c.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn alpn_challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
         self.alpn_certificates.read().ok()?.get(domain).cloned()
     }

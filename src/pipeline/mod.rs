@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::body::{Body, Ending, Observed};
 use crate::config::Config;
 use crate::conn_state::ConnState;
+use crate::metrics::{Metrics, OpenClientConnection};
 use crate::protocol::head_scan::Head;
 use crate::readiness::Readiness;
 use crate::tls::Certificates;
@@ -45,6 +46,8 @@ pub struct App {
     pub jitter: Arc<Jitter>,
     /// Set when TLS is on: which hosts the HTTP port redirects to HTTPS.
     pub certificates: Option<Certificates>,
+    /// Set with THRUST_METRICS_PORT.
+    pub metrics: Option<Arc<Metrics>>,
     /// BAD_GATEWAY_PAGE, read once at start-up (empty when there is none):
     /// an app that is down must not cost a file read per request.
     pub bad_gateway_page: bytes::Bytes,
@@ -57,6 +60,8 @@ pub struct ConnInfo {
     pub state: Arc<ConnState>,
     /// The app connection pool of the worker serving this connection.
     pub upstream: UpstreamClient,
+    /// Its place in the open-connections gauge, with metrics on.
+    pub counted: Option<OpenClientConnection>,
 }
 
 /// What the app answers, with thrust's additions: the cache, files sent for
@@ -89,6 +94,9 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
             None => response,
         },
         Named::File(path, parts) => {
+            if let Some(metrics) = &app.metrics {
+                metrics.file_sent();
+            }
             match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
                 Some(entry) => {
                     cache::respond(&app.config, &conditions, &compression_request, &entry)
@@ -117,6 +125,9 @@ pub async fn handle(
     let in_flight = conn.state.begin();
     if req.version() == Version::HTTP_2 {
         conn.state.set_multiplexed();
+        if let Some(counted) = &conn.counted {
+            counted.saw_http2();
+        }
     }
     let mut facts = RequestFacts::of(&req, conn.remote);
 
@@ -170,9 +181,28 @@ pub async fn handle(
             headers.get(cache::X_CACHE).cloned(),
         )
     });
+    // What the metrics need from the response, taken only with metrics on.
+    let metrics = app.metrics.clone().map(|metrics| {
+        let headers = response.headers();
+        let seen = (
+            headers.get(cache::X_CACHE).cloned(),
+            headers.get(header::CONTENT_ENCODING).cloned(),
+        );
+        (metrics, seen)
+    });
     let (parts, body) = response.into_parts();
     let body = Observed::new(body, move |sent, ending| {
         drop(in_flight);
+        if let Some((metrics, (cache, encoding))) = &metrics {
+            metrics.request_done(
+                facts.method(),
+                status,
+                facts.elapsed(),
+                sent,
+                cache.as_ref(),
+                encoding.as_ref(),
+            );
+        }
         if let Ending::Failed(error) = &ending {
             tracing::warn!(path = %facts.path(), status, sent, error = %error, "Response cut short: its source failed part-way, the connection is closed");
         }

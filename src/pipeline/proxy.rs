@@ -64,7 +64,14 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
     } else {
         let clock = UploadClock::new();
         upload = Some(clock.clone());
-        body::boxed(RequestBody::new(incoming, limit, read_timeout(app), clock))
+        let counted = app.metrics.as_ref().map(|m| m.request_body_bytes());
+        body::boxed(RequestBody::new(
+            incoming,
+            limit,
+            read_timeout(app),
+            clock,
+            counted,
+        ))
     };
     let host = parts.headers.get(header::HOST).cloned();
     forwarding::set_forwarded(
@@ -90,6 +97,9 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
             Some(result) => result,
             None => {
                 tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
+                if let Some(metrics) = &app.metrics {
+                    metrics.upstream_timeout();
+                }
                 return plain(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n", false);
             }
         },
@@ -160,6 +170,9 @@ async fn failed(app: &App, path: &str, error: &UpstreamError) -> Response<Body> 
         }
         None => {
             tracing::warn!(path = %path, error = %error_chain(error), "App server unreachable or connection broken, answering 502");
+            if let (Some(metrics), UpstreamError::Connect(_)) = (&app.metrics, error) {
+                metrics.upstream_connect_error();
+            }
             bad_gateway(app)
         }
     }
@@ -167,6 +180,9 @@ async fn failed(app: &App, path: &str, error: &UpstreamError) -> Response<Body> 
 
 /// 502 with the BAD_GATEWAY_PAGE read at start-up, or empty without one.
 fn bad_gateway(app: &App) -> Response<Body> {
+    if let Some(metrics) = &app.metrics {
+        metrics.bad_gateway();
+    }
     let length = app.bad_gateway_page.len();
     let has_page = length > 0;
     let mut response = Response::new(body::full(app.bad_gateway_page.clone()));

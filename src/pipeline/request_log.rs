@@ -48,6 +48,15 @@ impl RequestFacts {
         self.uri.path()
     }
 
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// Writes the line once the response has been sent (or abandoned).
     pub fn log(
         &self,

@@ -4,7 +4,7 @@ pub mod static_cert;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -80,6 +80,25 @@ impl Certificates {
         }
     }
 
+    /// When each name's current certificate expires, for /metrics: every
+    /// DNS name of a static certificate, every ACME domain that has one.
+    pub fn expiries(&self) -> Vec<(String, SystemTime)> {
+        match self {
+            Certificates::Static(cert) => {
+                let loaded = cert.current();
+                match not_after(&loaded.certified) {
+                    Some(at) => loaded.names().iter().map(|n| (n.clone(), at)).collect(),
+                    None => Vec::new(),
+                }
+            }
+            Certificates::Acme(acme) => acme
+                .current_all()
+                .into_iter()
+                .filter_map(|(domain, certified)| Some((domain, not_after(&certified)?)))
+                .collect(),
+        }
+    }
+
     /// Whether the HTTP port may redirect this host to HTTPS.
     pub fn covers(&self, host: &str) -> bool {
         match self {
@@ -87,6 +106,14 @@ impl Certificates {
             Certificates::Acme(acme) => acme.covers(host),
         }
     }
+}
+
+/// The end of a certificate's validity.
+fn not_after(certified: &CertifiedKey) -> Option<SystemTime> {
+    let der = certified.end_entity_cert().ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = parsed.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
 }
 
 /// TLS 1.2 and 1.3 with the ring provider and the given ALPN protocols.

@@ -91,6 +91,11 @@ impl Loaded {
         })
     }
 
+    /// The DNS names the certificate is valid for (wildcards as `*.parent`).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Whether the certificate is valid for `host`: a DNS name of its own,
     /// a wildcard standing for exactly one leftmost label, or an address.
     pub fn covers(&self, host: &str) -> bool {

@@ -547,3 +547,17 @@ pub fn https_get(port: u16, ca: &Path, host: &str, target: &str) -> Result<Strin
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// thrust's /metrics on `port`, read by the Prometheus Python client's
+/// parser: each sample, as `name{label="value",...}` (labels sorted), to its value.
+pub fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/scrape.py");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let out = run_tool("/usr/bin/python3", &[script, &url]);
+    assert!(
+        out.status.success(),
+        "scraping {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

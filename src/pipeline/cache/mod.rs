@@ -148,6 +148,11 @@ impl Store {
         }
     }
 
+    /// URLs stored and the bytes they weigh, for /metrics.
+    pub fn held(&self) -> (u64, u64) {
+        (self.cache.urls(), self.cache.weighed_size())
+    }
+
     pub fn lookup(&self, request: &CacheRequest, headers: &HeaderMap) -> Option<Arc<Entry>> {
         self.cache.get(&request.base, headers)
     }

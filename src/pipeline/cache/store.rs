@@ -242,10 +242,15 @@ impl ResponseCache {
     }
 
     /// Bytes held, as weighed (after pending maintenance).
-    #[cfg(test)]
     pub fn weighed_size(&self) -> u64 {
         self.routes.run_pending_tasks();
         self.routes.weighted_size()
+    }
+
+    /// URLs with a stored response (after pending maintenance).
+    pub fn urls(&self) -> u64 {
+        self.routes.run_pending_tasks();
+        self.routes.entry_count()
     }
 }
 
