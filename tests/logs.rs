@@ -98,21 +98,6 @@ fn debug_shows_health_checks() {
 }
 
 #[test]
-fn an_unserved_metrics_port_is_called_out() {
-    let metrics = free_port();
-    let t = Thrust::start_ready(Options::app().env("THRUST_METRICS_PORT", metrics.to_string()));
-    let line = t
-        .wait_log(Duration::from_secs(2), |l| {
-            l["level"] == "WARN" && l["port"] == metrics
-        })
-        .unwrap();
-    assert!(line["msg"]
-        .as_str()
-        .unwrap()
-        .contains("THRUST_METRICS_PORT"));
-}
-
-#[test]
 fn a_stdout_nobody_reads_never_stalls_requests_and_drops_are_counted() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
