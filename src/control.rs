@@ -86,18 +86,18 @@ async fn answer(stream: UnixStream, restarts: mpsc::Sender<RestartRequest>) {
         Err(_) => return,
     };
     let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = AsyncBufReader::new(read).take(64);
+    match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
     if !allowed(uid) {
         tracing::warn!(uid, "Control socket: refused a command from another user");
         let _ = write
             .write_all(b"failed only the user thrust runs as, or root, may control it\n")
             .await;
         return;
-    }
-    let mut line = String::new();
-    let mut reader = AsyncBufReader::new(read).take(64);
-    match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
-        Ok(Ok(_)) => {}
-        _ => return,
     }
     if line.trim() != "restart" {
         let _ = write.write_all(b"failed unknown command\n").await;
@@ -135,10 +135,8 @@ pub fn request_restart(http_port: u16) -> u8 {
             return 1;
         }
     };
-    if let Err(e) = (&stream).write_all(b"restart\n") {
-        eprintln!("thrust restart: {e}");
-        return 1;
-    }
+    // A refusal may already be waiting to be read even if the write failed.
+    let _ = (&stream).write_all(b"restart\n");
     for line in BufReader::new(&stream).lines() {
         let Ok(line) = line else { break };
         let (kind, text) = line.split_once(' ').unwrap_or((line.as_str(), ""));

@@ -254,3 +254,41 @@ fn a_crash_loop_backs_off_and_a_stop_signal_ends_it_at_once() {
     let status = t.wait_exit(Duration::from_secs(2)).and_then(|s| s.code());
     assert_eq!(status, Some(4), "{}", t.log_text());
 }
+
+#[test]
+fn thrust_restart_from_another_user_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "running a command as another user needs root, which CI has"
+        );
+        eprintln!("skipped: running a command as another user needs root");
+        return;
+    }
+    let t = Thrust::start(Options::app());
+    t.wait_ready();
+    let old = t.child_pid();
+    // Thrust runs as root here; `nobody` may not control it.
+    let restart = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            THRUST,
+            "restart",
+        ])
+        .env_clear()
+        .env("HTTP_PORT", t.port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(restart.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restart.stderr);
+    assert!(
+        said.contains("only the user thrust runs as, or root"),
+        "{said}"
+    );
+    assert_eq!(t.child_pid(), old);
+    assert!(t.log_lines().iter().any(|l| l["msg"]
+        == "Control socket: refused a command from another user"
+        && l["uid"] == 65534));
+}
