@@ -110,8 +110,9 @@ fn metrics_count_what_clients_were_sent_under_load() {
         grew("thrust_http_response_body_bytes_total{}"),
         (body_bytes + other_bytes) as f64
     );
-    // The asset: stored by its first requests (the two clients asking for it
-    // start at once), then hits.
+    // Every GET was looked up: the asset is stored once a response for it
+    // has been sent whole, so the two clients asking for it at once may
+    // miss a few times before their hits.
     let (hits, misses) = (
         grew("thrust_cache_requests_total{outcome=\"hit\"}"),
         grew("thrust_cache_requests_total{outcome=\"miss\"}"),
@@ -121,7 +122,7 @@ fn metrics_count_what_clients_were_sent_under_load() {
         50.0 + 100.0 + 10.0 + 3.0 + 1.0 + 5.0,
         "{hits} hits"
     );
-    assert!(hits >= 48.0, "{hits} hits");
+    assert!(hits >= 40.0, "{hits} hits");
     assert_eq!(
         grew("thrust_cache_requests_total{outcome=\"bypass\"}"),
         50.0
