@@ -94,7 +94,41 @@ impl<'a> Options<'a> {
 
 impl Thrust {
     /// Starts thrust on free ports with a clean environment of our choosing.
+    ///
+    /// A port found free can be taken by another process before thrust binds
+    /// it; when that happens to the harness's own HTTP port, thrust is started
+    /// again on new ports rather than failing a test that is not about ports.
     pub fn start(options: Options) -> Thrust {
+        let own_port = options.activation.is_none()
+            && !options.env.iter().any(|(name, _)| *name == "HTTP_PORT");
+        let mut attempts = 0;
+        loop {
+            let mut thrust = Thrust::spawn(&options);
+            attempts += 1;
+            if !own_port || attempts == 5 || !thrust.lost_its_port_race() {
+                return thrust;
+            }
+        }
+    }
+
+    /// Waits until thrust listens or exits; true when it exited because its
+    /// HTTP port was taken.
+    fn lost_its_port_race(&mut self) -> bool {
+        let port = self.port;
+        let mut exited = false;
+        wait_until(Duration::from_secs(10), || {
+            exited = matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))));
+            exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        exited
+            && std::fs::read_to_string(&self.stderr)
+                .unwrap_or_default()
+                .contains(&format!(
+                    "cannot listen on port {port} (HTTP_PORT): Address already in use"
+                ))
+    }
+
+    fn spawn(options: &Options) -> Thrust {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut worker_port = free_port();
