@@ -75,12 +75,16 @@ fn a_request_during_boot_waits_for_the_app() {
 
 #[test]
 fn boot_wait_runs_out_into_the_bad_gateway_page() {
+    // thrust reads the page at start-up.
+    let pages = tempfile::tempdir().unwrap();
+    let page = pages.path().join("502.html");
+    std::fs::write(&page, "<h1>back soon</h1>").unwrap();
     let t = Thrust::start(
         Options::app()
             .env("APP_BOOT_DELAY", "30")
-            .env("THRUST_BOOT_WAIT", "1"),
+            .env("THRUST_BOOT_WAIT", "1")
+            .env("BAD_GATEWAY_PAGE", page.to_string_lossy()),
     );
-    std::fs::write(t.dir.path().join("502.html"), "<h1>back soon</h1>").unwrap();
     t.wait_listening();
     let r = get(t.port, "/").unwrap();
     assert_eq!(r.status, 502);
