@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 mod conn_io;
 mod conn_state;
+mod connection_end;
 pub mod control;
 mod crash_history;
 mod fd_limit;

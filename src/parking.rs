@@ -24,8 +24,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::conn_io::ConnIo;
 use crate::conn_state::ConnState;
+use crate::connection_end::ended;
 use crate::memory;
-use crate::server::{ended, Handler};
+use crate::server::Handler;
 
 /// How long a connection idles between requests before it is parked: long
 /// enough that a busy client's next request finds its connection as it left

@@ -24,6 +24,7 @@ use crate::admission::{self, Admission, Admitted};
 use crate::body::Body;
 use crate::conn_io::{ConnIo, Timeouts};
 use crate::conn_state::ConnState;
+use crate::connection_end::{ended, ConnectionError};
 use crate::h2_preface;
 use crate::metrics::Protocol;
 use crate::parking;
@@ -442,7 +443,7 @@ async fn drive<C, E>(
     _live: mpsc::Sender<()>,
 ) where
     C: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: ConnectionError,
 {
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -452,13 +453,4 @@ async fn drive<C, E>(
         }
     };
     ended(result);
-}
-
-/// A served connection is over: its memory counts toward the next trim,
-/// and an error is worth a debug line.
-pub fn ended<E: std::fmt::Display>(result: Result<(), E>) {
-    crate::memory::released();
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "Connection ended with an error");
-    }
 }

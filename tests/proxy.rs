@@ -449,25 +449,39 @@ fn h2c_prior_knowledge_when_enabled() {
 }
 
 #[test]
-fn h2c_is_refused_when_disabled() {
+fn h2c_is_refused_when_disabled_and_the_log_says_how_to_enable_it() {
     let t = Thrust::start_ready(Options::app());
     let url = format!("http://127.0.0.1:{}/", t.port);
-    let out = run_tool(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "--http2-prior-knowledge",
-            &url,
-        ],
-    );
-    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+    for _ in 0..3 {
+        let out = run_tool(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                "--http2-prior-knowledge",
+                &url,
+            ],
+        );
+        assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+    }
     assert!(t.app_requests("/").is_empty());
+    let warned = |l: &serde_json::Value| {
+        l["level"] == "WARN" && l["msg"].as_str().unwrap_or("").contains("H2C_ENABLED=1")
+    };
+    assert!(
+        t.wait_log(Duration::from_secs(5), warned).is_some(),
+        "{}",
+        t.log_text()
+    );
+    // One warning a minute, however many clients try.
+    assert_eq!(t.log_lines().iter().filter(|l| warned(l)).count(), 1);
+    // HTTP/1.1 is served as before.
+    assert_eq!(get(t.port, "/").unwrap().status, 200);
 }
 
 #[test]
