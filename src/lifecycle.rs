@@ -87,8 +87,9 @@ pub struct Lifecycle {
     wiring: Wiring,
     running: Running,
     replacement: Option<Replacement>,
-    /// Copies on their way out, told when they have exited.
-    retiring: Vec<(Pid, oneshot::Sender<()>)>,
+    /// Copies on their way out: where they listened, and who to tell when
+    /// they have exited.
+    retiring: Vec<(Pid, Worker, oneshot::Sender<()>)>,
     crashes: CrashHistory,
     /// Copies started by `thrust restart`, to name their sockets.
     replacements_started: u64,
@@ -153,7 +154,7 @@ impl Lifecycle {
     }
 
     fn children(&self) -> Vec<Pid> {
-        let mut pids: Vec<Pid> = self.retiring.iter().map(|(pid, _)| *pid).collect();
+        let mut pids: Vec<Pid> = self.retiring.iter().map(|(pid, ..)| *pid).collect();
         if let Running::Up { pid, .. } = &self.running {
             pids.push(*pid);
         }
@@ -166,15 +167,17 @@ impl Lifecycle {
     /// Acts on a child's exit; returns the status thrust exits with when it
     /// is time to stop.
     fn exited(&mut self, pid: Pid, status: ExitStatus) -> Option<ExitStatus> {
-        if let Some(index) = self.retiring.iter().position(|(p, _)| *p == pid) {
-            let (_, exited) = self.retiring.swap_remove(index);
+        if let Some(index) = self.retiring.iter().position(|(p, ..)| *p == pid) {
+            let (_, address, exited) = self.retiring.swap_remove(index);
             let _ = exited.send(());
+            remove_socket(&address);
             tracing::info!(pid = pid.as_raw(), status = %describe(status), "Previous copy of the app exited");
             return None;
         }
         if self.replacement.as_ref().is_some_and(|r| r.pid == pid) {
             if let Some(replacement) = self.replacement.take() {
                 replacement.ready.abort();
+                remove_socket(&replacement.copy.address);
                 let problem = format!(
                     "the new copy exited before it was ready ({})",
                     describe(status)
@@ -434,7 +437,7 @@ impl Lifecycle {
                     pid: new_pid,
                     watcher: None,
                 };
-                self.retire(old_pid, Some(previous));
+                self.retire(old_pid, previous, true);
             }
             Err(problem) => {
                 tracing::error!(pid = new_pid.as_raw(), problem = %problem, "Restart failed: the new copy did not become ready; the running copy keeps serving");
@@ -444,7 +447,7 @@ impl Lifecycle {
                 for (_, pool) in &self.wiring.pools {
                     pool.close_all_but_current();
                 }
-                self.retire(new_pid, None);
+                self.retire(new_pid, replacement.copy, false);
             }
         }
     }
@@ -465,14 +468,14 @@ impl Lifecycle {
     }
 
     /// Stops a copy: once `copy`'s connections are done (at most
-    /// THRUST_SHUTDOWN_TIMEOUT), SIGTERM; SIGKILL if it has not exited
-    /// THRUST_SHUTDOWN_TIMEOUT later.
-    fn retire(&mut self, pid: Pid, copy: Option<Arc<AppCopy>>) {
+    /// THRUST_SHUTDOWN_TIMEOUT) when `drain`, SIGTERM; SIGKILL if it has not
+    /// exited THRUST_SHUTDOWN_TIMEOUT later.
+    fn retire(&mut self, pid: Pid, copy: Arc<AppCopy>, drain: bool) {
         let (exited_tx, exited) = oneshot::channel();
-        self.retiring.push((pid, exited_tx));
+        self.retiring.push((pid, copy.address.clone(), exited_tx));
         let grace = self.wiring.config.shutdown_timeout;
         tokio::spawn(async move {
-            if let Some(copy) = copy {
+            if drain {
                 let deadline = Instant::now() + grace;
                 while copy.open_connections() > 0 && Instant::now() < deadline {
                     tokio::time::sleep(DRAIN_POLL).await;
@@ -489,6 +492,21 @@ impl Lifecycle {
                 let _ = supervisor::signal_group(pid, Signal::SIGKILL);
             }
         });
+    }
+}
+
+/// Removes the socket file a stopped copy listened on: every restart gives
+/// the new copy a path of its own, and app servers that do not remove
+/// theirs on exit would otherwise leave one file per restart.
+fn remove_socket(address: &Worker) {
+    if let Worker::Socket(path) = address {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "Could not remove the socket of a stopped copy of the app")
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Restarting the app under thrust, with Debian's Puma as the app server:
+//! Restarting the app under thrust, with Debian's Puma as the app server
+//! (and the Python test app where an app's own habits matter):
 //! THRUST_RESTART=on-failure after crashes, and `thrust restart`, which
 //! replaces the running copy without failing a request.
 
@@ -214,6 +215,39 @@ fn a_new_copy_that_fails_to_boot_leaves_the_old_one_serving() {
     std::fs::remove_file(t.dir.path().join("broken-deploy")).unwrap();
     assert!(thrust_restart(&t).status.success());
     assert_ne!(answered_by(&t, "/pid").unwrap(), old);
+}
+
+#[test]
+fn with_a_worker_socket_each_copy_gets_its_own_and_stopped_copies_leave_none_behind() {
+    // The Python test app, which (unlike Puma) leaves its socket file behind.
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("app.sock");
+    let t =
+        Thrust::start_ready(Options::app().env("THRUST_WORKER_SOCKET", socket.to_string_lossy()));
+    for round in 1..=2 {
+        let restart = thrust_restart(&t);
+        assert!(
+            restart.status.success(),
+            "{}",
+            String::from_utf8_lossy(&restart.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&restart.stdout).contains(&format!("app.sock.{round}")),
+            "{}",
+            String::from_utf8_lossy(&restart.stdout)
+        );
+        assert_eq!(get(t.port, "/echo").unwrap().status, 200);
+        assert!(wait_until(Duration::from_secs(10), || count_log(
+            &t,
+            "Previous copy of the app exited"
+        ) == round));
+    }
+    let mut left: Vec<String> = std::fs::read_dir(sockets.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["app.sock.2"]);
 }
 
 #[test]
