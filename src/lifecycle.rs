@@ -178,6 +178,14 @@ impl Lifecycle {
             if let Some(replacement) = self.replacement.take() {
                 replacement.ready.abort();
                 remove_socket(&replacement.copy.address);
+                if self.wiring.readiness.is_draining() {
+                    // Stopped with the running copy by a stop signal.
+                    tracing::info!(pid = pid.as_raw(), status = %describe(status), "Restart abandoned: thrust is stopping");
+                    replacement.request.failed(
+                        "thrust is stopping: the new copy was stopped with the running one",
+                    );
+                    return None;
+                }
                 let problem = format!(
                     "the new copy exited before it was ready ({})",
                     describe(status)

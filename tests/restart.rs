@@ -251,6 +251,37 @@ fn with_a_worker_socket_each_copy_gets_its_own_and_stopped_copies_leave_none_beh
 }
 
 #[test]
+fn a_stop_signal_during_a_restart_stops_both_copies_and_tells_the_command() {
+    let mut t = Thrust::start_ready(Options::app().env("APP_BOOT_DELAY", "2"));
+    let port = t.port;
+    let restart = std::thread::spawn(move || {
+        Command::new(THRUST)
+            .arg("restart")
+            .env_clear()
+            .env("HTTP_PORT", port.to_string())
+            .output()
+            .unwrap()
+    });
+    let started = t
+        .wait_log(Duration::from_secs(10), |l| {
+            l["msg"] == "Restart: new copy of the app started"
+        })
+        .expect("the new copy started");
+    t.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        t.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let restart = restart.join().unwrap();
+    assert_eq!(restart.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restart.stderr);
+    assert!(said.contains("thrust is stopping"), "{said}");
+    let new_pid = started["pid"].as_i64().unwrap() as i32;
+    assert!(wait_until(Duration::from_secs(5), || !is_running(new_pid)));
+    assert_eq!(count_log(&t, "Restart abandoned: thrust is stopping"), 1);
+}
+
+#[test]
 fn thrust_restart_without_a_running_thrust_says_so() {
     let restart = Command::new(THRUST)
         .arg("restart")
