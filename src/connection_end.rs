@@ -5,8 +5,7 @@
 
 use std::error::Error as StdError;
 use std::fmt::Display;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A client that keeps trying gets one warning a minute, not one a connection.
@@ -43,15 +42,15 @@ pub fn ended<E: ConnectionError>(result: Result<(), E>) {
     }
 }
 
-/// True at most once per `WARN_EVERY`.
+/// True at most once per `WARN_EVERY`, across all workers.
 fn warning_due() -> bool {
-    static START: OnceLock<Instant> = OnceLock::new();
-    // Seconds since START of the last warning, plus one (0: never warned).
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
-    let last = LAST.load(Ordering::Relaxed);
-    (last == 0 || now >= last + WARN_EVERY.as_secs())
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+    static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
+    let Ok(mut last) = LAST_WARNING.lock() else {
+        return false;
+    };
+    let due = last.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
 }
