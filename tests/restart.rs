@@ -33,10 +33,15 @@ fn answered_by(t: &Thrust, target: &str) -> Result<i32, u16> {
 }
 
 fn thrust_restart(t: &Thrust) -> Output {
+    thrust_restart_on(t.port)
+}
+
+/// `thrust restart` for whatever thrust serves `http_port`.
+fn thrust_restart_on(http_port: u16) -> Output {
     Command::new(THRUST)
         .arg("restart")
         .env_clear()
-        .env("HTTP_PORT", t.port.to_string())
+        .env("HTTP_PORT", http_port.to_string())
         .output()
         .unwrap()
 }
@@ -254,14 +259,7 @@ fn with_a_worker_socket_each_copy_gets_its_own_and_stopped_copies_leave_none_beh
 fn a_stop_signal_during_a_restart_stops_both_copies_and_tells_the_command() {
     let mut t = Thrust::start_ready(Options::app().env("APP_BOOT_DELAY", "2"));
     let port = t.port;
-    let restart = std::thread::spawn(move || {
-        Command::new(THRUST)
-            .arg("restart")
-            .env_clear()
-            .env("HTTP_PORT", port.to_string())
-            .output()
-            .unwrap()
-    });
+    let restart = std::thread::spawn(move || thrust_restart_on(port));
     let started = t
         .wait_log(Duration::from_secs(10), |l| {
             l["msg"] == "Restart: new copy of the app started"
@@ -283,12 +281,7 @@ fn a_stop_signal_during_a_restart_stops_both_copies_and_tells_the_command() {
 
 #[test]
 fn thrust_restart_without_a_running_thrust_says_so() {
-    let restart = Command::new(THRUST)
-        .arg("restart")
-        .env_clear()
-        .env("HTTP_PORT", free_port().to_string())
-        .output()
-        .unwrap();
+    let restart = thrust_restart_on(free_port());
     assert_eq!(restart.status.code(), Some(1));
     let said = String::from_utf8_lossy(&restart.stderr);
     assert!(said.contains("no thrust serving HTTP_PORT="), "{said}");
