@@ -53,6 +53,7 @@ fn base(i: usize) -> BaseKey {
     BaseKey {
         target: format!("/assets/application-{i:08x}.js"),
         host: "shop.example.com".to_string(),
+        origin: "0shop.example.com\n1https\n".to_string(),
     }
 }
 
@@ -123,7 +124,7 @@ fn header_rewriting(c: &mut Criterion) {
                     addr: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
                     https: true,
                     host: host.as_ref(),
-                    trust_forwarded: false,
+                    trusted: false,
                 };
                 set_forwarded(&mut headers, &client);
                 set_request_start(&mut headers);

@@ -73,8 +73,8 @@ fn effective(config: &Config) -> Vec<String> {
         config.cache_size, config.max_cache_item_size
     ));
     lines.push(format!(
-        "forwarded headers from clients trusted: {}; request log {}",
-        on_off(config.forward_headers),
+        "forwarded headers kept from: {}; request log {}",
+        config.trusted_proxies,
         on_off(config.log_requests)
     ));
     lines

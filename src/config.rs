@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::trusted_proxies::{TrustedProxies, DEFAULT_TRUSTED};
+
 /// What kind of value a variable holds; drives parsing and the "expected" text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -84,6 +86,7 @@ pub const VARIABLES: &[Variable] = &[
     var("X_SENDFILE_ENABLED", &[], Kind::Bool, "on", "serve files named by X-Sendfile responses"),
     var("THRUST_SEND_FILE_HEADER", &[], Kind::Text, "X-Sendfile", "response header carrying the file: `X-Sendfile` or `X-Accel-Redirect`"),
     var("THRUST_ACCEL_MAPPING", &[], Kind::Text, "unset", "`X-Accel-Mapping` sent with `X-Accel-Redirect` (`/real/root/=/uri/`)"),
+    var("THRUST_SEND_FILE_ROOTS", &[], Kind::Text, "unset (any absolute path)", "comma-separated directories: files the app names outside them are refused (404)"),
     var("GZIP_COMPRESSION_ENABLED", &[], Kind::Bool, "on", "response compression (all encodings)"),
     var("THRUST_COMPRESSION", &[], Kind::Text, "zstd,br,gzip", "encodings offered, in server preference order"),
     var("GZIP_COMPRESSION_DISABLE_ON_AUTH", &[], Kind::Bool, "off", "no compression for requests with credentials or private responses"),
@@ -94,7 +97,8 @@ pub const VARIABLES: &[Variable] = &[
     var("HTTP_IDLE_TIMEOUT", &[], Kind::Seconds, "60", "keep-alive idle limit"),
     var("HTTP_READ_TIMEOUT", &[], Kind::Seconds, "30", "time to receive request headers and body"),
     var("HTTP_WRITE_TIMEOUT", &[], Kind::Seconds, "30", "time a client may take to accept more of the response"),
-    var("FORWARD_HEADERS", &[], Kind::Bool, "on without TLS, off with TLS", "trust incoming X-Forwarded-For/-Host/-Proto"),
+    var("FORWARD_HEADERS", &[], Kind::Bool, "unset", "`true`: keep every peer's forwarded headers (X-Forwarded-*, Forwarded); `false`: no peer's; unset: `THRUST_TRUSTED_PROXIES` decides"),
+    var("THRUST_TRUSTED_PROXIES", &[], Kind::Text, "loopback and private ranges without TLS, none with TLS", "peers (networks or addresses, comma-separated) whose forwarded headers are kept; from others they are replaced or removed"),
     var("LOG_REQUESTS", &[], Kind::Bool, "on", "one JSON line per request"),
     var("DEBUG", &[], Kind::Bool, "off", "debug-level logs"),
     var("THRUST_HEALTH_PATH", &[], Kind::Text, "/up", "path thrust answers itself; empty disables"),
@@ -201,6 +205,8 @@ pub struct Config {
     pub x_sendfile: bool,
     pub send_file_header: SendFileHeader,
     pub accel_mapping: Option<(String, String)>,
+    /// THRUST_SEND_FILE_ROOTS; empty: any absolute path.
+    pub send_file_roots: Vec<PathBuf>,
     pub compression: bool,
     pub encodings: Vec<Encoding>,
     pub compression_disable_on_auth: bool,
@@ -210,7 +216,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
-    pub forward_headers: bool,
+    /// Whose forwarded headers are kept (FORWARD_HEADERS, THRUST_TRUSTED_PROXIES).
+    pub trusted_proxies: TrustedProxies,
     pub log_requests: bool,
     pub debug: bool,
     pub health_path: Option<String>,
@@ -498,6 +505,22 @@ impl Config {
                 _ => return Err(env.invalid("THRUST_ACCEL_MAPPING", "/real/root/=/uri/")),
             },
         };
+        let mut send_file_roots = Vec::new();
+        for root in env
+            .text("THRUST_SEND_FILE_ROOTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|root| !root.is_empty())
+        {
+            if !root.starts_with('/') {
+                return Err(env.invalid(
+                    "THRUST_SEND_FILE_ROOTS",
+                    "absolute directory paths separated by commas",
+                ));
+            }
+            send_file_roots.push(PathBuf::from(root));
+        }
         let encodings = env
             .typed(
                 "THRUST_COMPRESSION",
@@ -576,6 +599,7 @@ impl Config {
             x_sendfile: env.boolean("X_SENDFILE_ENABLED", true)?,
             send_file_header,
             accel_mapping,
+            send_file_roots,
             compression: env.boolean("GZIP_COMPRESSION_ENABLED", true)?,
             encodings,
             compression_disable_on_auth: env.boolean("GZIP_COMPRESSION_DISABLE_ON_AUTH", false)?,
@@ -588,7 +612,7 @@ impl Config {
             idle_timeout: env.seconds("HTTP_IDLE_TIMEOUT", 60)?,
             read_timeout: env.seconds("HTTP_READ_TIMEOUT", 30)?,
             write_timeout: env.seconds("HTTP_WRITE_TIMEOUT", 30)?,
-            forward_headers: env.boolean("FORWARD_HEADERS", !tls_on)?,
+            trusted_proxies: trusted_proxies(&env, tls_on)?,
             log_requests: env.boolean("LOG_REQUESTS", true)?,
             debug: env.boolean("DEBUG", false)?,
             health_path,
@@ -634,6 +658,27 @@ impl Config {
 
     pub fn tls_enabled(&self) -> bool {
         self.tls != Tls::Off
+    }
+}
+
+/// FORWARD_HEADERS overrides (Thruster's meaning: trust every peer or
+/// none); else THRUST_TRUSTED_PROXIES; else the private ranges, or nobody
+/// with TLS on (Thruster's default with TLS: thrust faces the internet).
+fn trusted_proxies(env: &Env, tls_on: bool) -> Result<TrustedProxies, ConfigError> {
+    match env.parsed("FORWARD_HEADERS", parse_bool)? {
+        Some(true) => return Ok(TrustedProxies::Everyone),
+        Some(false) => return Ok(TrustedProxies::Nobody),
+        None => {}
+    }
+    match env.text("THRUST_TRUSTED_PROXIES") {
+        Some(list) => TrustedProxies::parse(&list).ok_or_else(|| {
+            env.invalid(
+                "THRUST_TRUSTED_PROXIES",
+                "networks or addresses separated by commas (10.0.0.0/8, 203.0.113.7)",
+            )
+        }),
+        None if tls_on => Ok(TrustedProxies::Nobody),
+        None => Ok(TrustedProxies::parse(DEFAULT_TRUSTED).unwrap_or(TrustedProxies::Nobody)),
     }
 }
 
@@ -763,7 +808,10 @@ mod tests {
         assert_eq!(c.http_port, 80);
         assert_eq!(c.worker, Worker::Port(3000));
         assert_eq!(c.health_path.as_deref(), Some("/up"));
-        assert!(c.forward_headers);
+        assert_eq!(
+            c.trusted_proxies,
+            TrustedProxies::parse(DEFAULT_TRUSTED).unwrap()
+        );
         assert!(!c.http2);
         assert_eq!(c.upstream_timeout, Some(Duration::from_secs(60)));
         assert_eq!(c.cache_size, 64 << 20);
@@ -914,8 +962,30 @@ mod tests {
             c.acme.domains,
             vec!["xn--bcher-kva.example", "xn--cole-9oa.example"]
         );
-        assert!(!c.forward_headers);
+        assert_eq!(c.trusted_proxies, TrustedProxies::Nobody);
         assert!(c.http2);
+    }
+
+    #[test]
+    fn forward_headers_overrides_the_trusted_proxies() {
+        let trust = |pairs: &[(&str, &str)]| parse(pairs).unwrap().trusted_proxies;
+        assert_eq!(trust(&[("FORWARD_HEADERS", "1")]), TrustedProxies::Everyone);
+        assert_eq!(
+            trust(&[
+                ("FORWARD_HEADERS", "off"),
+                ("THRUST_TRUSTED_PROXIES", "10.0.0.0/8")
+            ]),
+            TrustedProxies::Nobody
+        );
+        assert_eq!(
+            trust(&[
+                ("THRUST_TRUSTED_PROXIES", "10.0.0.0/8"),
+                ("TLS_DOMAIN", "a.example")
+            ]),
+            TrustedProxies::parse("10.0.0.0/8").unwrap()
+        );
+        let error = parse(&[("THRUST_TRUSTED_PROXIES", "10.0.0.0/8, kamal")]).unwrap_err();
+        assert_eq!(error.variable, "THRUST_TRUSTED_PROXIES");
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub fn config(data: &[u8]) {
 }
 
 /// An X-Accel-Mapping (first line) and the value the app names (second):
-/// a value under the mapped URI is always mapped under the root.
+/// a file thrust would send is always under the mapped root, with no dot
+/// segment left.
 pub fn send_file_path(data: &[u8]) {
     let text = text(data);
     let (mapping, value) = text.split_once('\n').unwrap_or((&text, "/files/a"));
@@ -139,12 +140,19 @@ pub fn send_file_path(data: &[u8]) {
     let Ok(config) = Config::from_vars(&vars) else {
         return;
     };
-    let path = crate::pipeline::sendfile::file_path(value, &config);
-    if let Some((root, uri)) = &config.accel_mapping {
-        if value.starts_with(uri.as_str()) {
-            assert!(path.to_string_lossy().starts_with(root.as_str()));
-        }
+    let Ok(path) = crate::pipeline::sendfile::path::resolve(value.as_bytes(), &config) else {
+        return;
+    };
+    if let Some((root, _)) = &config.accel_mapping {
+        let root = std::path::Path::new(root);
+        let root_has_dots = root
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        assert!(root_has_dots || path.starts_with(root), "{path:?}");
     }
+    assert!(path
+        .components()
+        .all(|c| !matches!(c, std::path::Component::ParentDir)));
 }
 
 /// A stored chain and key (thrust's two files, split at the first NUL), or

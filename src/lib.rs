@@ -31,6 +31,7 @@ mod supervisor;
 #[cfg(test)]
 mod test_support;
 mod tls;
+pub mod trusted_proxies;
 mod upstream;
 mod workers;
 mod zero_copy;

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::trusted_proxies::X_FORWARDED_FOR;
+
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the old proxy ones.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -21,9 +23,41 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Where a proxy says the client asked to go: host, scheme, port, path
+/// prefix. Rack, Rails and other frameworks build URLs and redirects from
+/// them, so they are kept only from trusted proxies, and the cache keys on
+/// them (`ORIGIN_HEADERS` as the app receives them).
+pub const ORIGIN_HEADERS: [HeaderName; 7] = [
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("forwarded"),
+];
+
+/// Who a proxy says the client is, beside X-Forwarded-For (Rails reads
+/// Client-Ip; nginx setups send X-Real-Ip): kept only from trusted proxies.
+const ADDRESS_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("x-real-ip"),
+];
+
+/// Headers a `Connection` option never removes: Host, and what thrust sets,
+/// replaces or vouches for (a client naming X-Request-Id there would make
+/// the log and the app disagree; naming Host would strip it).
+const NEVER_CONNECTION_OPTIONS: [HeaderName; 6] = [
+    header::HOST,
+    X_FORWARDED_FOR,
+    X_REQUEST_ID,
+    X_REQUEST_START,
+    HeaderName::from_static("x-sendfile-type"),
+    HeaderName::from_static("x-accel-mapping"),
+];
 
 /// Removes hop-by-hop headers and those the Connection header names. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay (a WebSocket
@@ -54,10 +88,18 @@ fn remove_connection_named(headers: &mut HeaderMap) {
         .map(str::trim)
         .filter(|token| !handled_by_caller(token))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|name| !vouched_for(name))
         .collect();
     for name in named {
         headers.remove(name);
     }
+}
+
+/// Whether a Connection option naming this header is ignored.
+fn vouched_for(name: &HeaderName) -> bool {
+    NEVER_CONNECTION_OPTIONS.contains(name)
+        || ORIGIN_HEADERS.contains(name)
+        || ADDRESS_HEADERS.contains(name)
 }
 
 /// Connection tokens `strip_hop_by_hop` handles itself: `upgrade` is kept or
@@ -106,38 +148,60 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 }
 
 pub struct ClientFacts<'a> {
+    /// The peer: the client, or the proxy in front.
     pub addr: IpAddr,
     pub https: bool,
     pub host: Option<&'a HeaderValue>,
-    pub trust_forwarded: bool,
+    /// Whether the peer is a trusted proxy (THRUST_TRUSTED_PROXIES).
+    pub trusted: bool,
 }
 
-/// Sets X-Forwarded-For/-Host/-Proto: the client's values are kept only when
-/// FORWARD_HEADERS trusts them.
+/// Sets what the app learns of the request's origin. From a trusted proxy
+/// its X-Forwarded-* and Forwarded headers are kept and the peer is
+/// appended to X-Forwarded-For; from anyone else they are replaced by what
+/// thrust itself saw (X-Forwarded-For/-Host/-Proto, X-Request-Start) or
+/// removed, so no client can choose the address, host or scheme the app
+/// builds its answer from.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientFacts) {
     let addr = client.addr.to_canonical();
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(list) if client.trust_forwarded && !list.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{list}, {addr}")).ok()
+    if !client.trusted {
+        for name in ORIGIN_HEADERS.iter().chain(&ADDRESS_HEADERS) {
+            headers.remove(name);
         }
+        headers.remove(X_REQUEST_START);
+    }
+    let forwarded_for = match joined(headers, &X_FORWARDED_FOR) {
+        Some(list) if client.trusted => HeaderValue::from_str(&format!("{list}, {addr}")).ok(),
         _ => formatted(format_args!("{addr}")),
     };
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    if !(client.trust_forwarded && headers.contains_key(&X_FORWARDED_HOST)) {
-        match client.host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(host) = client.host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
     }
-    if !(client.trust_forwarded && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if client.https { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
 }
 
-/// Adds `X-Request-Start: t=<unix ms>` unless the client (an outer proxy) set one.
+/// A list header's values as one, when it has any that are not blank.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Adds `X-Request-Start: t=<unix ms>` unless a trusted proxy set one
+/// (`set_forwarded` removes a client's).
 pub fn set_request_start(headers: &mut HeaderMap) {
     if headers.contains_key(&X_REQUEST_START) {
         return;
@@ -208,32 +272,78 @@ mod tests {
     }
 
     #[test]
+    fn connection_options_never_remove_what_thrust_vouches_for() {
+        let mut h = headers(&[
+            (
+                "connection",
+                "Host, X-Request-Id, x-forwarded-host, Forwarded, X-Sendfile-Type",
+            ),
+            ("connection", "x-forwarded-for, x-secret"),
+            ("host", "example.com"),
+            ("x-request-id", "abc"),
+            ("x-forwarded-host", "outer.example"),
+            ("forwarded", "proto=https"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-secret", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key("connection"));
+        for name in [
+            "host",
+            "x-request-id",
+            "x-forwarded-host",
+            "forwarded",
+            "x-forwarded-for",
+        ] {
+            assert!(h.contains_key(name), "{name}");
+        }
+    }
+
+    #[test]
     fn forwarded_headers_follow_trust() {
         let host = HeaderValue::from_static("example.com");
-        let facts = |trust| ClientFacts {
+        let facts = |trusted| ClientFacts {
             addr: "10.1.2.3".parse().unwrap(),
             https: false,
             host: Some(&host),
-            trust_forwarded: trust,
+            trusted,
         };
-        let mut h = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "outer.example"),
-        ]);
+        let sent = || {
+            headers(&[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-forwarded-for", "2.2.2.2"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "outer.example"),
+                ("x-forwarded-port", "8443"),
+                ("x-forwarded-ssl", "on"),
+                ("forwarded", "for=1.1.1.1;proto=https"),
+                ("client-ip", "1.1.1.1"),
+                ("x-request-start", "t=1"),
+            ])
+        };
+        let mut h = sent();
         set_forwarded(&mut h, &facts(true));
-        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "outer.example");
-        let mut h = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "outer.example"),
-        ]);
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["forwarded"], "for=1.1.1.1;proto=https");
+        assert_eq!(h["x-request-start"], "t=1");
+        let mut h = sent();
         set_forwarded(&mut h, &facts(false));
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
+        for name in [
+            "x-forwarded-port",
+            "x-forwarded-ssl",
+            "forwarded",
+            "client-ip",
+            "x-request-start",
+        ] {
+            assert!(!h.contains_key(name), "{name}");
+        }
     }
 
     #[test]

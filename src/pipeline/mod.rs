@@ -69,6 +69,7 @@ pub struct ConnInfo {
 async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let conditions = Conditions::of(req.method(), req.headers());
     let compression_request = CompressionRequest::of(&req);
+    let passage = proxy::prepare(app, conn, &mut req);
     let cache_request = CacheRequest::of(&req);
     let hit = cache_request
         .as_ref()
@@ -87,7 +88,7 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
         .map(|c| c.with_headers(req.headers().clone()));
     let outcome = if to_store.is_some() { "miss" } else { "bypass" };
     sendfile::announce(req.headers_mut(), &app.config);
-    let response = proxy::forward(app, conn, req).await;
+    let response = proxy::forward(app, conn, req, passage).await;
     let mut response = match sendfile::named(&app.config, response) {
         Named::Nothing(response) => match to_store {
             Some(request) => app.cache.capture(request, response),
@@ -129,7 +130,11 @@ pub async fn handle(
             counted.saw_http2();
         }
     }
-    let mut facts = RequestFacts::of(&req, conn.remote);
+    let client = app
+        .config
+        .trusted_proxies
+        .client(conn.remote, req.headers());
+    let mut facts = RequestFacts::of(&req, client);
 
     let refused = match conn.state.take_head() {
         Head::Fine => None,
@@ -141,7 +146,13 @@ pub async fn handle(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head larger than 64 KiB\n",
         )),
-    };
+    }
+    .or_else(|| {
+        // RFC 9112 §3.2: two Host headers are a bad request. The app and
+        // the cache key could each take a different one.
+        let hosts = req.headers().get_all(header::HOST).iter().count();
+        (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
+    });
     let (response, passing_health_check) = if let Some((status, text)) = refused {
         (proxy::plain(status, text, true), false)
     } else if health::is_health_request(&req, app.config.health_path.as_deref()) {

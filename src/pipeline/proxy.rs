@@ -14,7 +14,63 @@ use crate::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadC
 use crate::protocol::headers::content_length;
 use crate::upstream::UpstreamError;
 
-pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
+/// How a prepared request travels to the app.
+#[derive(Clone, Copy)]
+pub struct Passage {
+    /// The client asked to switch protocols (WebSocket).
+    upgrade: bool,
+    /// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT, bridged to an
+    /// HTTP/1.1 upgrade, which is what app servers speak.
+    h2_websocket: bool,
+}
+
+/// Turns the client's request head into what the app receives: Host,
+/// hop-by-hop headers out, X-Forwarded-* and X-Request-Start as the peer's
+/// trust allows. Done before the cache is asked, so that what the app sees
+/// is what a stored answer is keyed on.
+pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
+    let h2_websocket = req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    let upgrade = h2_websocket
+        || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
+    // HTTP/2 carries the host in :authority; the app expects a Host header.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(authority) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, authority);
+        }
+    }
+    let headers = req.headers_mut();
+    forwarding::strip_hop_by_hop(headers, upgrade);
+    let host = headers.get(header::HOST).cloned();
+    forwarding::set_forwarded(
+        headers,
+        &ClientFacts {
+            addr: conn.remote.ip(),
+            https: conn.https,
+            host: host.as_ref(),
+            trusted: app.config.trusted_proxies.trusts(conn.remote.ip()),
+        },
+    );
+    forwarding::set_request_start(headers);
+    Passage {
+        upgrade,
+        h2_websocket,
+    }
+}
+
+pub async fn forward(
+    app: &App,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    passage: Passage,
+) -> Response<Body> {
     let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
     if let (Some(limit), Some(declared)) = (limit, content_length(req.headers())) {
         if declared > limit {
@@ -30,29 +86,12 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
         return bad_gateway(app);
     }
 
-    // WebSocket over HTTP/2 (RFC 8441): an extended CONNECT, bridged to an
-    // HTTP/1.1 upgrade, which is what app servers speak.
-    let h2_websocket = req.method() == Method::CONNECT
-        && req
-            .extensions()
-            .get::<hyper::ext::Protocol>()
-            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
-    let upgrade = h2_websocket
-        || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
+    let Passage {
+        upgrade,
+        h2_websocket,
+    } = passage;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-
-    // HTTP/2 carries the host in :authority; the app expects a Host header.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, authority);
-        }
-    }
-    forwarding::strip_hop_by_hop(&mut parts.headers, upgrade);
     let mut upload = None;
     let upstream_body = if h2_websocket {
         forwarding::as_websocket_handshake(&mut parts);
@@ -73,18 +112,6 @@ pub async fn forward(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> 
             counted,
         ))
     };
-    let host = parts.headers.get(header::HOST).cloned();
-    forwarding::set_forwarded(
-        &mut parts.headers,
-        &ClientFacts {
-            addr: conn.remote.ip(),
-            https: conn.https,
-            host: host.as_ref(),
-            trust_forwarded: app.config.forward_headers,
-        },
-    );
-    forwarding::set_request_start(&mut parts.headers);
-
     // For the log lines below (a shared copy).
     let client_uri = parts.uri.clone();
     let path = client_uri.path();

@@ -1,6 +1,5 @@
 //! One JSON line per request, with the fields Thruster logs.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -8,6 +7,7 @@ use http::{Method, Request, Uri, Version};
 
 use crate::log::json;
 use crate::protocol::headers::content_length;
+use crate::trusted_proxies::ClientAddr;
 
 /// What the log line needs from the request, taken before the request is
 /// handed on. Cheap clones (shared bytes), formatted only if a line is written.
@@ -16,7 +16,8 @@ pub struct RequestFacts {
     method: Method,
     uri: Uri,
     version: Version,
-    remote: SocketAddr,
+    /// The client, along the chain of trusted proxies.
+    remote: ClientAddr,
     user_agent: Option<HeaderValue>,
     content_length: u64,
     content_type: Option<HeaderValue>,
@@ -29,7 +30,7 @@ fn bytes(value: Option<&HeaderValue>) -> &[u8] {
 }
 
 impl RequestFacts {
-    pub fn of<B>(req: &Request<B>, remote: SocketAddr) -> Self {
+    pub fn of<B>(req: &Request<B>, remote: ClientAddr) -> Self {
         let headers = req.headers();
         RequestFacts {
             started: Instant::now(),

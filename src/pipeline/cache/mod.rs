@@ -60,7 +60,11 @@ impl CacheRequest {
             .map(|pq| pq.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         Some(CacheRequest {
-            base: BaseKey { target, host },
+            base: BaseKey {
+                target,
+                host,
+                origin: origin(req.headers()),
+            },
             method: req.method().clone(),
             range: req.headers().contains_key(header::RANGE),
             headers: HeaderMap::new(),
@@ -76,6 +80,21 @@ impl CacheRequest {
     pub fn is_range(&self) -> bool {
         self.range
     }
+}
+
+/// The origin headers of a request as the app receives them (X-Forwarded-
+/// Host, -Proto, Forwarded...), in one string: part of the key, so an
+/// answer built for one client's values is never served for another's.
+fn origin(headers: &HeaderMap) -> String {
+    let mut key = String::new();
+    for (index, name) in forwarding::ORIGIN_HEADERS.iter().enumerate() {
+        for value in headers.get_all(name) {
+            key.push(char::from(b'0' + index as u8));
+            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            key.push('\n');
+        }
+    }
+    key
 }
 
 pub fn mark(response: &mut Response<Body>, outcome: &'static str) {

@@ -37,11 +37,13 @@ const ENTRY_OVERHEAD: usize = 512;
 /// the oldest goes first.
 const MAX_VARIANTS: usize = 16;
 
-/// What identifies a URL: path and query, Host.
+/// What identifies a URL: path and query, Host, and the origin a trusted
+/// proxy reported (X-Forwarded-Host, -Proto...), as the app received them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BaseKey {
     pub target: String,
     pub host: String,
+    pub origin: String,
 }
 
 /// A stored response.
@@ -127,7 +129,11 @@ impl Route {
     fn weight(&self) -> u32 {
         let names: usize = self.vary.iter().map(|n| n.as_str().len()).sum();
         let entries: usize = self.entries.iter().map(|e| e.weight()).sum();
-        let total = self.base.target.len() + self.base.host.len() + names + entries;
+        let total = self.base.target.len()
+            + self.base.host.len()
+            + self.base.origin.len()
+            + names
+            + entries;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 
@@ -262,6 +268,7 @@ mod tests {
         BaseKey {
             target: target.into(),
             host: "example.com".into(),
+            origin: String::new(),
         }
     }
 
@@ -290,10 +297,15 @@ mod tests {
         assert!(cache.get(&base("/a"), &en).is_none());
         assert!(cache.get(&base("/a?x"), &fr).is_none());
         let other_host = BaseKey {
-            target: "/a".into(),
             host: "other.example".into(),
+            ..base("/a")
         };
         assert!(cache.get(&other_host, &fr).is_none());
+        let other_origin = BaseKey {
+            origin: "0evil.example\n".into(),
+            ..base("/a")
+        };
+        assert!(cache.get(&other_origin, &fr).is_none());
 
         // A second variant joins the first; a new response replaces its own.
         cache.insert(base("/a"), vary.clone(), &en, entry("hello"));

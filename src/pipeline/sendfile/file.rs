@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -35,8 +36,15 @@ pub struct NamedFile {
 
 impl NamedFile {
     /// None when the file is missing, unreadable or not a regular file.
+    /// Opened non-blocking: opening a FIFO for reading would otherwise wait
+    /// for a writer, holding the worker thread (and every connection on it).
+    /// O_NONBLOCK means nothing to regular files' reads.
     pub fn open(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .ok()?;
         let meta = file.metadata().ok().filter(|m| m.is_file())?;
         Some(NamedFile {
             file,
@@ -113,7 +121,12 @@ fn sibling(path: &Path, encoding: Encoding) -> PathBuf {
 
 /// The 404 for a file the app named that cannot be read.
 pub fn not_found(path: &Path) -> Response<Body> {
-    tracing::warn!(path = %path.display(), "X-Sendfile names a file that is missing or unreadable, answering 404");
+    tracing::warn!(path = %path.display(), "X-Sendfile names a file that is missing, unreadable or not a regular file, answering 404");
+    not_found_response()
+}
+
+/// The 404 thrust answers in place of a file it does not send.
+pub fn not_found_response() -> Response<Body> {
     let mut response = Response::new(body::full("file not found\n"));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response.headers_mut().insert(

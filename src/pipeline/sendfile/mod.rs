@@ -2,10 +2,13 @@
 //! and thrust sends the file, so Puma's threads are not tied up streaming it.
 
 pub mod file;
+pub(crate) mod path;
 
 pub use file::serve;
 
 use std::path::PathBuf;
+
+use path::Refusal;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
@@ -51,18 +54,6 @@ pub fn announce(headers: &mut HeaderMap, config: &Config) {
     }
 }
 
-/// The file a response names, mapped back through X-Accel-Mapping.
-pub(crate) fn file_path(value: &str, config: &Config) -> PathBuf {
-    if let (SendFileHeader::XAccelRedirect, Some((root, uri))) =
-        (config.send_file_header, &config.accel_mapping)
-    {
-        if let Some(rest) = value.strip_prefix(uri.as_str()) {
-            return PathBuf::from(format!("{root}{rest}"));
-        }
-    }
-    PathBuf::from(value)
-}
-
 /// What the app's response asks of thrust.
 pub enum Named {
     /// No file: the response goes on as it is.
@@ -73,7 +64,8 @@ pub enum Named {
 }
 
 /// Whether `response` names a file for thrust to send. A relative path is
-/// the app's mistake: 500 and an error log.
+/// the app's mistake (500 and an error log); a path outside the mapping or
+/// THRUST_SEND_FILE_ROOTS is refused (404 and a warning).
 pub fn named(config: &Config, response: Response<Body>) -> Named {
     let name = config.send_file_header.name();
     if !config.x_sendfile {
@@ -82,17 +74,24 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
     let Some(value) = response.headers().get(&name) else {
         return Named::Nothing(response);
     };
-    let path = file_path(&String::from_utf8_lossy(value.as_bytes()), config);
+    let resolved = path::resolve(value.as_bytes(), config);
+    let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
     // The app's body (usually empty) is replaced by the file.
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(&name);
-    if !path.is_absolute() {
-        tracing::error!(path = %path.display(), header = %name, "The app named a relative path to send; it must be absolute");
-        return Named::Nothing(proxy::plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal server error\n",
-            false,
-        ));
+    match resolved {
+        Ok(path) => Named::File(path, parts),
+        Err(Refusal::Relative) => {
+            tracing::error!(path = %shown, header = %name, "The app named a relative path to send; it must be absolute");
+            Named::Nothing(proxy::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error\n",
+                false,
+            ))
+        }
+        Err(refusal) => {
+            tracing::warn!(path = %shown, header = %name, reason = refusal.reason(), "The app named a file thrust does not send, answering 404");
+            Named::Nothing(file::not_found_response())
+        }
     }
-    Named::File(path, parts)
 }
