@@ -335,3 +335,129 @@ fn large_files_arrive_whole_and_in_parts_whatever_carries_them() {
     assert!(body == text, "decoded text");
     assert!(curl_body(plain.port, &target, &[]) == text, "identity text");
 }
+
+/// Puma with Rack::Sendfile in X-Accel-Redirect mode over `root`, mapped
+/// to /protected/.
+fn puma_accel(root: &Path) -> Options<'static> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = here.join("demo/puma.rb");
+    let app = here.join("tests/apps/accel.ru");
+    Options::command(&[
+        "puma",
+        "-C",
+        config.to_str().unwrap(),
+        app.to_str().unwrap(),
+    ])
+    .env("ACCEL_ROOT", root.display().to_string())
+    .env("THRUST_SEND_FILE_HEADER", "X-Accel-Redirect")
+    .env(
+        "THRUST_ACCEL_MAPPING",
+        format!("{}/=/protected/", root.display()),
+    )
+}
+
+#[test]
+fn rack_sendfile_names_that_it_percent_encodes_are_sent_with_x_accel_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir(&root).unwrap();
+    let names = [
+        ("with space.txt", "/with%20space.txt"),
+        ("q?mark.txt", "/q%3Fmark.txt"),
+        ("naïve.txt", "/na%C3%AFve.txt"),
+        ("100%.txt", "/100%25.txt"),
+        ("plain.txt", "/plain.txt"),
+    ];
+    for (name, _) in names {
+        write_file(&root, name, format!("contents of {name}").as_bytes());
+    }
+    let t = Thrust::start_ready(puma_accel(&root));
+    for (name, target) in names {
+        let r = get(t.port, target).unwrap();
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("contents of {name}")),
+            "{target}"
+        );
+        assert_eq!(r.header("x-accel-redirect"), None);
+    }
+}
+
+#[test]
+fn x_accel_redirect_never_leaves_the_mapped_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    write_file(&root, "plain.txt", b"inside");
+    let secret = write_file(dir.path(), "secret.txt", b"outside the root");
+    let t = Thrust::start_ready(puma_accel(&root));
+    let named = |uri: &str| {
+        let query: String = uri.bytes().map(|b| format!("%{b:02X}")).collect();
+        get(t.port, &format!("/named?uri={query}")).unwrap()
+    };
+    // Dot segments are resolved before the mapping is applied.
+    let r = named("/protected/sub/../plain.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "inside"));
+    for uri in [
+        "/protected/../secret.txt".to_string(),
+        "/protected/%2e%2e/secret.txt".to_string(),
+        "/protected/..%2Fsecret.txt".to_string(),
+        // Outside the mapped URI: a raw path is not taken for a file.
+        secret.display().to_string(),
+    ] {
+        let r = named(&uri);
+        assert_eq!(r.status, 404, "{uri}");
+        assert!(!r.text().contains("outside the root"), "{uri}");
+    }
+    assert!(t
+        .wait_log(Duration::from_secs(5), |l| l["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not send"))
+            && l["reason"] == "a URI outside THRUST_ACCEL_MAPPING")
+        .is_some());
+}
+
+#[test]
+fn send_file_roots_refuse_paths_outside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("public");
+    std::fs::create_dir(&public).unwrap();
+    let inside = write_file(&public, "app.css", b"body{}");
+    let outside = write_file(dir.path(), "master.key", b"secret");
+    let t = Thrust::start_ready(
+        Options::app().env("THRUST_SEND_FILE_ROOTS", public.display().to_string()),
+    );
+    let r = get(t.port, &sendfile_target(&inside, "")).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}"));
+    let sneaky = format!("{}/../master.key", public.display());
+    for path in [outside.display().to_string(), sneaky] {
+        let r = get(t.port, &format!("/sendfile?path={path}")).unwrap();
+        assert_eq!(r.status, 404, "{path}");
+        assert_ne!(r.text(), "secret");
+    }
+    assert!(t
+        .wait_log(Duration::from_secs(5), |l| l["reason"]
+            == "a path outside THRUST_SEND_FILE_ROOTS")
+        .is_some());
+}
+
+#[test]
+fn a_fifo_or_a_device_is_refused_without_blocking_a_worker() {
+    let t = Thrust::start_ready(Options::app());
+    let fifo = t.dir.path().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for path in [fifo.as_path(), Path::new("/dev/zero"), t.dir.path()] {
+        let mut stream = connect(t.port);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let head = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            sendfile_target(path, "")
+        );
+        std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+        let r = read_response(&mut std::io::BufReader::new(stream), false)
+            .unwrap_or_else(|e| panic!("{}: no answer ({e})", path.display()));
+        assert_eq!(r.status, 404, "{}", path.display());
+    }
+}
