@@ -110,6 +110,7 @@ pub const VARIABLES: &[Variable] = &[
     var("THRUST_RESTART", &[], Kind::Text, "never", "`on-failure`: start the app again when it exits with a failure, after a back-off from 100 ms to 30 s"),
     var("THRUST_RESTART_LIMIT", &[], Kind::Count, "10", "with `on-failure`: after this many failures within `THRUST_RESTART_WINDOW`, thrust exits with the app's status"),
     var("THRUST_RESTART_WINDOW", &[], Kind::Seconds, "300", "the window `THRUST_RESTART_LIMIT` counts failures in"),
+    var("THRUST_CONTROL_SOCKET", &[], Kind::Text, "unset (abstract socket `thrust-control-<HTTP port>`)", "`thrust restart`'s socket as a file (created 0600; put it in a directory only thrust's user can write)"),
     var("THRUST_RESTART_BOOT_TIMEOUT", &[], Kind::Seconds, "120", "`thrust restart`: how long the new copy of the app has to become ready before it is abandoned"),
 ];
 
@@ -229,6 +230,8 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     pub restart: RestartPolicy,
     pub restart_boot_timeout: Duration,
+    /// THRUST_CONTROL_SOCKET.
+    pub control_socket: Option<PathBuf>,
     /// THRUST_MAX_CONNECTIONS; `None`: sized from the open-file limit.
     pub max_connections: Option<usize>,
 }
@@ -551,6 +554,12 @@ impl Config {
         };
         let upstream_timeout = env.seconds("THRUST_UPSTREAM_TIMEOUT", 60)?;
 
+        let control_socket = match env.text("THRUST_CONTROL_SOCKET") {
+            Some(path) if !path.starts_with('/') => {
+                return Err(env.invalid("THRUST_CONTROL_SOCKET", "an absolute path"))
+            }
+            other => other.map(PathBuf::from),
+        };
         let on_failure = match env.text("THRUST_RESTART") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("never") => false,
@@ -623,6 +632,7 @@ impl Config {
             metrics_port,
             restart,
             restart_boot_timeout: env.seconds("THRUST_RESTART_BOOT_TIMEOUT", 120)?,
+            control_socket,
             max_connections,
         };
         config.check_ports(&env)?;

@@ -240,13 +240,18 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     }
 
     // `thrust restart` (control.rs); without it, everything else still works.
-    match control::listen(config.http_port) {
+    // Named after the port actually bound (socket activation may pass
+    // another than HTTP_PORT), so two instances never share a name.
+    let bound_port = listener.local_addr().map_or(config.http_port, |a| a.port());
+    let control_address = control::ControlAddress::of(&config, bound_port);
+    match control::listen(&control_address) {
         Ok(listener) => {
+            tracing::info!(socket = %control_address, "Control socket open for thrust restart");
             tokio::spawn(control::serve(listener, restart_requests));
         }
         Err(e) => tracing::warn!(
             error = %e,
-            "thrust restart is unavailable: the control socket cannot be opened"
+            "thrust restart is unavailable: the control socket cannot be opened, and thrust restart will not talk to a socket another user holds"
         ),
     }
     let bad_gateway_page = std::fs::read(&config.bad_gateway_page)

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Some("check") => return ExitCode::from(thrust::check::run(&args[1..])),
         Some("restart") if args.len() == 1 => {
             return match Config::from_env() {
-                Ok(config) => ExitCode::from(thrust::control::request_restart(config.http_port)),
+                Ok(config) => ExitCode::from(thrust::control::request_restart(&config)),
                 Err(e) => {
                     eprintln!("thrust: {e}");
                     ExitCode::from(2)

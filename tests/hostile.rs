@@ -7,7 +7,6 @@ mod common;
 use std::io::{BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -51,16 +50,7 @@ fn get_with(target: &str, extra: &str) -> Vec<u8> {
 }
 
 fn puma_origin_app() -> Options<'static> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = root.join("demo/puma.rb");
-    let app = root.join("tests/apps/origin.ru");
-    Options::command(&[
-        "puma",
-        "-C",
-        config.to_str().unwrap(),
-        app.to_str().unwrap(),
-    ])
-    .env("THRUST_TRUSTED_PROXIES", PROXY)
+    Options::puma("tests/apps/origin.ru").env("THRUST_TRUSTED_PROXIES", PROXY)
 }
 
 /// What the page must say for a client that sent nothing but Host: shop.test.

@@ -350,3 +350,222 @@ fn thrust_restart_from_another_user_is_refused() {
         == "Control socket: refused a command from another user"
         && l["uid"] == 65534));
 }
+
+/// Whether this run may act as another user (CI runs as root; elsewhere
+/// the test says it was skipped).
+fn can_switch_users() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "running a command as another user needs root, which CI has"
+    );
+    eprintln!("skipped: running a command as another user needs root");
+    false
+}
+
+/// A command run as `nobody`.
+fn as_nobody(program: &str) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+    command
+}
+
+/// A process that takes thrust's abstract control socket name for
+/// `http_port` first and answers every caller with a lie; returns once it
+/// listens.
+fn impostor(mut command: Command, http_port: u16) -> std::process::Child {
+    let script = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         s.bind('\\0thrust-control-{http_port}')\n\
+         s.listen()\n\
+         print('listening', flush=True)\n\
+         while True:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   try:\n\
+         \x20       if sys.argv[1] == 'lie': c.sendall(b'done fake restart\\n')\n\
+         \x20       else: c.recv(64)\n\
+         \x20   except OSError: pass\n"
+    );
+    let mode = if command.get_program() == "setpriv" {
+        "lie"
+    } else {
+        "stall"
+    };
+    let mut child = command
+        .args(["-c", &script, mode])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    child
+}
+
+#[test]
+fn a_control_socket_taken_by_another_user_is_reported_and_never_talked_to() {
+    if !can_switch_users() {
+        return;
+    }
+    let port = free_port();
+    let mut fake = impostor(as_nobody("/usr/bin/python3"), port);
+    let t = Thrust::start(Options::app().env("HTTP_PORT", port.to_string()));
+    assert!(wait_until(Duration::from_secs(10), || get(port, "/up")
+        .is_ok_and(|r| r.status == 200)));
+    let warning = t
+        .wait_log(Duration::from_secs(5), |l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("thrust restart is unavailable"))
+        })
+        .unwrap_or_else(|| panic!("no warning: {}", t.log_text()));
+    assert!(
+        warning["error"]
+            .as_str()
+            .unwrap()
+            .contains("held by uid 65534"),
+        "{warning}"
+    );
+    let old = t.child_pid();
+    let restart = thrust_restart_on(port);
+    fake.kill().unwrap();
+    fake.wait().unwrap();
+    assert_eq!(restart.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restart.stderr);
+    assert!(
+        said.contains("held by uid 65534") && said.contains("not talking to it"),
+        "{said}"
+    );
+    assert!(!String::from_utf8_lossy(&restart.stdout).contains("fake"));
+    assert_eq!(t.child_pid(), old);
+}
+
+#[test]
+fn another_users_connection_is_refused_before_it_sends_anything() {
+    if !can_switch_users() {
+        return;
+    }
+    let t = Thrust::start_ready(Options::app());
+    // Connects as nobody and only reads: the refusal comes at once.
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         s.connect('\\0thrust-control-{}')\n\
+         s.settimeout(3)\n\
+         print(s.recv(200).decode(), end='')\n",
+        t.port
+    );
+    let out = as_nobody("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("failed only the user thrust runs as, or root"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn thrust_restart_gives_up_on_a_socket_that_never_answers() {
+    // Something of our own user's holds the name and never says a word.
+    let port = free_port();
+    let mut stall = impostor(Command::new("python3"), port);
+    let mut restart = Command::new(THRUST)
+        .arg("restart")
+        .env_clear()
+        .env("HTTP_PORT", port.to_string())
+        .env("THRUST_RESTART_BOOT_TIMEOUT", "1")
+        .env("THRUST_SHUTDOWN_TIMEOUT", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = wait_until(Duration::from_secs(30), || {
+        restart.try_wait().is_ok_and(|s| s.is_some())
+    });
+    if !ended {
+        restart.kill().unwrap();
+    }
+    stall.kill().unwrap();
+    stall.wait().unwrap();
+    let out = restart.wait_with_output().unwrap();
+    assert!(ended, "thrust restart waited for ever");
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("said nothing for 8 s"), "{said}");
+}
+
+#[test]
+fn a_control_socket_file_is_private_and_a_stale_one_is_replaced() {
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("control.sock");
+    // A socket file left by a thrust that is gone.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let t = Thrust::start_ready(
+        Options::app().env("THRUST_CONTROL_SOCKET", path.display().to_string()),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let restart = Command::new(THRUST)
+        .arg("restart")
+        .env_clear()
+        .env("THRUST_CONTROL_SOCKET", path.display().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || count_log(
+        &t,
+        "Previous copy of the app exited"
+    ) == 1));
+}
+
+#[test]
+fn socket_activated_instances_name_their_control_socket_after_the_port_they_serve() {
+    let passed: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let instances: Vec<Thrust> = passed
+        .iter()
+        .map(|port| {
+            // Both read the same HTTP_PORT, as two instances of one unit would.
+            let mut options = Options::app().env("HTTP_PORT", "8");
+            options.activation = Some((vec![format!("127.0.0.1:{port}")], "http".into()));
+            Thrust::start(options)
+        })
+        .collect();
+    for (t, port) in instances.iter().zip(&passed) {
+        assert!(wait_until(Duration::from_secs(10), || get(*port, "/up")
+            .is_ok_and(|r| r.status == 200)));
+        let open = t
+            .wait_log(Duration::from_secs(5), |l| {
+                l["msg"] == "Control socket open for thrust restart"
+            })
+            .unwrap_or_else(|| panic!("{}", t.log_text()));
+        assert_eq!(open["socket"], format!("@thrust-control-{port}"));
+    }
+    let restart = thrust_restart_on(passed[1]);
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || count_log(
+        &instances[1],
+        "Previous copy of the app exited"
+    ) == 1));
+    assert_eq!(
+        count_log(&instances[0], "Previous copy of the app exited"),
+        0
+    );
+}

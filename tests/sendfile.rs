@@ -339,21 +339,13 @@ fn large_files_arrive_whole_and_in_parts_whatever_carries_them() {
 /// Puma with Rack::Sendfile in X-Accel-Redirect mode over `root`, mapped
 /// to /protected/.
 fn puma_accel(root: &Path) -> Options<'static> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = here.join("demo/puma.rb");
-    let app = here.join("tests/apps/accel.ru");
-    Options::command(&[
-        "puma",
-        "-C",
-        config.to_str().unwrap(),
-        app.to_str().unwrap(),
-    ])
-    .env("ACCEL_ROOT", root.display().to_string())
-    .env("THRUST_SEND_FILE_HEADER", "X-Accel-Redirect")
-    .env(
-        "THRUST_ACCEL_MAPPING",
-        format!("{}/=/protected/", root.display()),
-    )
+    Options::puma("tests/apps/accel.ru")
+        .env("ACCEL_ROOT", root.display().to_string())
+        .env("THRUST_SEND_FILE_HEADER", "X-Accel-Redirect")
+        .env(
+            "THRUST_ACCEL_MAPPING",
+            format!("{}/=/protected/", root.display()),
+        )
 }
 
 #[test]

@@ -76,6 +76,20 @@ impl<'a> Options<'a> {
         Options::command(&["python3", &app_script().to_string_lossy()])
     }
 
+    /// thrust in front of Debian's Puma running `rackup` (relative to the
+    /// project) with the demo's Puma configuration.
+    pub fn puma(rackup: &str) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = root.join("demo/puma.rb");
+        let app = root.join(rackup);
+        Options::command(&[
+            "puma",
+            "-C",
+            config.to_str().unwrap(),
+            app.to_str().unwrap(),
+        ])
+    }
+
     pub fn command(command: &[&str]) -> Self {
         Options {
             env: Vec::new(),
