@@ -77,7 +77,7 @@ pub const VARIABLES: &[Variable] = &[
     var("EAB_KID", &[], Kind::Text, "unset", "External Account Binding key id"),
     var("EAB_HMAC_KEY", &[], Kind::Text, "unset", "External Account Binding key (base64url)"),
     var("THRUST_ACME_CHALLENGE", &[], Kind::Text, "tls-alpn-01", "ACME challenge to answer: `tls-alpn-01` (needs only the HTTPS port) or `http-01`"),
-    var("THRUST_ACME_RENEW_WITHIN", &[], Kind::Seconds, "a third of the lifetime", "renew a certificate this many seconds before it expires"),
+    var("THRUST_ACME_RENEW_WITHIN", &[], Kind::Seconds, "a third of the lifetime", "renew a certificate this many seconds before it expires (at most two thirds of its lifetime: longer is clamped, with a warning)"),
     var("STORAGE_PATH", &[], Kind::Text, "./storage/thruster", "where the ACME account key and certificates are kept (0600)"),
     var("THRUST_HTTP2", &[], Kind::Bool, "on when TLS is on", "offer `h2` by ALPN on the TLS port"),
     var("H2C_ENABLED", &[], Kind::Bool, "off", "HTTP/2 prior-knowledge cleartext on the HTTP port"),

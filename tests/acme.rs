@@ -24,7 +24,12 @@ impl Pebble {
     /// Validates challenges against `http_port` / `tls_port` on 127.0.0.1,
     /// at once.
     fn start(http_port: u16, tls_port: u16, eab: Option<(&str, &str)>) -> Pebble {
-        Pebble::launch(http_port, tls_port, eab, None)
+        Pebble::launch(http_port, tls_port, eab, None, None)
+    }
+
+    /// As `start`, issuing certificates valid for `seconds`.
+    fn start_short_lived(http_port: u16, tls_port: u16, seconds: u64) -> Pebble {
+        Pebble::launch(http_port, tls_port, None, None, Some(seconds))
     }
 
     /// As `start`, but each validation (pebble makes three per challenge)
@@ -32,7 +37,7 @@ impl Pebble {
     /// real CA's take their time: concurrent orders finish at different
     /// times.
     fn start_slow_validations(http_port: u16, tls_port: u16, seconds: u32) -> Pebble {
-        Pebble::launch(http_port, tls_port, None, Some(seconds))
+        Pebble::launch(http_port, tls_port, None, Some(seconds), None)
     }
 
     fn launch(
@@ -40,6 +45,7 @@ impl Pebble {
         tls_port: u16,
         eab: Option<(&str, &str)>,
         va_sleep: Option<u32>,
+        validity: Option<u64>,
     ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -74,8 +80,11 @@ impl Pebble {
             ),
             None => String::new(),
         };
+        let validity_config = validity
+            .map(|seconds| format!(r#","certificateValidityPeriod": {seconds}"#))
+            .unwrap_or_default();
         let config = format!(
-            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": ""{eab_config}}}}}"#,
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": ""{eab_config}{validity_config}}}}}"#,
             cert = dir.path().join("cert.pem").display(),
             key = dir.path().join("key.pem").display(),
         );
@@ -403,18 +412,28 @@ fn a_restart_reuses_the_stored_certificate() {
 }
 
 #[test]
-fn renewal_is_forced_by_configuration_and_swapped_in_live() {
+fn a_renew_within_beyond_the_lifetime_is_clamped_and_renewals_are_swapped_in_live() {
     let site = Site::new();
-    let pebble = Pebble::start(site.http, site.https, None);
-    // Renew when less than ten years remain: pebble's 5-year certificates are
-    // due at once, and the floor between orders spaces the renewal.
+    // Certificates valid for 30 s; renewing within ten years would be an
+    // order at once, forever. Clamped, renewal comes 10 s after each order.
+    let pebble = Pebble::start_short_lived(site.http, site.https, 30);
     let t = site.thrust(&pebble, &[("THRUST_ACME_RENEW_WITHIN", "315360000")]);
     assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
     let first = std::fs::read(site.storage.path().join("certs/app.test.crt")).unwrap();
-    let renewed = t.wait_log(Duration::from_secs(90), |l| {
+    let renewed = t.wait_log(Duration::from_secs(40), |l| {
         l["msg"] == "Certificate renewed"
     });
     assert!(renewed.is_some(), "{}", t.log_text());
+    let clamped = t
+        .log_lines()
+        .into_iter()
+        .find(|l| l["msg"].as_str().is_some_and(|m| m.ends_with("clamped")))
+        .unwrap_or_else(|| panic!("no clamp warning: {}", t.log_text()));
+    assert_eq!(clamped["level"], "WARN");
+    let lifetime = clamped["lifetime_s"].as_u64().unwrap();
+    let ahead = clamped["renewing_s_before_expiry"].as_u64().unwrap();
+    // Two thirds of the lifetime, to the second.
+    assert!(ahead.abs_diff(lifetime * 2 / 3) <= 1, "{clamped}");
     let second = std::fs::read_to_string(site.storage.path().join("certs/app.test.crt")).unwrap();
     assert_ne!(first, second.as_bytes(), "a new certificate was stored");
     let leaf = served_leaf(site.https);
@@ -425,6 +444,19 @@ fn renewal_is_forced_by_configuration_and_swapped_in_live() {
     assert_eq!(
         https_get(site.https, &pebble.issuing_root(), "app.test", "/").unwrap(),
         "hello from app\n"
+    );
+    // Orders are spaced by the clamp (10 s), not a stream.
+    std::thread::sleep(Duration::from_secs(5));
+    let orders: Vec<String> = t
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["msg"] == "Certificate ordered")
+        .map(|l| l["time"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        (2..=4).contains(&orders.len()),
+        "orders at {orders:?}: {}",
+        t.log_text()
     );
 }
 

@@ -23,10 +23,9 @@ use tokio::sync::watch;
 use crate::config::{AcmeChallenge, AcmeSettings};
 use store::Store;
 
-/// Never order again for a domain sooner than this after a success, whatever
-/// THRUST_ACME_RENEW_WITHIN says: a setting longer than the certificate's
-/// lifetime must not turn into a stream of orders.
-const MIN_RENEWAL_GAP: Duration = Duration::from_secs(60);
+/// Never order again for a domain sooner than this after a success, even
+/// when the clock says a new certificate is already due (a clock far off).
+const MIN_RENEWAL_GAP: Duration = Duration::from_secs(10);
 /// First retry after a failed order; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -168,10 +167,22 @@ impl Acme {
         self.arrived.send_modify(|n| *n += 1);
     }
 
-    /// When a certificate valid `from`..`until` is due for renewal.
-    fn renew_at(&self, from: SystemTime, until: SystemTime) -> SystemTime {
+    /// When a certificate valid `from`..`until` is due for renewal: a third
+    /// of its lifetime before it ends, or THRUST_ACME_RENEW_WITHIN before.
+    /// A setting that would renew before a third of the lifetime has been
+    /// used is clamped to that, with a warning: a longer setting would order
+    /// again at once, forever (Let's Encrypt allows 5 duplicates a week).
+    fn renew_at(&self, domain: &str, from: SystemTime, until: SystemTime) -> SystemTime {
         let lifetime = until.duration_since(from).unwrap_or_default();
-        let ahead = self.settings.renew_within.unwrap_or(lifetime / 3);
+        let longest = lifetime - lifetime / 3;
+        let ahead = match self.settings.renew_within {
+            Some(within) if within > longest => {
+                tracing::warn!(domain = %domain, renew_within_s = within.as_secs(), lifetime_s = lifetime.as_secs(), renewing_s_before_expiry = longest.as_secs(), "THRUST_ACME_RENEW_WITHIN leaves less than a third of the certificate's lifetime to use; clamped");
+                longest
+            }
+            Some(within) => within,
+            None => lifetime / 3,
+        };
         until.checked_sub(ahead).unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
@@ -186,7 +197,7 @@ impl Acme {
         loop {
             if let Some((from, until)) = validity {
                 let wait = self
-                    .renew_at(from, until)
+                    .renew_at(&domain, from, until)
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 tokio::time::sleep(wait.max(gap)).await;
