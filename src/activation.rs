@@ -114,6 +114,15 @@ pub fn take(vars: &HashMap<String, String>) -> Result<Option<Passed>, Activation
         return Ok(None);
     };
     let (http, https) = assign(&named)?;
+    // Sockets passed beyond the two thrust serves are not the app's to
+    // inherit: they stay open in thrust (systemd holds them too) but close
+    // on exec.
+    for (fd, _) in named
+        .iter()
+        .filter(|(fd, _)| Some(*fd) != http && Some(*fd) != https)
+    {
+        let _ = fcntl(*fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
     Ok(Some(Passed {
         http: http.map(listener).transpose()?,
         https: https.map(listener).transpose()?,

@@ -96,3 +96,20 @@ fn two_sockets_are_matched_to_http_and_https_by_name_or_order() {
         );
     }
 }
+
+#[test]
+fn sockets_passed_beyond_the_two_thrust_serves_do_not_reach_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().to_str().unwrap().to_string();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut options = recording_app(&marker);
+    options.activation = Some((
+        ports.iter().map(|p| address(*p)).collect(),
+        "http:metrics:admin".into(),
+    ));
+    let _t = Thrust::start(options);
+    wait_for_socket(ports[0]);
+    assert_eq!(get(ports[0], "/hello").unwrap().status, 200);
+    let fds = std::fs::read_to_string(dir.path().join("app.fds")).unwrap();
+    assert!(!fds.contains("socket:"), "{fds}");
+}
