@@ -99,12 +99,34 @@ fn debug_shows_health_checks() {
 
 #[test]
 fn a_stdout_nobody_reads_never_stalls_requests_and_drops_are_counted() {
+    every_request_is_logged_or_counted_behind_a_stalled_stdout(&[
+        "python3",
+        app_script().to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn a_stdout_the_app_made_non_blocking_loses_no_line_uncounted() {
+    // The app shares thrust's stdout, and O_NONBLOCK belongs to the pipe's
+    // open file, not to one process: an app that sets it (Node.js does)
+    // makes thrust's writes fail with EAGAIN once the pipe is full.
+    let app = app_script();
+    let script = format!(
+        "import fcntl, os\n\
+         fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_NONBLOCK)\n\
+         os.execvp('python3', ['python3', '{}'])\n",
+        app.display()
+    );
+    every_request_is_logged_or_counted_behind_a_stalled_stdout(&["python3", "-c", &script]);
+}
+
+fn every_request_is_logged_or_counted_behind_a_stalled_stdout(app: &[&str]) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let (port, worker) = (free_port(), free_port());
     let mut thrust = Command::new(THRUST)
-        .args(["python3", app_script().to_str().unwrap()])
+        .args(app)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HTTP_PORT", port.to_string())

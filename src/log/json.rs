@@ -163,6 +163,23 @@ pub fn dropped_line(out: &mut Vec<u8>, dropped: u64) {
     out.extend_from_slice(&scratch.line);
 }
 
+/// The line that reports lines a failed write to stdout lost.
+pub fn lost_line(out: &mut Vec<u8>, lost: u64, error: &str) {
+    let mut scratch = Scratch {
+        line: Vec::new(),
+        second: u64::MAX,
+        prefix: Vec::new(),
+    };
+    let mut line = head(
+        &mut scratch,
+        "WARN",
+        "Log lines lost: writing to stdout failed",
+    );
+    line.number("lost", lost).text("error", error);
+    line.out.extend_from_slice(b"}\n");
+    out.extend_from_slice(&scratch.line);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
