@@ -46,6 +46,8 @@ pub struct ConnIo<S> {
     write_armed: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
     scanner: HeadScanner,
+    /// Request heads read whole so far: the next one's number.
+    heads_read: u64,
     park_after: Option<Duration>,
     /// Bytes hyper had read but not used when it let go of the connection.
     replay: Bytes,
@@ -67,6 +69,7 @@ impl<S> ConnIo<S> {
             write_armed: None,
             write_timer: Box::pin(tokio::time::sleep_until(now)),
             scanner: HeadScanner::default(),
+            heads_read: 0,
             park_after: None,
             replay: Bytes::new(),
         }
@@ -140,12 +143,14 @@ impl<S> ConnIo<S> {
         }
         // Only a new request head starts the read clock: body bytes read
         // after an early answer leave the idle clock running.
-        let scanned = self.scanner.feed(bytes);
-        if scanned.head_began && self.head_started.is_none() {
+        let state = &self.state;
+        let heads = &mut self.heads_read;
+        let head_began = self.scanner.feed(bytes, |head| {
+            state.head_read(*heads, head);
+            *heads += 1;
+        });
+        if head_began && self.head_started.is_none() {
             self.head_started = Some(Instant::now());
-        }
-        if let Some(head) = scanned.head {
-            self.state.set_head(head);
         }
     }
 

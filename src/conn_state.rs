@@ -3,8 +3,9 @@
 //! those timeouts), request heads thrust refuses, and when an idle
 //! connection should be parked (see `parking`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
@@ -18,8 +19,12 @@ pub struct ConnState {
     completed: AtomicU64,
     upgraded: AtomicBool,
     multiplexed: AtomicBool,
-    /// The `Head` of the last request head read, as a number (0: fine).
-    refused_head: AtomicU8,
+    /// Heads the request handlers have taken: the next handler's number.
+    heads_taken: AtomicU64,
+    /// Refused heads by number, oldest first; `any_refused` spares the lock
+    /// on every request.
+    refused: Mutex<VecDeque<(u64, Head)>>,
+    any_refused: AtomicBool,
     /// The connection's reader, parked without a deadline while requests
     /// were in flight; woken when the last one finishes so it can start the
     /// idle clock.
@@ -108,23 +113,44 @@ impl ConnState {
         .await
     }
 
-    /// Records what the scanner found in the request head just read.
-    pub fn set_head(&self, head: Head) {
-        let code = match head {
-            Head::Fine => 0,
-            Head::AmbiguousFraming => 1,
-            Head::TooLarge => 2,
-        };
-        self.refused_head.store(code, Ordering::Release);
+    /// Records what the scanner found in request head number `number`.
+    pub fn head_read(&self, number: u64, head: Head) {
+        if head == Head::Fine {
+            return;
+        }
+        self.lock_refused().push_back((number, head));
+        self.any_refused.store(true, Ordering::Release);
     }
 
-    /// What the request head just read was; clears it.
+    /// What the next request's head was. HTTP/1 requests are handled in the
+    /// order their heads arrived, so the n-th handler takes the n-th head's
+    /// verdict: a refusal meant for a pipelined request is never answered
+    /// on the one before it.
     pub fn take_head(&self) -> Head {
-        match self.refused_head.swap(0, Ordering::AcqRel) {
-            1 => Head::AmbiguousFraming,
-            2 => Head::TooLarge,
-            _ => Head::Fine,
+        let number = self.heads_taken.fetch_add(1, Ordering::AcqRel);
+        if !self.any_refused.load(Ordering::Acquire) {
+            return Head::Fine;
         }
+        let mut refused = self.lock_refused();
+        while refused.front().is_some_and(|(n, _)| *n < number) {
+            refused.pop_front();
+        }
+        let head = match refused.front() {
+            Some((n, head)) if *n == number => *head,
+            _ => Head::Fine,
+        };
+        if head != Head::Fine {
+            refused.pop_front();
+        }
+        self.any_refused
+            .store(!refused.is_empty(), Ordering::Release);
+        head
+    }
+
+    fn lock_refused(&self) -> MutexGuard<'_, VecDeque<(u64, Head)>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

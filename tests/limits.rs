@@ -130,6 +130,37 @@ fn a_request_body_that_stalls_gets_408_and_never_reaches_the_app() {
 }
 
 #[test]
+fn a_refused_pipelined_head_is_answered_in_its_own_turn() {
+    let t = Thrust::start_ready(Options::app());
+    let first = "GET /first HTTP/1.1\r\nHost: t\r\n\r\n";
+    let bad = [
+        "POST /smuggle HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+        format!("GET /smuggle HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024)),
+    ];
+    for (second, status) in bad.iter().zip([400, 431]) {
+        // Both heads in one write, and in two writes back to back.
+        for split in [false, true] {
+            let mut stream = connect(t.port);
+            if split {
+                stream.write_all(first.as_bytes()).unwrap();
+                stream.write_all(second.as_bytes()).unwrap();
+            } else {
+                stream
+                    .write_all(format!("{first}{second}").as_bytes())
+                    .unwrap();
+            }
+            let mut reader = BufReader::new(stream);
+            let one = read_response(&mut reader, false).unwrap();
+            let two = read_response(&mut reader, false).unwrap();
+            assert_eq!((one.status, two.status), (200, status), "split: {split}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.app_requests("/first").len(), 4);
+    assert!(t.app_requests("/smuggle").is_empty());
+}
+
+#[test]
 fn malformed_and_smuggling_requests_get_400_and_never_reach_the_app() {
     let t = Thrust::start_ready(Options::app());
     let cases: [(&str, &[u8], u16); 7] = [
