@@ -453,3 +453,54 @@ fn a_fifo_or_a_device_is_refused_without_blocking_a_worker() {
         assert_eq!(r.status, 404, "{}", path.display());
     }
 }
+
+#[test]
+fn an_apps_own_206_naming_a_file_gets_the_range_thrust_cuts() {
+    // Rack::Files answers a Range request with 206 and its Content-Range;
+    // Rack::Sendfile then names the whole file.
+    let t = Thrust::start_ready(Options::app());
+    let file = write_file(t.dir.path(), "video.bin", &sample(1000));
+    let target = sendfile_target(
+        &file,
+        "&status=206&h_Content_Range=bytes%2010-19/1000&type=application/octet-stream",
+    );
+    let r = request(t.port, "GET", &target, &[("Range", "bytes=10-19")], b"").unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(r.body, &sample(1000)[10..20]);
+    // Without a Range of the client's, the whole file, as a 200.
+    let r = request(t.port, "GET", &target, &[], b"").unwrap();
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    assert_eq!(r.header("content-range"), None);
+}
+
+#[test]
+fn a_stored_file_the_app_encoded_itself_is_keyed_on_accept_encoding() {
+    // The app names app.css.gz with Content-Encoding: gzip but no Vary.
+    let t = Thrust::start_ready(Options::app());
+    let packed = gzip("body { color: #123456 }\n".repeat(200).as_bytes());
+    let file = write_file(t.dir.path(), "app.css.gz", &packed);
+    let target = sendfile_target(
+        &file,
+        "&type=none&h_Content_Encoding=gzip&h_Cache_Control=public,max-age=600",
+    );
+    let gzip_client = [("Accept-Encoding", "gzip")];
+    let r = request(t.port, "GET", &target, &gzip_client, b"").unwrap();
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    let stored = wait_until(Duration::from_secs(5), || {
+        request(t.port, "GET", &target, &gzip_client, b"")
+            .is_ok_and(|r| r.header("x-cache") == Some("hit"))
+    });
+    assert!(stored, "the gzip answer was never stored");
+    // A client that accepts no gzip is never handed the stored gzip bytes.
+    let r = request(
+        t.port,
+        "GET",
+        &target,
+        &[("Accept-Encoding", "identity")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+}

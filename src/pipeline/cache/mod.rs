@@ -268,6 +268,9 @@ impl Store {
             return None;
         }
         file.describe(path, &mut plan.headers);
+        // Describing may add `Vary: Accept-Encoding` (a file the app encoded
+        // itself): the entry is keyed on what it finally varies on.
+        plan.vary = vary_names(&plan.headers)?;
         let body = file.read_all(limit)?;
         let answer = Entry::new(
             plan.status,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use path::Refusal;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
 
 use super::proxy;
@@ -79,6 +79,12 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
     // The app's body (usually empty) is replaced by the file.
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(&name);
+    // An app that cut a range itself (Rack::Files answers a Range with 206)
+    // still names the whole file: thrust cuts the client's range from it.
+    if parts.status == StatusCode::PARTIAL_CONTENT {
+        parts.status = StatusCode::OK;
+        parts.headers.remove(header::CONTENT_RANGE);
+    }
     match resolved {
         Ok(path) => Named::File(path, parts),
         Err(Refusal::Relative) => {
