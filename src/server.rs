@@ -94,6 +94,9 @@ impl Protocols {
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
+                // Body bytes queued as given, never copied into a flat
+                // buffer: file stand-ins rely on it (zero_copy).
+                .writev(true)
                 // The head's deadline is kept by ConnIo, which knows idle from reading.
                 .header_read_timeout(None)
                 .max_buf_size(MAX_HEAD_BYTES)

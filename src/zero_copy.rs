@@ -13,7 +13,8 @@
 //!
 //! Only where nothing between the body and the socket reads the bytes:
 //! plain HTTP/1 served by hyper's HTTP/1 connection with vectored writes
-//! (queued, never flattened into a buffer), no compression, no TLS. A stand-in
+//! set on its builder (body bytes queued, never flattened into a buffer),
+//! no compression, no TLS. A slot is freed once its part is sent whole. A stand-in
 //! reaching a socket that cannot send files is an error, never zeros sent.
 
 use std::cell::UnsafeCell;
@@ -80,27 +81,85 @@ struct Part {
 }
 
 /// A connection's registered slots. Empty (no allocation) until the
-/// connection sends its first file: every plain connection has one.
+/// connection sends its first file: every plain connection has one. Slots
+/// belong to the connection, not to one response: a response's last parts
+/// may still wait to be written when the next response's body starts, so
+/// numbering goes on across responses and a slot is only reused once the
+/// part it stood for was sent.
 #[derive(Default)]
 pub struct Slots {
-    parts: Mutex<Vec<Option<Part>>>,
+    inner: Mutex<Registered>,
+}
+
+#[derive(Default)]
+struct Registered {
+    parts: Vec<Option<Part>>,
+    next: usize,
+}
+
+/// Where a stand-in's bytes are in its file.
+struct Resolved {
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+    slot: usize,
+    /// Sending all `len` bytes finishes the part: the slot can be freed.
+    ends_part: bool,
 }
 
 impl Slots {
-    /// The file part `buf` (a stand-in) stands for: the file, where to
-    /// start and how many bytes.
-    fn resolve(&self, buf: &[u8]) -> io::Result<(Arc<File>, u64, usize)> {
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, Registered>> {
+        self.inner
+            .lock()
+            .map_err(|_| io::Error::other("file slots poisoned"))
+    }
+
+    /// Registers `part` in the connection's next slot; its number. A slot
+    /// whose part is still unsent is never taken over.
+    fn register(&self, part: Part) -> io::Result<usize> {
+        let mut registered = self.lock()?;
+        let slot = registered.next;
+        if registered.parts.len() <= slot {
+            registered.parts.resize(slot + 1, None);
+        }
+        if registered.parts[slot].is_some() {
+            return Err(io::Error::other("every file slot holds an unsent part"));
+        }
+        registered.parts[slot] = Some(part);
+        registered.next = (slot + 1) % SLOTS;
+        Ok(slot)
+    }
+
+    /// The file part `buf` (a stand-in) stands for.
+    fn resolve(&self, buf: &[u8]) -> io::Result<Resolved> {
         let missing = || io::Error::other("file stand-in without a registered part");
         let (slot, within) = locate(buf).ok_or_else(missing)?;
-        let parts = self.parts.lock().map_err(|_| missing())?;
-        let part = parts
+        let registered = self.lock()?;
+        let part = registered
+            .parts
             .get(slot)
             .and_then(Option::as_ref)
             .ok_or_else(missing)?;
         if within + buf.len() > part.len {
             return Err(missing());
         }
-        Ok((part.file.clone(), part.offset + within as u64, buf.len()))
+        Ok(Resolved {
+            file: part.file.clone(),
+            offset: part.offset + within as u64,
+            len: buf.len(),
+            slot,
+            ends_part: within + buf.len() == part.len,
+        })
+    }
+
+    /// Frees a slot whose part has been sent whole, letting go of its file
+    /// (closed once the response's body is done with it too).
+    fn release(&self, slot: usize) {
+        if let Ok(mut registered) = self.lock() {
+            if let Some(part) = registered.parts.get_mut(slot) {
+                *part = None;
+            }
+        }
     }
 }
 
@@ -109,7 +168,6 @@ pub struct FileParts {
     slots: Arc<Slots>,
     file: Arc<File>,
     offset: u64,
-    next_slot: usize,
 }
 
 impl FileParts {
@@ -118,30 +176,17 @@ impl FileParts {
             slots,
             file: Arc::new(file),
             offset,
-            next_slot: 0,
         }
     }
 
     /// The stand-in for the next `len` (≤ SLOT_LEN) bytes of the file.
     pub fn next(&mut self, len: usize) -> io::Result<Bytes> {
         let len = len.min(SLOT_LEN);
-        let slot = self.next_slot;
-        self.next_slot = (slot + 1) % SLOTS;
-        let part = Part {
+        let slot = self.slots.register(Part {
             file: self.file.clone(),
             offset: self.offset,
             len,
-        };
-        let mut parts = self
-            .slots
-            .parts
-            .lock()
-            .map_err(|_| io::Error::other("file slots poisoned"))?;
-        if parts.len() <= slot {
-            parts.resize(slot + 1, None);
-        }
-        parts[slot] = Some(part);
-        drop(parts);
+        })?;
         self.offset += len as u64;
         let start = slot * SLOT_LEN;
         Ok(Bytes::from_static(&region()[start..start + len]))
@@ -165,13 +210,18 @@ impl SendFile for TcpStream {
         slots: &Slots,
         stand_in: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let (file, offset, len) = slots.resolve(stand_in)?;
+        let part = slots.resolve(stand_in)?;
         loop {
             std::task::ready!(self.poll_write_ready(cx))?;
             let sent = self.try_io(Interest::WRITABLE, || {
-                let mut at = offset as i64;
-                nix::sys::sendfile::sendfile64(self.as_fd(), file.as_fd(), Some(&mut at), len)
-                    .map_err(io::Error::from)
+                let mut at = part.offset as i64;
+                nix::sys::sendfile::sendfile64(
+                    self.as_fd(),
+                    part.file.as_fd(),
+                    Some(&mut at),
+                    part.len,
+                )
+                .map_err(io::Error::from)
             });
             match sent {
                 // The file ended before its part: it shrank under us, and the
@@ -180,7 +230,12 @@ impl SendFile for TcpStream {
                     tracing::warn!("Response cut short: a file being sent shrank on disk, the connection is closed");
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                 }
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    if n == part.len && part.ends_part {
+                        slots.release(part.slot);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -211,12 +266,35 @@ mod tests {
         let second = parts.next(5000).unwrap();
         assert!(is_stand_in(&first) && is_stand_in(&second));
         assert!(!is_stand_in(b"real bytes"));
-        let (_, offset, len) = slots.resolve(&first[100..]).unwrap();
-        assert_eq!((offset, len), (1100, SLOT_LEN - 100));
-        let (_, offset, len) = slots.resolve(&second).unwrap();
-        assert_eq!((offset, len), (1000 + SLOT_LEN as u64, 5000));
+        let part = slots.resolve(&first[100..]).unwrap();
+        assert_eq!(
+            (part.offset, part.len, part.ends_part),
+            (1100, SLOT_LEN - 100, true)
+        );
+        let part = slots.resolve(&second[..10]).unwrap();
+        assert_eq!(
+            (part.offset, part.len, part.ends_part),
+            (1000 + SLOT_LEN as u64, 10, false)
+        );
         // A stand-in no part was registered for is refused.
         let unregistered = Bytes::from_static(&region()[3 * SLOT_LEN..3 * SLOT_LEN + 10]);
         assert!(slots.resolve(&unregistered).is_err());
+    }
+
+    #[test]
+    fn slots_go_on_across_responses_and_are_reused_only_once_sent() {
+        let slots = Arc::new(Slots::default());
+        let file = || tempfile::tempfile().unwrap();
+        let mut one = FileParts::new(slots.clone(), file(), 0);
+        let queued: Vec<Bytes> = (0..SLOTS - 1).map(|_| one.next(10).unwrap()).collect();
+        // The next response on the connection takes the next slot...
+        let mut two = FileParts::new(slots.clone(), file(), 0);
+        let last_free = two.next(10).unwrap();
+        assert_ne!(locate(&last_free).unwrap().0, locate(&queued[0]).unwrap().0);
+        // ...and never one whose part waits to be sent.
+        assert!(two.next(10).is_err());
+        let (slot, _) = locate(&queued[0]).unwrap();
+        slots.release(slot);
+        assert_eq!(locate(&two.next(10).unwrap()).unwrap().0, slot);
     }
 }

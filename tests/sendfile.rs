@@ -504,3 +504,67 @@ fn a_stored_file_the_app_encoded_itself_is_keyed_on_accept_encoding() {
     assert_eq!(r.header("x-cache"), Some("miss"));
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
 }
+
+/// Paths of the files `pid` holds open.
+fn open_files(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_sent_file_is_closed_once_its_response_is_done_on_a_kept_connection() {
+    let t = Thrust::start_ready(Options::app());
+    let file = write_file(t.dir.path(), "report.bin", &noise(1 << 20));
+    let mut stream = connect(t.port);
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        sendfile_target(&file, "")
+    );
+    std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.body.len(), 1 << 20);
+    // The connection stays open (and is parked); the file must not.
+    std::fs::remove_file(&file).unwrap();
+    let name = file.display().to_string();
+    let closed = wait_until(Duration::from_secs(2), || {
+        !open_files(t.pid()).iter().any(|f| f.starts_with(&name))
+    });
+    assert!(closed, "still open: {:?}", open_files(t.pid()));
+    drop(stream);
+}
+
+#[test]
+fn pipelined_files_on_one_connection_never_share_a_slot() {
+    let t = Thrust::start_ready(Options::app());
+    // Nine 256 KiB parts: the first file's last part comes around to the
+    // slot the second file's first part would take.
+    let first = noise(9 * 256 * 1024 + 100);
+    let second: Vec<u8> = noise(600 * 1024).iter().map(|b| b ^ 0x5a).collect();
+    let a = write_file(t.dir.path(), "a.bin", &first);
+    let b = write_file(t.dir.path(), "b.bin", &second);
+    for _ in 0..5 {
+        let mut stream = connect(t.port);
+        let heads = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\n\r\nGET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            sendfile_target(&a, ""),
+            sendfile_target(&b, "")
+        );
+        std::io::Write::write_all(&mut stream, heads.as_bytes()).unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let one = read_response(&mut reader, false).unwrap();
+        let two = read_response(&mut reader, false).unwrap();
+        assert!(one.body == first, "the first file's bytes were not its own");
+        assert!(
+            two.body == second,
+            "the second file's bytes were not its own"
+        );
+    }
+}
