@@ -93,7 +93,7 @@ pub const VARIABLES: &[Variable] = &[
     var("GZIP_COMPRESSION_JITTER", &[], Kind::Count, "32", "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables"),
     var("MAX_REQUEST_BODY", &[], Kind::Bytes, "0 (no limit)", "larger request bodies get 413"),
     var("BAD_GATEWAY_PAGE", &[], Kind::Text, "./public/502.html", "HTML served with 502 when the app server cannot answer"),
-    var("THRUST_MAX_CONNECTIONS", &[], Kind::Count, "half the open-file limit", "client connections open at once; beyond it new ones get 503 (HTTP) or are closed (HTTPS)"),
+    var("THRUST_MAX_CONNECTIONS", &[], Kind::Count, "from the memory limit (384 in 256 MiB) and half the open-file limit", "client connections open at once; beyond it new ones get 503 (HTTP) or are closed (HTTPS)"),
     var("HTTP_IDLE_TIMEOUT", &[], Kind::Seconds, "60", "keep-alive idle limit"),
     var("HTTP_READ_TIMEOUT", &[], Kind::Seconds, "30", "time to receive request headers and body"),
     var("HTTP_WRITE_TIMEOUT", &[], Kind::Seconds, "30", "time a client may take to accept more of the response"),

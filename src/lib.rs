@@ -21,6 +21,7 @@ mod lifecycle;
 pub mod listening;
 pub mod log;
 mod memory;
+mod memory_budget;
 mod metrics;
 mod parking;
 mod pipeline;
@@ -167,7 +168,11 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     }
     let readiness = Arc::new(Readiness::default());
     let fd_limit = fd_limit::raise();
-    let admission = admission::Admission::new(config.max_connections, fd_limit::current());
+    let memory_limit = memory_budget::memory_limit();
+    let admission = admission::Admission::new(
+        config.max_connections,
+        memory_budget::default_connections(memory_limit, config.cache_size, fd_limit::current()),
+    );
     let target = AppTarget::new(config.worker.clone());
     let workers = match Workers::start(&target) {
         Ok(workers) => workers,
@@ -230,11 +235,13 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             http = %address(&listener),
             https = %address(&https.listener),
             max_connections = admission.limit(),
+            memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),
         None => tracing::info!(
             http = %address(&listener),
             max_connections = admission.limit(),
+            memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),
     }

@@ -406,17 +406,18 @@ impl Server {
                 output = &mut stop => break output,
                 (stream, remote) = accept(Some(&http)) => {
                     let Some(admitted) = self.admission.admit() else {
-                        tokio::spawn(admission::refuse(stream, false));
+                        // Answered with 503 while few are; else closed now.
+                        if let Some(refusal) = self.admission.refusal() {
+                            tokio::spawn(admission::refuse(refusal, stream));
+                        }
                         continue;
                     };
                     dispatch(&self.workers, &shared, stream, remote, None, &plain, admitted);
                 }
                 (stream, remote) = accept(https.as_ref().map(|h| &h.listener)) => {
                     let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
-                    let Some(admitted) = self.admission.admit() else {
-                        tokio::spawn(admission::refuse(stream, true));
-                        continue;
-                    };
+                    // Over the limit, closed now: no handshake is spent on it.
+                    let Some(admitted) = self.admission.admit() else { continue };
                     let tls = Some((handshaker, handshake_limit, secure.clone()));
                     dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }

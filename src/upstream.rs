@@ -32,6 +32,9 @@ use crate::config::Worker;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections kept per worker thread.
 const MAX_IDLE: usize = 256;
+/// Most an app connection's read buffer grows to (response heads included,
+/// which this also bounds; nginx reads them into 4 or 8 KiB).
+const APP_READ_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -201,7 +204,12 @@ impl Pool {
                     .map_err(UpstreamError::Connect)?,
             ),
         };
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        // The read buffer grows only to APP_READ_BUFFER: behind a client
+        // that reads slowly, an app connection holds that much of the answer,
+        // not the 400 KiB hyper would let it grow to.
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(APP_READ_BUFFER)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Handshake)?;
         tokio::spawn(async move {

@@ -18,9 +18,13 @@ use super::Metrics;
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// A scraper that stalls is cut off after this long.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Scrape connections open at once; more are closed as they arrive, so
+/// whoever reaches the port cannot make thrust hold memory for them.
+const MAX_SCRAPERS: usize = 32;
 
 /// Answers scrapes for as long as thrust runs.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let scrapers = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -30,8 +34,13 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
+        let Ok(permit) = scrapers.clone().try_acquire_owned() else {
+            tracing::debug!("Metrics: too many scrape connections open, closing a new one");
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(answer(&metrics, &req)) }

@@ -2,20 +2,17 @@
 //! compressed variants, ranges, HEAD and 304s) and storing a response while
 //! it streams to the first client.
 
+mod capture;
 pub mod policy;
 pub mod store;
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Method, Request, Response, StatusCode};
-use http_body::{Body as HttpBody, Frame};
-use pin_project_lite::pin_project;
 
 use super::compression::codec::{compress_all, Jitter};
 use super::compression::{self, CompressionRequest};
@@ -23,9 +20,10 @@ use super::forwarding;
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::config::Config;
 use crate::protocol::headers::{vary_on_accept_encoding, weaken_etag};
+use capture::{Capture, CaptureBudget};
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
 
@@ -152,6 +150,8 @@ pub struct Store {
     cache: Arc<ResponseCache>,
     /// One permit per response being stored at a time.
     storing: Arc<tokio::sync::Semaphore>,
+    /// What the copies of misses being captured may hold together.
+    capturing: CaptureBudget,
     jitter: Arc<Jitter>,
     config: Arc<Config>,
 }
@@ -162,6 +162,7 @@ impl Store {
         Store {
             cache: Arc::new(ResponseCache::new(config.cache_size)),
             storing: Arc::new(tokio::sync::Semaphore::new(cpus)),
+            capturing: CaptureBudget::new(crate::memory_budget::capture_budget(config.cache_size)),
             jitter,
             config,
         }
@@ -290,12 +291,12 @@ impl Store {
             return Response::from_parts(parts, body);
         };
         let store = self.clone();
-        let body = Capture {
-            inner: body,
-            buffer: Some(BytesMut::new()),
-            limit: self.config.max_cache_item_size,
-            on_complete: Some(move |bytes| store.keep(plan, bytes)),
-        };
+        let body = Capture::new(
+            body,
+            self.config.max_cache_item_size,
+            self.capturing.clone(),
+            move |bytes| store.keep(plan, bytes),
+        );
         Response::from_parts(parts, body::boxed(body))
     }
 }
@@ -307,63 +308,4 @@ struct Plan {
     vary: Vec<HeaderName>,
     status: StatusCode,
     headers: HeaderMap,
-}
-
-pin_project! {
-    /// A body passed through unchanged while a bounded copy is kept.
-    struct Capture<F> {
-        #[pin]
-        inner: Body,
-        buffer: Option<BytesMut>,
-        limit: u64,
-        on_complete: Option<F>,
-    }
-}
-
-impl<F: FnOnce(Bytes)> HttpBody for Capture<F> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(buffer)) = (frame.data_ref(), this.buffer.as_mut()) {
-                    if (buffer.len() + data.len()) as u64 > *this.limit {
-                        *this.buffer = None;
-                    } else {
-                        buffer.extend_from_slice(data);
-                    }
-                }
-                // A body with a known length is not polled past its last
-                // byte, so completion is noticed here rather than at the end.
-                if this.inner.is_end_stream() {
-                    complete(this.buffer, this.on_complete);
-                }
-            }
-            Poll::Ready(None) => complete(this.buffer, this.on_complete),
-            Poll::Ready(Some(Err(_))) => *this.buffer = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Hands the captured body over, once.
-fn complete<F: FnOnce(Bytes)>(buffer: &mut Option<BytesMut>, on_complete: &mut Option<F>) {
-    if let (Some(buffer), Some(done)) = (buffer.take(), on_complete.take()) {
-        done(buffer.freeze());
-    }
 }

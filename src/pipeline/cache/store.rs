@@ -245,6 +245,10 @@ impl ResponseCache {
                     entries,
                 })
             });
+        // moka evicts lazily, on later operations: a burst of stores would
+        // hold far more than CACHE_SIZE until then. Evicting now keeps the
+        // bound (inserts run off the I/O threads, a few at a time).
+        self.routes.run_pending_tasks();
     }
 
     /// Bytes held, as weighed (after pending maintenance).

@@ -1,0 +1,145 @@
+//! How much memory thrust lets itself use, and the default connection
+//! limit that follows: slow or hostile clients must not push a container
+//! past its memory limit (the kernel would kill the app with thrust).
+//!
+//! The memory thrust may use is half of the container's limit (cgroup v2
+//! `memory.max` or v1 `memory.limit_in_bytes`, the lowest along the
+//! cgroup's path; the machine's memory when there is none): the other half
+//! is the app's. From it come the cache (CACHE_SIZE), the responses being
+//! captured for it (`capture_budget`) and the rest goes to connections,
+//! each counted at its worst (`WORST_CONNECTION`: a head of 64 KiB being
+//! read, with TLS buffers).
+
+use std::path::{Path, PathBuf};
+
+/// What one client connection can hold at its worst: hyper's read buffer
+/// grown to the 64 KiB head limit, its write buffer, TLS buffers and the
+/// task. benches/head_flood.py measures 73 KiB for a plain connection
+/// holding a 60 KiB head (nginx: 73 KiB as well); TLS adds its records.
+pub const WORST_CONNECTION: u64 = 128 << 10;
+
+/// The default never goes below this, however small the container: a
+/// front that takes a handful of connections is down, not safe.
+const MIN_CONNECTIONS: u64 = 64;
+
+/// Share of CACHE_SIZE that responses being captured for the cache may hold
+/// at once (a quarter: 16 MiB with the default 64 MiB).
+pub fn capture_budget(cache_size: u64) -> u64 {
+    cache_size / 4
+}
+
+/// The default THRUST_MAX_CONNECTIONS: what half the memory limit leaves for
+/// connections after the cache and its captures, at `WORST_CONNECTION`
+/// each, and no more than half the open-file limit.
+pub fn default_connections(memory_limit: u64, cache_size: u64, fd_limit: Option<u64>) -> u64 {
+    let for_connections = (memory_limit / 2)
+        .saturating_sub(cache_size)
+        .saturating_sub(capture_budget(cache_size));
+    let by_memory = (for_connections / WORST_CONNECTION).max(MIN_CONNECTIONS);
+    let by_files = fd_limit.map_or(u64::MAX, |fds| (fds / 2).max(1));
+    by_memory.min(by_files)
+}
+
+/// The memory limit thrust runs under: its cgroup's, or the machine's.
+pub fn memory_limit() -> u64 {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let machine = machine_memory().unwrap_or(u64::MAX);
+    cgroup_limit(&cgroups, Path::new("/sys/fs/cgroup")).map_or(machine, |l| l.min(machine))
+}
+
+/// The lowest memory limit along this process's cgroup path, from
+/// `/proc/self/cgroup` (`0::/path` for v2, `N:memory:/path` for v1) and the
+/// cgroup file system mounted at `root`.
+fn cgroup_limit(proc_cgroup: &str, root: &Path) -> Option<u64> {
+    let mut lowest: Option<u64> = None;
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (base, file) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (root.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        for dir in ancestors(&base, path) {
+            if let Some(limit) = read_limit(&dir.join(file)) {
+                lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
+            }
+        }
+    }
+    lowest
+}
+
+/// `base/path` and each parent of it down to `base` (inside a container's
+/// cgroup namespace the path is `/`, and `base` itself holds the limit).
+fn ancestors(base: &Path, path: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![base.to_path_buf()];
+    let mut dir = base.to_path_buf();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != "..") {
+        dir.push(part);
+        dirs.push(dir.clone());
+    }
+    dirs
+}
+
+/// A limit file's value; None for "max", v1's "unlimited" (a number near
+/// 2^63) or an unreadable file.
+fn read_limit(file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let limit: u64 = text.trim().parse().ok()?;
+    (limit < 1 << 62).then_some(limit)
+}
+
+fn machine_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn connections_get_what_half_the_memory_leaves_after_the_cache() {
+        // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB / 128 KiB.
+        assert_eq!(default_connections(256 * MIB, 64 * MIB, Some(1 << 20)), 384);
+        assert_eq!(
+            default_connections(1024 * MIB, 64 * MIB, Some(1 << 20)),
+            3456
+        );
+        // The file limit still bounds it, and a tiny container gets the floor.
+        assert_eq!(default_connections(1024 * MIB, 64 * MIB, Some(1000)), 500);
+        assert_eq!(default_connections(64 * MIB, 64 * MIB, None), 64);
+    }
+
+    #[test]
+    fn the_lowest_limit_along_the_cgroup_path_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |dir: &str, file: &str, value: &str| {
+            let dir = root.path().join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(file), value).unwrap();
+        };
+        // v2: the container's own cgroup is limited, its parent not.
+        write("", "memory.max", "max\n");
+        write("app", "memory.max", "268435456\n");
+        assert_eq!(cgroup_limit("0::/app\n", root.path()), Some(256 * MIB));
+        assert_eq!(cgroup_limit("0::/\n", root.path()), None);
+        // v1: a parent's limit is lower; "unlimited" is a huge number.
+        write("memory", "memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/pod", "memory.limit_in_bytes", "134217728\n");
+        write("memory/pod/box", "memory.limit_in_bytes", "268435456\n");
+        let v1 = "4:memory:/pod/box\n3:cpu,cpuacct:/pod/box\n";
+        assert_eq!(cgroup_limit(v1, root.path()), Some(128 * MIB));
+        assert_eq!(cgroup_limit("2:cpu:/x\n", root.path()), None);
+    }
+}
