@@ -5,7 +5,7 @@ in front of the suite's nginx app.
 
 For each front: RSS once it has answered one request, RSS with the COUNT
 connections holding their unfinished heads (and how many of them the front
-kept open), and whether a normal request is still answered meanwhile.
+kept open), and what a normal request gets meanwhile.
 nginx is given room for the same heads (large_client_header_buffers 4 64k:
 the 64 KiB thrust accepts); with its default (4 8k) it would refuse them.
 
@@ -87,13 +87,15 @@ def open_slow_heads(port, count):
     return conns
 
 
-def normal_request_ok(port):
+def normal_request(port):
+    """What a normal request gets meanwhile: its status line, or why none."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET /dynamic HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
+            line = s.recv(64).split(b"\r\n")[0].decode(errors="replace")
+            return line or "closed without an answer"
+    except OSError as e:
+        return f"no answer ({e.strerror or e})"
 
 
 def measure(name, cmd, env, port, pids_of):
@@ -110,11 +112,11 @@ def measure(name, cmd, env, port, pids_of):
         time.sleep(HOLD)
         alive = front.poll() is None
         held = rss_kib(pids) if alive else float("nan")
-        served = normal_request_ok(port)
+        served = normal_request(port)
         kept = suite.still_open(conns)
         line = (f"{name}: RSS {before / 1024:.1f} MiB before, {held / 1024:.1f} MiB with {COUNT} slow heads of "
                 f"{HEAD_KIB} KiB ({kept} kept open; {(held - before) / max(kept, 1):.1f} KiB each kept); "
-                f"a normal request {'answered' if served else 'NOT answered'}")
+                f"a normal request meanwhile: {served}")
         if cgroup:
             line += (f"; cgroup of {CGROUP_MIB} MiB: peak {cgroup.peak_mib():.1f} MiB, front "
                      f"{'alive' if alive else 'KILLED (exit %s)' % front.returncode}")
