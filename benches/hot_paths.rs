@@ -127,7 +127,7 @@ fn header_rewriting(c: &mut Criterion) {
                     trusted: false,
                 };
                 set_forwarded(&mut headers, &client);
-                set_request_start(&mut headers);
+                set_request_start(&mut headers, 1_796_000_000_000);
                 headers
             },
             BatchSize::SmallInput,

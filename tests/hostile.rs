@@ -226,3 +226,30 @@ fn connection_options_never_strip_host_or_the_request_id() {
         "the log and the app name one request"
     );
 }
+
+#[test]
+fn vary_keys_on_the_headers_the_app_received_not_the_clients() {
+    // A client names Accept-Language as a Connection option: the app never
+    // sees it, answers its default page, and says it varies on it. That
+    // page must not be stored under the client's `fr`.
+    let t = Thrust::start_ready(Options::app());
+    let target = "/text?bytes=100&h_Vary=Accept-Language&h_Cache_Control=public,max-age=60";
+    let poisoned = send_from(
+        CLIENT,
+        t.port,
+        &get_with(
+            target,
+            "Accept-Language: fr\r\nConnection: Accept-Language\r\n",
+        ),
+    );
+    assert_eq!(poisoned.header("x-cache"), Some("miss"));
+    let seen = t.app_requests("/text");
+    assert_eq!(seen[0]["headers"].get("accept-language"), None);
+    // Stored under what the app saw (no Accept-Language)...
+    assert!(wait_until(Duration::from_secs(5), || {
+        send_from(CLIENT, t.port, &get_with(target, "")).header("x-cache") == Some("hit")
+    }));
+    // ...so a French client is not handed it.
+    let french = send_from(CLIENT, t.port, &get_with(target, "Accept-Language: fr\r\n"));
+    assert_eq!(french.header("x-cache"), Some("miss"));
+}

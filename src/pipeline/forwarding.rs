@@ -202,16 +202,62 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 
 /// Adds `X-Request-Start: t=<unix ms>` unless a trusted proxy set one
 /// (`set_forwarded` removes a client's).
-pub fn set_request_start(headers: &mut HeaderMap) {
+pub fn set_request_start(headers: &mut HeaderMap, millis: u128) {
     if headers.contains_key(&X_REQUEST_START) {
         return;
     }
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
     if let Some(value) = formatted(format_args!("t={millis}")) {
         headers.insert(X_REQUEST_START, value);
+    }
+}
+
+/// Milliseconds since the Unix epoch, for X-Request-Start.
+pub fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+/// Everything that turns a client's request head into the one the app
+/// receives. Kept with a miss that may be stored, so the cache can redo it
+/// on its copy of the client's headers: copying the rewritten headers
+/// instead would cost an allocation for each value thrust made, on every
+/// request (they are owned bytes; the client's are shared with hyper's
+/// buffer).
+#[derive(Clone)]
+pub struct Rewrite {
+    /// HTTP/2's :authority, which becomes Host when there is none.
+    pub authority: Option<HeaderValue>,
+    pub upgrade: bool,
+    pub addr: IpAddr,
+    pub https: bool,
+    pub trusted: bool,
+    pub start_millis: u128,
+}
+
+impl Rewrite {
+    /// Rewrites `headers` as the app is to receive them: Host, hop-by-hop
+    /// headers out, X-Forwarded-* and X-Request-Start as the peer's trust
+    /// allows.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if !headers.contains_key(header::HOST) {
+            if let Some(authority) = &self.authority {
+                headers.insert(header::HOST, authority.clone());
+            }
+        }
+        strip_hop_by_hop(headers, self.upgrade);
+        let host = headers.get(header::HOST).cloned();
+        set_forwarded(
+            headers,
+            &ClientFacts {
+                addr: self.addr,
+                https: self.https,
+                host: host.as_ref(),
+                trusted: self.trusted,
+            },
+        );
+        set_request_start(headers, self.start_millis);
     }
 }
 
@@ -350,12 +396,12 @@ mod tests {
     fn request_id_and_start_are_added_once() {
         let mut h = headers(&[("x-request-id", "abc"), ("x-request-start", "t=1")]);
         assert_eq!(ensure_request_id(&mut h), "abc");
-        set_request_start(&mut h);
+        set_request_start(&mut h, unix_millis());
         assert_eq!(h["x-request-start"], "t=1");
         let mut h = HeaderMap::new();
         let id = ensure_request_id(&mut h);
         assert_eq!(id.len(), 36);
-        set_request_start(&mut h);
-        assert!(h["x-request-start"].to_str().unwrap().starts_with("t=1"));
+        set_request_start(&mut h, 1_796_000_000_123);
+        assert_eq!(h["x-request-start"], "t=1796000000123");
     }
 }

@@ -18,7 +18,7 @@ mod upstream_timeout;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{header, Request, Response, StatusCode, Version};
+use http::{header, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{Body, Ending, Observed};
@@ -69,6 +69,12 @@ pub struct ConnInfo {
 async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let conditions = Conditions::of(req.method(), req.headers());
     let compression_request = CompressionRequest::of(&req);
+    // A copy for the cache, should the answer be stored, taken while the
+    // values are still shared with hyper's buffer (cloning is then cheap);
+    // the cache redoes the rewrite on it (`forwarding::Rewrite`).
+    let client_headers = (matches!(*req.method(), Method::GET | Method::HEAD)
+        && !req.headers().contains_key(header::RANGE))
+    .then(|| req.headers().clone());
     let passage = proxy::prepare(app, conn, &mut req);
     let cache_request = CacheRequest::of(&req);
     let hit = cache_request
@@ -85,7 +91,8 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
     // stored.
     let to_store = cache_request
         .filter(|c| !c.is_range())
-        .map(|c| c.with_headers(req.headers().clone()));
+        .zip(client_headers)
+        .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
     let outcome = if to_store.is_some() { "miss" } else { "bypass" };
     sendfile::announce(req.headers_mut(), &app.config);
     let response = proxy::forward(app, conn, req, passage).await;

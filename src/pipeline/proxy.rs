@@ -7,7 +7,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::forwarding::{self, ClientFacts};
+use super::forwarding::{self, Rewrite};
 use super::upstream_timeout;
 use super::{App, ConnInfo};
 use crate::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadClock};
@@ -15,18 +15,19 @@ use crate::protocol::headers::content_length;
 use crate::upstream::UpstreamError;
 
 /// How a prepared request travels to the app.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Passage {
     /// The client asked to switch protocols (WebSocket).
     upgrade: bool,
     /// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT, bridged to an
     /// HTTP/1.1 upgrade, which is what app servers speak.
     h2_websocket: bool,
+    /// How the head was rewritten, for the cache to redo on its copy.
+    pub rewrite: Rewrite,
 }
 
-/// Turns the client's request head into what the app receives: Host,
-/// hop-by-hop headers out, X-Forwarded-* and X-Request-Start as the peer's
-/// trust allows. Done before the cache is asked, so that what the app sees
+/// Turns the client's request head into what the app receives (see
+/// `Rewrite`). Done before the cache is asked, so that what the app sees
 /// is what a stored answer is keyed on.
 pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
     let h2_websocket = req.method() == Method::CONNECT
@@ -36,32 +37,23 @@ pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     let upgrade = h2_websocket
         || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
-    // HTTP/2 carries the host in :authority; the app expects a Host header.
-    if !req.headers().contains_key(header::HOST) {
-        if let Some(authority) = req
+    let rewrite = Rewrite {
+        authority: req
             .uri()
             .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            req.headers_mut().insert(header::HOST, authority);
-        }
-    }
-    let headers = req.headers_mut();
-    forwarding::strip_hop_by_hop(headers, upgrade);
-    let host = headers.get(header::HOST).cloned();
-    forwarding::set_forwarded(
-        headers,
-        &ClientFacts {
-            addr: conn.remote.ip(),
-            https: conn.https,
-            host: host.as_ref(),
-            trusted: app.config.trusted_proxies.trusts(conn.remote.ip()),
-        },
-    );
-    forwarding::set_request_start(headers);
+            .filter(|_| !req.headers().contains_key(header::HOST))
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        upgrade,
+        addr: conn.remote.ip(),
+        https: conn.https,
+        trusted: app.config.trusted_proxies.trusts(conn.remote.ip()),
+        start_millis: forwarding::unix_millis(),
+    };
+    rewrite.apply(req.headers_mut());
     Passage {
         upgrade,
         h2_websocket,
+        rewrite,
     }
 }
 
@@ -89,6 +81,7 @@ pub async fn forward(
     let Passage {
         upgrade,
         h2_websocket,
+        ..
     } = passage;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();

@@ -16,7 +16,7 @@ use http::{response, Method, Request, Response, StatusCode};
 
 use super::compression::codec::{compress_all, Jitter};
 use super::compression::{self, CompressionRequest};
-use super::forwarding;
+use super::forwarding::{self, Rewrite};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
@@ -34,8 +34,11 @@ pub struct CacheRequest {
     base: BaseKey,
     method: Method,
     range: bool,
-    /// The request's headers, kept only for a miss (see `with_headers`).
+    /// The client's request headers, kept only for a miss (see
+    /// `with_headers`), and how they were rewritten for the app: the entry's
+    /// Vary values are those the app saw.
     headers: HeaderMap,
+    rewrite: Option<Rewrite>,
 }
 
 impl CacheRequest {
@@ -66,12 +69,18 @@ impl CacheRequest {
             method: req.method().clone(),
             range: req.headers().contains_key(header::RANGE),
             headers: HeaderMap::new(),
+            rewrite: None,
         })
     }
 
-    /// Keeps the request's headers, which a miss needs to store its response.
-    pub fn with_headers(self, headers: HeaderMap) -> Self {
-        CacheRequest { headers, ..self }
+    /// Keeps the client's request headers and how they were rewritten,
+    /// which a miss needs to store its response.
+    pub fn with_headers(self, headers: HeaderMap, rewrite: Rewrite) -> Self {
+        CacheRequest {
+            headers,
+            rewrite: Some(rewrite),
+            ..self
+        }
     }
 
     /// A Range request is answered from a stored entry but never stored.
@@ -84,7 +93,8 @@ impl CacheRequest {
 /// Host, -Proto, Forwarded...), in one string: part of the key, so an
 /// answer built for one client's values is never served for another's.
 fn origin(headers: &HeaderMap) -> String {
-    let mut key = String::new();
+    // Room for a host name and a scheme: one allocation in the usual case.
+    let mut key = String::with_capacity(64);
     for (index, name) in forwarding::ORIGIN_HEADERS.iter().enumerate() {
         for value in headers.get_all(name) {
             key.push(char::from(b'0' + index as u8));
@@ -178,7 +188,7 @@ impl Store {
     }
 
     /// How a miss's response is to be stored, if it may be.
-    fn plan(&self, request: CacheRequest, parts: &response::Parts) -> Option<Plan> {
+    fn plan(&self, mut request: CacheRequest, parts: &response::Parts) -> Option<Plan> {
         if request.method != Method::GET || request.is_range() {
             return None;
         }
@@ -188,6 +198,10 @@ impl Store {
             self.config.max_cache_item_size,
         )?;
         let vary = vary_names(&parts.headers)?;
+        // The request as the app received it, for the entry's Vary values.
+        if let Some(rewrite) = request.rewrite.take() {
+            rewrite.apply(&mut request.headers);
+        }
         let mut headers = parts.headers.clone();
         headers.remove(header::SET_COOKIE);
         Some(Plan {
