@@ -144,34 +144,35 @@ fn grown_mib(t: &Thrust, before_kib: u64) -> f64 {
 #[test]
 fn copies_of_misses_being_stored_share_one_budget() {
     // CACHE_SIZE 8 MiB: copies being captured may hold 2 MiB together.
-    // 60 clients each read 900 kB of a different storable 1 MB page, then
+    // 100 clients each read 900 kB of a different storable 1 MB page, then
     // stop reading: no answer completes, every copy waits.
     let t = small_cache();
     let (before, _) = t.memory_kib();
-    let clients = storable_misses(&t, 60, 900_000);
+    let clients = storable_misses(&t, 100, 900_000);
     std::thread::sleep(Duration::from_millis(500));
     let grown = grown_mib(&t, before);
     drop(clients);
-    // Without the shared budget each copy holds what its client read: 54 MB.
+    // Without the shared budget each copy holds what its client read: 90 MB
+    // on top of the connections' own buffers.
     assert!(
-        grown < 25.0,
-        "RSS grew {grown:.1} MiB with 60 copies waiting"
+        grown < 50.0,
+        "RSS grew {grown:.1} MiB with 100 copies waiting"
     );
 }
 
 #[test]
 fn a_burst_of_stores_never_holds_much_more_than_cache_size() {
-    // 60 storable 1 MB pages read whole, one after another in a burst, into
+    // 120 storable 1 MB pages read whole, one after another in a burst, into
     // an 8 MiB cache: stored and evicted as they come, not held until the
     // cache's maintenance runs.
     let t = small_cache();
     let (before, _) = t.memory_kib();
-    drop(storable_misses(&t, 60, 1_000_000));
+    drop(storable_misses(&t, 120, 1_000_000));
     std::thread::sleep(Duration::from_millis(500));
     let grown = grown_mib(&t, before);
     assert!(
-        grown < 30.0,
-        "RSS grew {grown:.1} MiB storing 60 MB into an 8 MiB cache"
+        grown < 50.0,
+        "RSS grew {grown:.1} MiB storing 120 MB into an 8 MiB cache"
     );
 }
 
