@@ -66,12 +66,13 @@ impl TrustedProxies {
             return ClientAddr::Peer(peer);
         }
         let mut client = ClientAddr::Peer(peer);
-        let values: Vec<&str> = headers
+        let entries = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
+            .rev()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+            .flat_map(|v| v.rsplit(','));
+        for entry in entries {
             let Some(addr) = parse_hop(entry.trim()) else {
                 break;
             };

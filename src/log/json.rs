@@ -148,34 +148,31 @@ pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut Line)) {
 
 /// The line the writer adds when lines were dropped.
 pub fn dropped_line(out: &mut Vec<u8>, dropped: u64) {
-    let mut scratch = Scratch {
-        line: Vec::new(),
-        second: u64::MAX,
-        prefix: Vec::new(),
-    };
-    let mut line = head(
-        &mut scratch,
-        "WARN",
+    writer_warning(
+        out,
         "Log lines dropped: stdout was not keeping up",
+        |line| {
+            line.number("dropped", dropped);
+        },
     );
-    line.number("dropped", dropped);
-    line.out.extend_from_slice(b"}\n");
-    out.extend_from_slice(&scratch.line);
 }
 
 /// The line that reports lines a failed write to stdout lost.
 pub fn lost_line(out: &mut Vec<u8>, lost: u64, error: &str) {
+    writer_warning(out, "Log lines lost: writing to stdout failed", |line| {
+        line.number("lost", lost).text("error", error);
+    });
+}
+
+/// A warning the log writer itself adds to the lines it writes.
+fn writer_warning(out: &mut Vec<u8>, msg: &str, fields: impl FnOnce(&mut Line)) {
     let mut scratch = Scratch {
         line: Vec::new(),
         second: u64::MAX,
         prefix: Vec::new(),
     };
-    let mut line = head(
-        &mut scratch,
-        "WARN",
-        "Log lines lost: writing to stdout failed",
-    );
-    line.number("lost", lost).text("error", error);
+    let mut line = head(&mut scratch, "WARN", msg);
+    fields(&mut line);
     line.out.extend_from_slice(b"}\n");
     out.extend_from_slice(&scratch.line);
 }

@@ -17,10 +17,10 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::time::Duration;
 
 /// Bytes of lines that may wait for stdout (or be on their way) before new
 /// ones are dropped.

@@ -170,10 +170,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientFacts) {
         }
         headers.remove(X_REQUEST_START);
     }
-    let forwarded_for = match joined(headers, &X_FORWARDED_FOR) {
-        Some(list) if client.trusted => HeaderValue::from_str(&format!("{list}, {addr}")).ok(),
-        _ => formatted(format_args!("{addr}")),
-    };
+    let forwarded_for = client
+        .trusted
+        .then(|| appended(headers, &X_FORWARDED_FOR, addr))
+        .flatten()
+        .or_else(|| formatted(format_args!("{addr}")));
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -188,16 +189,25 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientFacts) {
     }
 }
 
-/// A list header's values as one, when it has any that are not blank.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers
+/// A list header's values as one, with `addr` appended; None when it has
+/// no value that is not blank.
+fn appended(headers: &HeaderMap, name: &HeaderName, addr: IpAddr) -> Option<HeaderValue> {
+    let mut list = String::new();
+    for value in headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+    {
+        list.push_str(value);
+        list.push_str(", ");
+    }
+    if list.is_empty() {
+        return None;
+    }
+    std::fmt::Write::write_fmt(&mut list, format_args!("{addr}")).ok()?;
+    HeaderValue::from_str(&list).ok()
 }
 
 /// Adds `X-Request-Start: t=<unix ms>` unless a trusted proxy set one

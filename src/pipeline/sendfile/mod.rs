@@ -8,14 +8,13 @@ pub use file::serve;
 
 use std::path::PathBuf;
 
-use path::Refusal;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
 
 use super::proxy;
 use crate::body::Body;
 use crate::config::{Config, SendFileHeader};
+use path::Refusal;
 
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
@@ -75,7 +74,11 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
         return Named::Nothing(response);
     };
     let resolved = path::resolve(value.as_bytes(), config);
-    let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    // The value as the logs show it, copied only for a refusal.
+    let shown = match resolved {
+        Ok(_) => String::new(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    };
     // The app's body (usually empty) is replaced by the file.
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(&name);
