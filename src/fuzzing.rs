@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderMap, HeaderValue, VARY};
 
 use crate::config::{Config, Encoding};
-use crate::protocol::accept_encoding::negotiate;
-use crate::protocol::cache_control::CacheControl;
-use crate::protocol::conditional;
-use crate::protocol::head_scan::{Head, HeadScanner, MAX_HEAD_BYTES};
-use crate::protocol::range::{self, RangeRequest};
+use crate::http::accept_encoding::negotiate;
+use crate::http::cache_control::CacheControl;
+use crate::http::conditional;
+use crate::http::head_scan::{Head, HeadScanner, MAX_HEAD_BYTES};
+use crate::http::range::{self, RangeRequest};
 
 /// A fuzz target: takes any bytes.
 pub type Target = fn(&[u8]);
@@ -160,10 +160,10 @@ pub fn send_file_path(data: &[u8]) {
 pub fn acme_storage(data: &[u8]) {
     match data.iter().position(|&b| b == 0) {
         Some(at) => {
-            let _ = crate::acme::certified(&data[..at], &data[at + 1..]);
+            let _ = crate::tls::acme::certified(&data[..at], &data[at + 1..]);
         }
         None => {
-            let _ = crate::acme::certified(data, data);
+            let _ = crate::tls::acme::certified(data, data);
         }
     }
 }

@@ -1,41 +1,23 @@
 //! thrust: the front server that runs inside an application's container.
 //! `run` wires the supervisor, the readiness watch and the server together.
 
-mod acme;
-mod activation;
-mod admission;
-mod app_target;
-pub mod body;
-pub mod check;
+// The layers, from the bottom: each may call only the ones listed before it
+// (each folder's first comment says what it owns and may not call).
+mod app;
+pub mod cli;
 pub mod config;
-mod conn_io;
-mod conn_state;
-mod connection_end;
-pub mod control;
-mod crash_history;
-mod fd_limit;
+mod conn;
+mod http;
+pub mod log;
+mod metrics;
+mod pipeline;
+mod server;
+mod tls;
+
 #[doc(hidden)]
 pub mod fuzzing;
-mod h2_preface;
-mod lifecycle;
-pub mod listening;
-pub mod log;
-mod memory;
-mod memory_budget;
-mod metrics;
-mod parking;
-mod pipeline;
-mod protocol;
-mod readiness;
-mod server;
-mod supervisor;
 #[cfg(test)]
 mod test_support;
-mod tls;
-pub mod trusted_proxies;
-mod upstream;
-mod workers;
-mod zero_copy;
 
 use std::sync::Arc;
 
@@ -43,26 +25,26 @@ use std::sync::Arc;
 #[doc(hidden)]
 pub mod hot_paths {
     pub use crate::config::Encoding;
+    pub use crate::http::accept_encoding::negotiate;
+    pub use crate::http::cache_control::CacheControl;
     pub use crate::pipeline::cache::policy::vary_names;
     pub use crate::pipeline::cache::store::{BaseKey, Entry, ResponseCache};
     pub use crate::pipeline::compression::codec::compress_all;
     pub use crate::pipeline::forwarding::{
         set_forwarded, set_request_start, strip_hop_by_hop, ClientFacts,
     };
-    pub use crate::protocol::accept_encoding::negotiate;
-    pub use crate::protocol::cache_control::CacheControl;
 }
 
-use app_target::AppTarget;
+use app::deep_check::DeepCheck;
+use app::lifecycle::{Lifecycle, ReadyCheck, Wiring};
+use app::readiness::Readiness;
+use app::target::AppTarget;
 use config::{Config, Tls};
-use lifecycle::{Lifecycle, ReadyCheck, Wiring};
-use pipeline::health::DeepCheck;
 use pipeline::App;
-use readiness::Readiness;
+use server::workers::Workers;
 use server::Server;
 use tls::static_cert::StaticCert;
 use tls::Certificates;
-use workers::Workers;
 
 /// Runs thrust in front of `command`; returns the process exit code.
 pub fn run(config: Config, command: Vec<String>) -> u8 {
@@ -99,15 +81,15 @@ fn listen(
     passed: Option<std::net::TcpListener>,
     port: u16,
     variable: &'static str,
-) -> Result<tokio::net::TcpListener, server::BindError> {
+) -> Result<tokio::net::TcpListener, server::listen::BindError> {
     match passed {
-        Some(listener) => server::adopt(listener, variable),
-        None => server::bind(port, variable),
+        Some(listener) => server::listen::adopt(listener, variable),
+        None => server::listen::bind(port, variable),
     }
 }
 
 async fn serve(config: Config, command: Vec<String>) -> u8 {
-    let mut passed = match activation::take(&std::env::vars().collect()) {
+    let mut passed = match server::activation::take(&std::env::vars().collect()) {
         Ok(passed) => passed.unwrap_or_default(),
         Err(e) => return cannot_start(e, 2),
     };
@@ -124,7 +106,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
                 return 2;
             }
         },
-        Tls::Acme => match acme::Acme::new(config.acme.clone()) {
+        Tls::Acme => match tls::acme::Acme::new(config.acme.clone()) {
             Ok(acme) => Some(Certificates::Acme(acme)),
             Err(e) => {
                 eprintln!("thrust: STORAGE_PATH={:?}: {e}", config.acme.storage);
@@ -157,7 +139,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     // Bound with the other ports, before the app starts: a taken port is a
     // start-up error, not a silent gap in monitoring.
     let metrics_listener = match config.metrics_port {
-        Some(port) => match server::bind(port, "THRUST_METRICS_PORT") {
+        Some(port) => match server::listen::bind(port, "THRUST_METRICS_PORT") {
             Ok(listener) => Some(listener),
             Err(e) => return cannot_start(e, 1),
         },
@@ -167,11 +149,15 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         tracing::warn!("A socket for HTTPS was passed, but TLS is off: it is closed");
     }
     let readiness = Arc::new(Readiness::default());
-    let fd_limit = fd_limit::raise();
-    let memory_limit = memory_budget::memory_limit();
-    let admission = admission::Admission::new(
+    let fd_limit = app::fd_limit::raise();
+    let memory_limit = config::memory_budget::memory_limit();
+    let admission = server::admission::Admission::new(
         config.max_connections,
-        memory_budget::default_connections(memory_limit, config.cache_size, fd_limit::current()),
+        config::memory_budget::default_connections(
+            memory_limit,
+            config.cache_size,
+            app::fd_limit::current(),
+        ),
     );
     let target = AppTarget::new(config.worker.clone());
     let workers = match Workers::start(&target) {
@@ -196,11 +182,13 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     ));
     let cache = pipeline::cache::Store::new(config.clone(), jitter.clone());
     let metrics = metrics_listener.map(|listener| {
-        let metrics = metrics::Metrics::new(metrics::collect::Collected {
-            readiness: readiness.clone(),
-            cache: cache.clone(),
-            certificates: certificates.clone(),
-        });
+        let metrics = metrics::Metrics::new(metrics::collect::Collected(Box::new(
+            pipeline::scraped::Gauges {
+                readiness: readiness.clone(),
+                cache: cache.clone(),
+                certificates: certificates.clone(),
+            },
+        )));
         if let Ok(address) = listener.local_addr() {
             tracing::info!(address = %address, "Serving /metrics");
         }
@@ -250,11 +238,11 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
     // Named after the port actually bound (socket activation may pass
     // another than HTTP_PORT), so two instances never share a name.
     let bound_port = listener.local_addr().map_or(config.http_port, |a| a.port());
-    let control_address = control::ControlAddress::of(&config, bound_port);
-    match control::listen(&control_address) {
+    let control_address = app::control_socket::ControlAddress::of(&config, bound_port);
+    match app::control_socket::listen(&control_address) {
         Ok(listener) => {
             tracing::info!(socket = %control_address, "Control socket open for thrust restart");
-            tokio::spawn(control::serve(listener, restart_requests));
+            tokio::spawn(app::control_socket::serve(listener, restart_requests));
         }
         Err(e) => tracing::warn!(
             error = %e,
@@ -275,7 +263,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         config: config.clone(),
     });
 
-    tokio::spawn(memory::keep_trimmed());
+    tokio::spawn(server::malloc_trim::keep_trimmed());
 
     let server = Server {
         app,
@@ -284,5 +272,5 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         admission,
     };
     let status = server.serve_until(listener, https, lifecycle.run()).await;
-    supervisor::exit_code(status)
+    app::supervisor::exit_code(status)
 }

@@ -7,8 +7,6 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::sink;
-
 struct Scratch {
     line: Vec<u8>,
     /// The second `prefix` spells, and "YYYY-MM-DDTHH:MM:SS." for it.
@@ -132,8 +130,9 @@ fn head<'a>(scratch: &'a mut Scratch, level: &str, msg: &str) -> Line<'a> {
     line
 }
 
-/// Writes one line: time, level, msg, then what `fields` adds.
-pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut Line)) {
+/// Builds one line (time, level, msg, then what `fields` adds) in the
+/// thread's buffer and hands it to `done`.
+pub fn build(level: &str, msg: &str, fields: impl FnOnce(&mut Line), done: impl FnOnce(&[u8])) {
     SCRATCH.with(|scratch| {
         // Only a line written while writing a line could find it borrowed.
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
@@ -142,7 +141,7 @@ pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut Line)) {
         let mut line = head(&mut scratch, level, msg);
         fields(&mut line);
         line.out.extend_from_slice(b"}\n");
-        sink::append(&scratch.line);
+        done(&scratch.line);
     })
 }
 

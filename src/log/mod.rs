@@ -3,7 +3,7 @@
 //! for Thruster keep working.
 //!
 //! Lifecycle and diagnostic lines come through `tracing`; the per-request
-//! line, written for every request, is written directly (`json::line`),
+//! line, written for every request, is written directly (`line`),
 //! without allocation. Both go through `sink`, which writes to stdout from a
 //! thread of its own.
 
@@ -56,6 +56,11 @@ impl<S: Subscriber> Layer<S> for JsonLines {
 
 /// Waits (a bounded time) until every line logged so far is on stdout:
 /// called once, before thrust exits.
+/// Writes one line directly: time, level, msg, then what `fields` adds.
+pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut json::Line)) {
+    json::build(level, msg, fields, sink::append);
+}
+
 pub fn flush() {
     sink::flush(Duration::from_secs(2));
 }

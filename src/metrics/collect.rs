@@ -1,8 +1,7 @@
 //! Values read when /metrics is scraped rather than counted as they change:
 //! the app's state, what the cache holds, certificate expiry.
 
-use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -10,22 +9,21 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use crate::pipeline::cache;
-use crate::readiness::{Health, Readiness};
-use crate::tls::Certificates;
+/// The app's states, as `app_state` labels them.
+const STATES: [&str; 4] = ["starting", "ready", "draining", "stopped"];
 
-const STATES: [(Health, &str); 4] = [
-    (Health::Starting, "starting"),
-    (Health::Ready, "ready"),
-    (Health::Draining, "draining"),
-    (Health::Stopped, "stopped"),
-];
-
-pub struct Collected {
-    pub readiness: Arc<Readiness>,
-    pub cache: cache::Store,
-    pub certificates: Option<Certificates>,
+/// What the layers above report when /metrics is scraped: the metrics layer
+/// encodes what it is given and reaches into no other layer.
+pub trait Scraped: Send + Sync {
+    /// One of `STATES`.
+    fn app_state(&self) -> &'static str;
+    /// URLs with a response in the cache, and the bytes counted against CACHE_SIZE.
+    fn cache_held(&self) -> (u64, u64);
+    /// When the certificate served for each domain expires.
+    fn certificate_expiries(&self) -> Vec<(String, SystemTime)>;
 }
+
+pub struct Collected(pub Box<dyn Scraped>);
 
 impl std::fmt::Debug for Collected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,19 +45,19 @@ fn gauge(
 
 impl Collector for Collected {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let health = self.readiness.health();
+        let current = self.0.app_state();
         let mut states = encoder.encode_descriptor(
             "app_state",
             "1 for the state the app is in: starting (booting, or down after a failure), ready, draining (thrust is stopping), stopped",
             None,
             MetricType::Gauge,
         )?;
-        for (state, name) in STATES {
-            let labels = [("state", name)];
-            ConstGauge::new(i64::from(state == health)).encode(states.encode_family(&labels)?)?;
+        for state in STATES {
+            let labels = [("state", state)];
+            ConstGauge::new(i64::from(state == current)).encode(states.encode_family(&labels)?)?;
         }
 
-        let (urls, bytes) = self.cache.held();
+        let (urls, bytes) = self.0.cache_held();
         gauge(
             &mut encoder,
             "cache_entries",
@@ -75,11 +73,7 @@ impl Collector for Collected {
             i64::try_from(bytes).unwrap_or(i64::MAX),
         )?;
 
-        let expiries = self
-            .certificates
-            .as_ref()
-            .map(Certificates::expiries)
-            .unwrap_or_default();
+        let expiries = self.0.certificate_expiries();
         if !expiries.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "certificate_expiry_timestamp",

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::Metrics;
+use crate::conn::accept;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// A scraper that stalls is cut off after this long.
@@ -26,14 +27,7 @@ const MAX_SCRAPERS: usize = 32;
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     let scrapers = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "Metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) = accept::retrying("metrics", || listener.accept()).await;
         let Ok(permit) = scrapers.clone().try_acquire_owned() else {
             tracing::debug!("Metrics: too many scrape connections open, closing a new one");
             continue;

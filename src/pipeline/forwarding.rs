@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::trusted_proxies::X_FORWARDED_FOR;
+use crate::config::trusted_proxies::X_FORWARDED_FOR;
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the old proxy ones.
 const HOP_BY_HOP: [HeaderName; 8] = [

@@ -12,6 +12,7 @@ mod proxy;
 mod redirect;
 mod representation;
 mod request_log;
+pub mod scraped;
 pub mod sendfile;
 mod upstream_timeout;
 
@@ -21,18 +22,18 @@ use std::sync::Arc;
 use http::{header, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::body::{Body, Ending, Observed};
+use crate::app::deep_check::DeepCheck;
+use crate::app::readiness::Readiness;
+use crate::app::upstream::UpstreamClient;
 use crate::config::Config;
-use crate::conn_state::ConnState;
+use crate::conn::state::ConnState;
+use crate::http::body::{Body, Ending, Observed};
+use crate::http::head_scan::Head;
 use crate::metrics::{Metrics, OpenClientConnection};
-use crate::protocol::head_scan::Head;
-use crate::readiness::Readiness;
 use crate::tls::Certificates;
-use crate::upstream::UpstreamClient;
 use cache::CacheRequest;
 use compression::codec::Jitter;
 use compression::CompressionRequest;
-use health::DeepCheck;
 use preconditions::Conditions;
 use request_log::RequestFacts;
 use sendfile::Named;
@@ -231,5 +232,5 @@ pub async fn handle(
             facts.log(status, content_type.as_ref(), sent, cache.as_ref());
         }
     });
-    Response::from_parts(parts, crate::body::boxed(body))
+    Response::from_parts(parts, crate::http::body::boxed(body))
 }

@@ -8,9 +8,9 @@ use std::time::SystemTime;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::protocol::conditional;
-use crate::protocol::headers::text;
-use crate::protocol::range::{self, RangeRequest};
+use crate::http::conditional;
+use crate::http::headers::text;
+use crate::http::range::{self, RangeRequest};
 
 /// What to send of a representation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

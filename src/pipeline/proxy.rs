@@ -10,9 +10,9 @@ use hyper_util::rt::TokioIo;
 use super::forwarding::{self, Rewrite};
 use super::upstream_timeout;
 use super::{App, ConnInfo};
-use crate::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadClock};
-use crate::protocol::headers::content_length;
-use crate::upstream::UpstreamError;
+use crate::app::upstream::UpstreamError;
+use crate::http::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadClock};
+use crate::http::headers::content_length;
 
 /// How a prepared request travels to the app.
 #[derive(Clone)]

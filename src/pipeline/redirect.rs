@@ -6,7 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use super::proxy;
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 use crate::tls::Certificates;
 
 /// The host name of a request, without port, lower-cased.

@@ -14,9 +14,9 @@ use http::{response, Method, Response, StatusCode};
 use http_body::Frame;
 
 use super::preconditions::Outcome;
-use crate::body::{self, Body};
-use crate::protocol::headers::set;
-use crate::zero_copy::{self, FileParts, Slots};
+use crate::conn::zero_copy::{self, FileParts, Slots};
+use crate::http::body::{self, Body};
+use crate::http::headers::set;
 
 /// Read size for file bodies: large enough for few syscalls, small enough
 /// that memory stays flat however big the file.

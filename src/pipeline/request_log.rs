@@ -5,9 +5,9 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use crate::log::json;
-use crate::protocol::headers::content_length;
-use crate::trusted_proxies::ClientAddr;
+use crate::config::trusted_proxies::ClientAddr;
+use crate::http::headers::content_length;
+use crate::log;
 
 /// What the log line needs from the request, taken before the request is
 /// handed on. Cheap clones (shared bytes), formatted only if a line is written.
@@ -73,7 +73,7 @@ impl RequestFacts {
             Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         };
-        json::line("INFO", "Request", |line| {
+        log::line("INFO", "Request", |line| {
             line.text("path", self.uri.path())
                 .number("status", u64::from(status))
                 .number("dur", self.started.elapsed().as_millis() as u64)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::body::{UploadClock, UploadState};
+use crate::http::body::{UploadClock, UploadState};
 
 /// `response` once it completes, or `None` when the app has let `limit`
 /// pass since it last took request body bytes (`upload`: the request's

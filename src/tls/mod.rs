@@ -1,5 +1,6 @@
 //! TLS: the rustls server configuration and which hosts it covers.
 
+pub mod acme;
 pub mod static_cert;
 
 use std::io;
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
-use crate::acme::Acme;
+use crate::tls::acme::Acme;
 use static_cert::StaticCert;
 
 /// How long a handshake waits for a certificate whose order is in flight.

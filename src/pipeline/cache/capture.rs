@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame};
 use pin_project_lite::pin_project;
 
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
 
 /// Bytes all captures under way may hold together.
 #[derive(Clone)]

@@ -20,9 +20,9 @@ use super::forwarding::{self, Rewrite};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
-use crate::body::{self, Body};
 use crate::config::Config;
-use crate::protocol::headers::{vary_on_accept_encoding, weaken_etag};
+use crate::http::body::{self, Body};
+use crate::http::headers::{vary_on_accept_encoding, weaken_etag};
 use capture::{Capture, CaptureBudget};
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
@@ -172,7 +172,9 @@ impl Store {
         Store {
             cache: Arc::new(ResponseCache::new(config.cache_size)),
             storing: Arc::new(tokio::sync::Semaphore::new(cpus)),
-            capturing: CaptureBudget::new(crate::memory_budget::capture_budget(config.cache_size)),
+            capturing: CaptureBudget::new(crate::config::memory_budget::capture_budget(
+                config.cache_size,
+            )),
             jitter,
             config,
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
 
-use crate::protocol::cache_control::CacheControl;
-use crate::protocol::headers::content_length;
+use crate::http::cache_control::CacheControl;
+use crate::http::headers::content_length;
 
 /// The Vary names of a storable response; None for `Vary: *`.
 pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {

@@ -12,10 +12,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use pin_project_lite::pin_project;
 
-use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Encoding};
-use crate::protocol::accept_encoding::negotiate;
-use crate::protocol::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
+use crate::http::accept_encoding::negotiate;
+use crate::http::body::{self, Body, BoxError};
+use crate::http::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
 use codec::{Compressor, Jitter};
 
 /// Smaller bodies gain too little to be worth the work.

@@ -18,14 +18,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{response, Response, StatusCode};
 
-use crate::body::{self, Body};
 use crate::config::{Config, Encoding};
+use crate::conn::zero_copy::Slots;
+use crate::http::accept_encoding::negotiate;
+use crate::http::body::{self, Body};
+use crate::http::headers::{set, vary_on_accept_encoding, weaken_etag};
 use crate::pipeline::compression::{choose, mark_encoded, CompressionRequest};
 use crate::pipeline::preconditions::{Conditions, Outcome};
 use crate::pipeline::representation::{self, Content};
-use crate::protocol::accept_encoding::negotiate;
-use crate::protocol::headers::{set, vary_on_accept_encoding, weaken_etag};
-use crate::zero_copy::Slots;
 
 /// An open regular file with what its answer needs to say about it.
 pub struct NamedFile {

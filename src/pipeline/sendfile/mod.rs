@@ -12,8 +12,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
 
 use super::proxy;
-use crate::body::Body;
 use crate::config::{Config, SendFileHeader};
+use crate::http::body::Body;
 use path::Refusal;
 
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");

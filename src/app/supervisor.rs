@@ -10,8 +10,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
+use crate::app::fd_limit::OriginalLimit;
 use crate::config::Worker;
-use crate::fd_limit::OriginalLimit;
 
 /// Signals thrust passes on to the child. The first three also start draining.
 const RELAYED: [(SignalKind, Signal); 7] = [
@@ -128,7 +128,7 @@ pub fn spawn(
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]).process_group(0);
     // Sockets passed to thrust are thrust's: the app must not try to take them.
-    for name in crate::activation::VARIABLES {
+    for name in crate::config::SOCKET_ACTIVATION_VARIABLES {
         cmd.env_remove(name);
     }
     match address {

@@ -157,7 +157,7 @@ fn warn_not_listening(worker: &Worker, child_pid: u32, waited: Duration) {
         Worker::Port(port) => format!("127.0.0.1:{port}"),
         Worker::Socket(path) => format!("unix:{}", path.display()),
     };
-    let found = crate::listening::listening_addresses(child_pid);
+    let found = crate::app::ports::listening_addresses(child_pid);
     let seconds = waited.as_secs();
     if found.is_empty() {
         tracing::warn!(

@@ -23,9 +23,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::app_target::{AppCopy, AppTarget, OpenConnection};
-use crate::body::Body;
+use crate::app::target::{AppCopy, AppTarget, OpenConnection};
 use crate::config::Worker;
+use crate::http::body::Body;
 
 /// Below Puma's 20 s persistent timeout, so thrust drops an idle connection
 /// before the app server does and rarely races its close.

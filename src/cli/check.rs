@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
-use crate::acme::store::Store;
-use crate::activation;
+use crate::app::supervisor;
 use crate::config::{resolved, Config, Tls, Worker};
-use crate::server::BindError;
-use crate::supervisor;
+use crate::server::activation;
+use crate::server::listen::BindError;
+use crate::tls::acme::store::Store;
 use crate::tls::static_cert::StaticCert;
 
 /// A failure as start-up reports it.

@@ -27,8 +27,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+use crate::app::ports::listening_addresses;
 use crate::config::Config;
-use crate::listening::listening_addresses;
+use crate::conn::accept;
 
 /// How long a connected command has to say what it wants.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,14 +149,7 @@ fn remove_stale(path: &Path) {
 /// Accepts commands for as long as thrust runs, handing restarts to `restarts`.
 pub async fn serve(listener: UnixListener, restarts: mpsc::Sender<RestartRequest>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "Control socket: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) = accept::retrying("control", || listener.accept()).await;
         tokio::spawn(answer(stream, restarts.clone()));
     }
 }

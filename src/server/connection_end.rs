@@ -31,7 +31,7 @@ impl ConnectionError for Box<dyn StdError + Send + Sync> {
 }
 
 pub fn ended<E: ConnectionError>(result: Result<(), E>) {
-    crate::memory::released();
+    crate::server::malloc_trim::released();
     let Err(e) = result else { return };
     if e.is_http2_on_http1() && warning_due() {
         tracing::warn!(

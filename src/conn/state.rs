@@ -10,8 +10,8 @@ use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
 
-use crate::protocol::head_scan::Head;
-use crate::zero_copy::Slots;
+use crate::conn::zero_copy::Slots;
+use crate::http::head_scan::Head;
 
 #[derive(Default)]
 pub struct ConnState {

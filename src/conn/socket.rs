@@ -22,9 +22,9 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::conn_state::ConnState;
-use crate::protocol::head_scan::HeadScanner;
-use crate::zero_copy::{self, SendFile};
+use crate::conn::state::ConnState;
+use crate::conn::zero_copy::{self, SendFile};
+use crate::http::head_scan::HeadScanner;
 
 #[derive(Clone, Copy)]
 pub struct Timeouts {

@@ -22,11 +22,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::conn_io::ConnIo;
-use crate::conn_state::ConnState;
-use crate::connection_end::ended;
-use crate::memory;
-use crate::server::Handler;
+use super::handler::Handler;
+use crate::conn::socket::ConnIo;
+use crate::conn::state::ConnState;
+use crate::server::connection_end::ended;
+use crate::server::malloc_trim;
 
 /// How long a connection idles between requests before it is parked: long
 /// enough that a busy client's next request finds its connection as it left
@@ -70,7 +70,7 @@ pub async fn serve(
         io = parts.io.into_inner();
         let unread = !parts.read_buf.is_empty();
         io.unpark(parts.read_buf);
-        memory::released();
+        malloc_trim::released();
         if unread {
             continue;
         }

@@ -11,8 +11,8 @@ use std::thread;
 
 use tokio::runtime::{Builder, Handle};
 
-use crate::app_target::AppTarget;
-use crate::upstream::{self, UpstreamClient};
+use crate::app::target::AppTarget;
+use crate::app::upstream::{self, UpstreamClient};
 
 /// One worker thread: where to spawn its tasks and its app connection pool.
 pub struct ConnWorker {

@@ -16,9 +16,6 @@ use std::os::fd::{FromRawFd, RawFd};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{getsockopt, sockopt};
 
-/// The variables of the protocol, removed from the app's environment.
-pub const VARIABLES: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
-
 /// The first passed descriptor.
 const FIRST_FD: RawFd = 3;
 

@@ -14,16 +14,16 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::app_target::{AppCopy, AppTarget};
+use crate::app::control_socket::RestartRequest;
+use crate::app::crash_history::{AfterFailure, CrashHistory};
+use crate::app::deep_check::DeepCheck;
+use crate::app::fd_limit::OriginalLimit;
+use crate::app::readiness::Readiness;
+use crate::app::supervisor::{self, describe, Signals, SpawnError};
+use crate::app::target::{AppCopy, AppTarget};
+use crate::app::upstream::{self, UpstreamClient};
 use crate::config::{Config, Worker};
-use crate::control::RestartRequest;
-use crate::crash_history::{AfterFailure, CrashHistory};
-use crate::fd_limit::OriginalLimit;
 use crate::metrics::{Metrics, RestartReason};
-use crate::pipeline::health::DeepCheck;
-use crate::readiness::Readiness;
-use crate::supervisor::{self, describe, Signals, SpawnError};
-use crate::upstream::{self, UpstreamClient};
 
 /// How often a new copy is asked whether it is ready, once it accepts.
 const READY_RETRY: Duration = Duration::from_millis(50);
@@ -583,7 +583,7 @@ async fn answers(client: &UpstreamClient, path: &str) -> Result<(), String> {
     let request = http::Request::get(path)
         .header(http::header::HOST, "localhost")
         .header(http::header::USER_AGENT, "thrust-restart-check")
-        .body(crate::body::empty())
+        .body(crate::http::body::empty())
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(ANSWER_TIMEOUT, client.request(request)).await {
         Ok(Ok(_)) => Ok(()),

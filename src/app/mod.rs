@@ -1,0 +1,22 @@
+//! The app layer: the app server as a child process and the way to it.
+//!
+//! Owns spawning and supervising the child (`supervisor`, `lifecycle`,
+//! `crash_history`, `fd_limit`), knowing when it is ready (`readiness`,
+//! reading the ports it listens on from /proc in `ports`, the deep health
+//! check), restarting it on request (`control_socket`), and the pooled
+//! connections requests are forwarded on (`target`, `upstream`).
+//!
+//! May call: config, http (body types), metrics, log. May not call the
+//! pipeline, the client connections or TLS: requests reach the app only
+//! through `upstream`, which the pipeline holds.
+
+pub mod control_socket;
+pub mod crash_history;
+pub mod deep_check;
+pub mod fd_limit;
+pub mod lifecycle;
+pub mod ports;
+pub mod readiness;
+pub mod supervisor;
+pub mod target;
+pub mod upstream;

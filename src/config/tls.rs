@@ -1,0 +1,133 @@
+//! TLS and ACME: TLS_DOMAIN, the certificate pair, and the ACME settings.
+
+use std::time::Duration;
+
+use super::env::{parse_whole, ConfigError, Env};
+use super::table::DEFAULT_ACME_DIRECTORY;
+use super::{AcmeChallenge, AcmeSettings, Tls};
+
+/// TLS_DOMAIN's names. Internationalised names are kept in their ASCII
+/// (punycode) form, which is what SNI, Host headers and certificates carry.
+pub fn domains(env: &Env) -> Result<Vec<String>, ConfigError> {
+    let mut domains: Vec<String> = Vec::new();
+    for name in env
+        .text("TLS_DOMAIN")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        match idna::domain_to_ascii(name)
+            .ok()
+            .filter(|ascii| is_domain_name(ascii))
+        {
+            Some(ascii) if !domains.contains(&ascii) => domains.push(ascii),
+            Some(_) => {}
+            None => {
+                return Err(ConfigError {
+                    expected: format!("comma-separated domain names ({name:?} is not one)"),
+                    ..env.invalid("TLS_DOMAIN", "")
+                })
+            }
+        }
+    }
+    Ok(domains)
+}
+
+/// TLS off, with the certificate pair, or with ACME for `domains`.
+pub fn mode(env: &Env, domains: &[String]) -> Result<Tls, ConfigError> {
+    match (env.text("SSL_CERT_PATH"), env.text("SSL_KEY_PATH")) {
+        (Some(cert), Some(key)) => {
+            for name in ["SSL_CERT_PATH", "SSL_KEY_PATH"] {
+                let path = env.text(name).unwrap_or_default();
+                if !std::path::Path::new(&path).is_file() {
+                    return Err(env.invalid(name, "a readable PEM file"));
+                }
+            }
+            Ok(Tls::Static {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        }
+        (Some(_), None) => Err(env.invalid("SSL_CERT_PATH", "SSL_KEY_PATH to be set as well")),
+        (None, Some(_)) => Err(env.invalid("SSL_KEY_PATH", "SSL_CERT_PATH to be set as well")),
+        (None, None) if domains.is_empty() => Ok(Tls::Off),
+        (None, None) => match domains.iter().find(|d| d.starts_with("*.")) {
+            Some(wildcard) => Err(ConfigError {
+                expected: format!(
+                    "names thrust can order certificates for: {wildcard:?} is a \
+                     wildcard, and ACME issues wildcards only through DNS-01, \
+                     which thrust does not answer. List each name, or use a \
+                     wildcard certificate with SSL_CERT_PATH and SSL_KEY_PATH"
+                ),
+                ..env.invalid("TLS_DOMAIN", "")
+            }),
+            None => Ok(Tls::Acme),
+        },
+    }
+}
+
+/// The ACME directory, account, challenge, storage and renewal settings.
+pub fn acme(env: &Env, domains: Vec<String>) -> Result<AcmeSettings, ConfigError> {
+    let directory = env
+        .text("ACME_DIRECTORY")
+        .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string());
+    if !(directory.starts_with("https://") || directory.starts_with("http://")) {
+        return Err(env.invalid("ACME_DIRECTORY", "an http:// or https:// URL"));
+    }
+    let eab = match (env.text("EAB_KID"), env.text("EAB_HMAC_KEY")) {
+        (Some(kid), Some(key)) if is_base64url(&key) => Some((kid, key)),
+        (Some(_), Some(_)) => return Err(env.invalid("EAB_HMAC_KEY", "a base64url key")),
+        (Some(_), None) => return Err(env.invalid("EAB_KID", "EAB_HMAC_KEY to be set as well")),
+        (None, Some(_)) => return Err(env.invalid("EAB_HMAC_KEY", "EAB_KID to be set as well")),
+        (None, None) => None,
+    };
+    let challenge = match env.text("THRUST_ACME_CHALLENGE") {
+        None => AcmeChallenge::TlsAlpn01,
+        Some(v) if v.eq_ignore_ascii_case("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
+        Some(v) if v.eq_ignore_ascii_case("http-01") => AcmeChallenge::Http01,
+        Some(_) => return Err(env.invalid("THRUST_ACME_CHALLENGE", "tls-alpn-01 or http-01")),
+    };
+    Ok(AcmeSettings {
+        domains,
+        directory,
+        email: env.text("ACME_EMAIL"),
+        eab,
+        storage: env
+            .text("STORAGE_PATH")
+            .unwrap_or_else(|| "./storage/thruster".to_string())
+            .into(),
+        challenge,
+        renew_within: env
+            .parsed("THRUST_ACME_RENEW_WITHIN", parse_whole)?
+            .map(Duration::from_secs),
+    })
+}
+
+/// A DNS name, or a wildcard (`*.example.com`: a `*` as the whole leftmost
+/// label, above at least two labels).
+fn is_domain_name(name: &str) -> bool {
+    let labels = match name.strip_prefix("*.") {
+        Some(parent) => parent.contains('.').then_some(parent),
+        None => Some(name),
+    };
+    labels.is_some_and(|labels| {
+        name.len() <= 253
+            && labels.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    })
+}
+
+fn is_base64url(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+}

@@ -1,0 +1,203 @@
+//! The server layer: thrust's listeners and the client connections on them.
+//!
+//! Owns binding or adopting the listening sockets (`activation` for sockets
+//! a service manager passes), admitting connections within the limit
+//! (`admission`), the per-CPU worker threads (`workers`), serving each
+//! connection with hyper (HTTP/1.1, h2c, HTTP/2 after TLS; `h2_preface`),
+//! parking idle keep-alive connections (`parking`), how a connection ended
+//! (`connection_end`) and giving freed memory back (`malloc_trim`).
+//!
+//! May call: every layer below (conn, pipeline, tls, app's upstream pool,
+//! metrics, http, config). Nothing below calls it.
+
+pub mod activation;
+pub mod admission;
+mod connection;
+mod connection_end;
+mod h2_preface;
+mod handler;
+pub mod listen;
+pub mod malloc_trim;
+mod parking;
+mod protocols;
+pub mod workers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::conn::accept;
+use crate::conn::socket::Timeouts;
+use crate::pipeline::App;
+use crate::tls::Handshaker;
+use admission::{Admission, Admitted};
+use connection::Shared;
+use protocols::Protocols;
+use workers::Workers;
+
+/// The HTTPS side: its listener, the TLS acceptor and whether h2 is offered.
+pub struct Https {
+    pub listener: TcpListener,
+    pub handshaker: Arc<Handshaker>,
+    pub http2: bool,
+}
+
+pub struct Server {
+    pub app: Arc<App>,
+    pub h2c: bool,
+    pub workers: Workers,
+    pub admission: Arc<Admission>,
+}
+
+/// Moves an accepted connection to the next worker and serves it there; TLS
+/// handshakes run on the worker too.
+fn dispatch(
+    workers: &Workers,
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<(Arc<Handshaker>, Duration, Arc<Protocols>)>,
+    plain: &Arc<Protocols>,
+    admitted: Admitted,
+) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            return tracing::debug!(error = %e, remote = %remote, "Cannot hand over a connection")
+        }
+    };
+    let worker = workers.next();
+    let upstream = worker.upstream.clone();
+    let shared = shared.clone();
+    // Plain and TLS connections are separate tasks so that a plain one does
+    // not hold room for a TLS handshake and stream for as long as it is open.
+    let Some((handshaker, limit, secure)) = tls else {
+        let plain = plain.clone();
+        worker.handle.spawn(async move {
+            let _admitted = admitted;
+            if let Some(stream) = take_over(stream, remote) {
+                shared.serve_plain(stream, remote, &plain, upstream).await
+            }
+        });
+        return;
+    };
+    worker.handle.spawn(async move {
+        let _admitted = admitted;
+        let Some(stream) = take_over(stream, remote) else {
+            return;
+        };
+        match tokio::time::timeout(limit, handshaker.accept(stream)).await {
+            Ok(Ok(mut tls)) => {
+                // A client that agreed on h2 must open with HTTP/2's preface.
+                let preface = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    match tokio::time::timeout(limit, h2_preface::read(&mut tls)).await {
+                        Ok(Ok(Some(preface))) => Some(preface),
+                        Ok(Ok(None)) => {
+                            return tracing::debug!(remote = %remote, "Wrong HTTP/2 preface, answered with GOAWAY")
+                        }
+                        Ok(Err(e)) => return tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface"),
+                        Err(_) => return tracing::debug!(remote = %remote, "HTTP/2 preface timed out"),
+                    }
+                } else {
+                    None
+                };
+                shared
+                    .serve(tls, remote, true, &secure, upstream, preface)
+                    .await
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
+            Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
+        }
+    });
+}
+
+/// Registers a handed-over socket with the current worker's own event loop.
+fn take_over(stream: std::net::TcpStream, remote: SocketAddr) -> Option<TcpStream> {
+    TcpStream::from_std(stream)
+        .map_err(|e| tracing::debug!(error = %e, remote = %remote, "Cannot take over a connection"))
+        .ok()
+}
+
+/// The next connection on `listener`, with Nagle's algorithm off; pending
+/// forever when there is no listener.
+async fn accept(listener: Option<&TcpListener>, name: &'static str) -> (TcpStream, SocketAddr) {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    let (stream, remote) = accept::retrying(name, || listener.accept()).await;
+    let _ = stream.set_nodelay(true);
+    (stream, remote)
+}
+
+impl Server {
+    fn timeouts(&self) -> Timeouts {
+        let config = &self.app.config;
+        let limit = |d: Duration| (!d.is_zero()).then_some(d);
+        Timeouts {
+            idle: limit(config.idle_timeout),
+            read: limit(config.read_timeout),
+            write: limit(config.write_timeout),
+        }
+    }
+
+    /// Accepts connections until `stop` completes, then lets open requests
+    /// finish for up to THRUST_SHUTDOWN_TIMEOUT.
+    pub async fn serve_until<F: Future>(
+        self,
+        http: TcpListener,
+        https: Option<Https>,
+        stop: F,
+    ) -> F::Output {
+        let plain = Arc::new(Protocols::new(self.h2c));
+        let secure = Arc::new(Protocols::new(https.as_ref().is_some_and(|h| h.http2)));
+        // Connections hold `live` senders: once all are gone, all have closed.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
+        let shared = Arc::new(Shared {
+            app: self.app.clone(),
+            timeouts: self.timeouts(),
+            stop: stop_rx,
+            live: live_tx,
+        });
+        let handshake_limit = self.timeouts().read.unwrap_or(Duration::from_secs(30));
+        tokio::pin!(stop);
+        let output = loop {
+            tokio::select! {
+                output = &mut stop => break output,
+                (stream, remote) = accept(Some(&http), "http") => {
+                    let Some(admitted) = self.admission.admit() else {
+                        // Answered with 503 while few are; else closed now.
+                        if let Some(refusal) = self.admission.refusal() {
+                            tokio::spawn(admission::refuse(refusal, stream));
+                        }
+                        continue;
+                    };
+                    dispatch(&self.workers, &shared, stream, remote, None, &plain, admitted);
+                }
+                (stream, remote) = accept(https.as_ref().map(|h| &h.listener), "https") => {
+                    let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
+                    // Over the limit, closed now: no handshake is spent on it.
+                    let Some(admitted) = self.admission.admit() else { continue };
+                    let tls = Some((handshaker, handshake_limit, secure.clone()));
+                    dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
+                }
+            }
+        };
+        drop(http);
+        drop(https);
+        let limit = self.app.config.shutdown_timeout;
+        stop_tx.send_replace(true);
+        drop(shared);
+        if tokio::time::timeout(limit, live_rx.recv()).await.is_err() {
+            tracing::warn!(
+                timeout_s = limit.as_secs(),
+                "Requests still open after THRUST_SHUTDOWN_TIMEOUT were cut"
+            );
+        }
+        output
+    }
+}
