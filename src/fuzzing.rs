@@ -19,7 +19,8 @@ use crate::http::range::{self, RangeRequest};
 /// A fuzz target: takes any bytes.
 pub type Target = fn(&[u8]);
 
-/// The fuzz targets, by name: the corpora live in `fuzz/corpus/<name>/`.
+/// The fuzz targets, by name: their inputs live in `fuzz/seeds/<name>/` and
+/// `fuzz/regressions/<name>/`.
 pub const TARGETS: &[(&str, Target)] = &[
     ("cache_control", cache_control),
     ("vary", vary),

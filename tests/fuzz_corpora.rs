@@ -1,5 +1,6 @@
-//! The fuzz corpora (fuzz/corpus/<target>/: what the fuzzers found
-//! interesting, plus the crashes they found once fixed) on every test run:
+//! The fuzz seeds (fuzz/seeds/<target>/: the fewest inputs that reach every
+//! edge the fuzzers reached) and regressions (fuzz/regressions/<target>/:
+//! inputs that once broke a parser, kept after the fix) on every test run:
 //! each input replayed through the same entry points, then a short run of
 //! random mutations of them. The coverage-guided fuzzers (`fuzz/run`) need an
 //! instrumented build of every dependency, longer than CI can spend; this
@@ -10,12 +11,12 @@ use std::time::{Duration, Instant};
 
 type Corpus = Vec<Vec<u8>>;
 
-fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(name);
-    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+/// Every input in `dir`, in name order; none when there is no such folder.
+fn inputs_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut inputs: Vec<_> = entries
         .map(|entry| {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
@@ -24,7 +25,16 @@ fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     // read_dir's order varies; a seed must replay the same run.
     inputs.sort();
-    assert!(!inputs.is_empty(), "{name}: empty corpus");
+    inputs
+}
+
+/// A target's seeds, then its regressions.
+fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let seeds = inputs_in(&fuzz.join("seeds").join(name));
+    assert!(!seeds.is_empty(), "{name}: no seeds in fuzz/seeds/{name}/");
+    let mut inputs = seeds;
+    inputs.extend(inputs_in(&fuzz.join("regressions").join(name)));
     inputs
 }
 
@@ -60,7 +70,7 @@ fn mutated_corpus_inputs_are_handled() {
                     std::fs::write(&saved, &input).unwrap();
                     panic!(
                         "{name} fails on {} (THRUST_FUZZ_SEED={seed}); \
-                         fix it and add the file to fuzz/corpus/{name}/",
+                         fix it and add the file to fuzz/regressions/{name}/",
                         saved.display()
                     );
                 }
