@@ -88,66 +88,26 @@ fn listen(
     }
 }
 
+/// Runs thrust once the configuration is read: every step of start-up,
+/// then serving until the app is gone; returns the exit code.
 async fn serve(config: Config, command: Vec<String>) -> u8 {
-    let mut passed = match server::activation::take(&std::env::vars().collect()) {
-        Ok(passed) => passed.unwrap_or_default(),
-        Err(e) => return cannot_start(e, 2),
-    };
-    let listener = match listen(passed.http.take(), config.http_port, "HTTP_PORT") {
-        Ok(listener) => listener,
-        Err(e) => return cannot_start(e, 1),
-    };
-    let certificates = match &config.tls {
-        Tls::Off => None,
-        Tls::Static { cert, key } => match StaticCert::load(cert, key) {
-            Ok(loaded) => Some(Certificates::Static(loaded)),
-            Err(e) => {
-                eprintln!("thrust: {e}");
-                return 2;
-            }
-        },
-        Tls::Acme => match tls::acme::Acme::new(config.acme.clone()) {
-            Ok(acme) => Some(Certificates::Acme(acme)),
-            Err(e) => {
-                eprintln!("thrust: STORAGE_PATH={:?}: {e}", config.acme.storage);
-                return 2;
-            }
-        },
-    };
-    let https = match &certificates {
-        None => None,
-        Some(certificates) => {
-            let listener = match listen(passed.https.take(), config.https_port, "HTTPS_PORT") {
-                Ok(listener) => listener,
-                Err(e) => return cannot_start(e, 1),
-            };
-            let handshaker = match tls::Handshaker::new(certificates, config.http2) {
-                Ok(handshaker) => handshaker,
-                Err(e) => {
-                    eprintln!("thrust: TLS setup failed: {e}");
-                    return 2;
-                }
-            };
-            certificates.keep_current();
-            Some(server::Https {
-                listener,
-                handshaker: Arc::new(handshaker),
-                http2: config.http2,
-            })
+    match start(config, command).await {
+        Ok((server, ports, lifecycle)) => {
+            let status = server
+                .serve_until(ports.http, ports.https, lifecycle.run())
+                .await;
+            app::supervisor::exit_code(status)
         }
-    };
-    // Bound with the other ports, before the app starts: a taken port is a
-    // start-up error, not a silent gap in monitoring.
-    let metrics_listener = match config.metrics_port {
-        Some(port) => match server::listen::bind(port, "THRUST_METRICS_PORT") {
-            Ok(listener) => Some(listener),
-            Err(e) => return cannot_start(e, 1),
-        },
-        None => None,
-    };
-    if passed.https.is_some() {
-        tracing::warn!("A socket for HTTPS was passed, but TLS is off: it is closed");
+        Err(code) => code,
     }
+}
+
+/// Start-up in order: ports (so a taken one stops thrust before the app
+/// starts), limits, worker threads, metrics, the app, the control socket.
+/// Err: the exit code, the reason already reported.
+async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, Lifecycle), u8> {
+    let certificates = certificates(&config)?;
+    let ports = open_ports(&config, certificates.as_ref())?;
     let readiness = Arc::new(Readiness::default());
     let fd_limit = app::fd_limit::raise();
     let memory_limit = config::memory_budget::memory_limit();
@@ -160,40 +120,22 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         ),
     );
     let target = AppTarget::new(config.worker.clone());
-    let workers = match Workers::start(&target) {
-        Ok(workers) => workers,
-        Err(e) => return cannot_start(format!("cannot start worker threads: {e}"), 1),
-    };
-    let deep_check = config.health_upstream_path.clone().map(|path| {
-        // A wildcard (beside a static certificate) is no host to ask for.
-        let host = config
-            .acme
-            .domains
-            .iter()
-            .find(|d| !d.starts_with("*."))
-            .cloned()
-            .unwrap_or_else(|| "localhost".to_string());
-        Arc::new(DeepCheck::new(path, host))
-    });
+    let workers = Workers::start(&target)
+        .map_err(|e| cannot_start(format!("cannot start worker threads: {e}"), 1))?;
+    let deep_check = deep_check(&config);
     let (restart_requests, restarts) = tokio::sync::mpsc::channel(4);
     let config = Arc::new(config);
     let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
         config.compression_jitter,
     ));
     let cache = pipeline::cache::Store::new(config.clone(), jitter.clone());
-    let metrics = metrics_listener.map(|listener| {
-        let metrics = metrics::Metrics::new(metrics::collect::Collected(Box::new(
-            pipeline::scraped::Gauges {
-                readiness: readiness.clone(),
-                cache: cache.clone(),
-                certificates: certificates.clone(),
-            },
-        )));
-        if let Ok(address) = listener.local_addr() {
-            tracing::info!(address = %address, "Serving /metrics");
-        }
-        tokio::spawn(metrics::endpoint::serve(listener, metrics.clone()));
-        metrics
+    let metrics = ports.metrics.map(|listener| {
+        let gauges = pipeline::scraped::Gauges {
+            readiness: readiness.clone(),
+            cache: cache.clone(),
+            certificates: certificates.clone(),
+        };
+        serve_metrics(listener, gauges)
     });
     let wiring = Wiring {
         config: config.clone(),
@@ -207,38 +149,167 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
         restarts,
         metrics: metrics.clone(),
     };
-    let lifecycle = match Lifecycle::start(command, fd_limit, wiring) {
-        Ok(lifecycle) => lifecycle,
-        Err(e) => {
-            let code = e.exit_code();
-            return cannot_start(e, code);
+    let lifecycle = Lifecycle::start(command, fd_limit, wiring).map_err(|e| {
+        let code = e.exit_code();
+        cannot_start(e, code)
+    })?;
+    let ports = Ports {
+        metrics: None,
+        ..ports
+    };
+    log_started(&ports, admission.limit(), memory_limit);
+    open_control_socket(&config, &ports.http, restart_requests);
+    let app = Arc::new(App {
+        bad_gateway_page: std::fs::read(&config.bad_gateway_page)
+            .unwrap_or_default()
+            .into(),
+        readiness,
+        deep_check,
+        cache,
+        metrics,
+        certificates,
+        jitter,
+        config: config.clone(),
+    });
+    tokio::spawn(server::malloc_trim::keep_trimmed());
+    let server = Server {
+        app,
+        h2c: config.h2c,
+        workers,
+        admission,
+    };
+    Ok((server, ports, lifecycle))
+}
+
+/// The certificates TLS serves, when it is on.
+fn certificates(config: &Config) -> Result<Option<Certificates>, u8> {
+    match &config.tls {
+        Tls::Off => Ok(None),
+        Tls::Static { cert, key } => match StaticCert::load(cert, key) {
+            Ok(loaded) => Ok(Some(Certificates::Static(loaded))),
+            Err(e) => {
+                eprintln!("thrust: {e}");
+                Err(2)
+            }
+        },
+        Tls::Acme => match tls::acme::Acme::new(config.acme.clone()) {
+            Ok(acme) => Ok(Some(Certificates::Acme(acme))),
+            Err(e) => {
+                eprintln!("thrust: STORAGE_PATH={:?}: {e}", config.acme.storage);
+                Err(2)
+            }
+        },
+    }
+}
+
+/// thrust's listening sockets.
+struct Ports {
+    http: tokio::net::TcpListener,
+    https: Option<server::Https>,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Binds (or takes from the service manager) every port, before the app
+/// starts: a taken port is a start-up error, not a silent gap.
+fn open_ports(config: &Config, certificates: Option<&Certificates>) -> Result<Ports, u8> {
+    let mut passed = match server::activation::take(&std::env::vars().collect()) {
+        Ok(passed) => passed.unwrap_or_default(),
+        Err(e) => return Err(cannot_start(e, 2)),
+    };
+    let http = listen(passed.http.take(), config.http_port, "HTTP_PORT")
+        .map_err(|e| cannot_start(e, 1))?;
+    let https = match certificates {
+        None => None,
+        Some(certificates) => {
+            let listener = listen(passed.https.take(), config.https_port, "HTTPS_PORT")
+                .map_err(|e| cannot_start(e, 1))?;
+            let handshaker = tls::Handshaker::new(certificates, config.http2).map_err(|e| {
+                eprintln!("thrust: TLS setup failed: {e}");
+                2
+            })?;
+            certificates.keep_current();
+            Some(server::Https {
+                listener,
+                handshaker: Arc::new(handshaker),
+                http2: config.http2,
+            })
         }
     };
+    let metrics = match config.metrics_port {
+        Some(port) => Some(
+            server::listen::bind(port, "THRUST_METRICS_PORT").map_err(|e| cannot_start(e, 1))?,
+        ),
+        None => None,
+    };
+    if passed.https.is_some() {
+        tracing::warn!("A socket for HTTPS was passed, but TLS is off: it is closed");
+    }
+    Ok(Ports {
+        http,
+        https,
+        metrics,
+    })
+}
+
+/// The deep health check, when THRUST_HEALTH_UPSTREAM_PATH is set.
+fn deep_check(config: &Config) -> Option<Arc<DeepCheck>> {
+    let path = config.health_upstream_path.clone()?;
+    // A wildcard (beside a static certificate) is no host to ask for.
+    let host = config
+        .acme
+        .domains
+        .iter()
+        .find(|d| !d.starts_with("*."))
+        .cloned()
+        .unwrap_or_else(|| "localhost".to_string());
+    Some(Arc::new(DeepCheck::new(path, host)))
+}
+
+/// Starts answering scrapes on the metrics port.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    gauges: pipeline::scraped::Gauges,
+) -> Arc<metrics::Metrics> {
+    let metrics = metrics::Metrics::new(metrics::collect::Collected(Box::new(gauges)));
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(address = %address, "Serving /metrics");
+    }
+    tokio::spawn(metrics::endpoint::serve(listener, metrics.clone()));
+    metrics
+}
+
+fn log_started(ports: &Ports, max_connections: usize, memory_limit: u64) {
     let address = |l: &tokio::net::TcpListener| {
         l.local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())
     };
-    match &https {
+    match &ports.https {
         Some(https) => tracing::info!(
-            http = %address(&listener),
+            http = %address(&ports.http),
             https = %address(&https.listener),
-            max_connections = admission.limit(),
+            max_connections,
             memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),
         None => tracing::info!(
-            http = %address(&listener),
-            max_connections = admission.limit(),
+            http = %address(&ports.http),
+            max_connections,
             memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),
     }
+}
 
-    // `thrust restart` (control.rs); without it, everything else still works.
-    // Named after the port actually bound (socket activation may pass
-    // another than HTTP_PORT), so two instances never share a name.
-    let bound_port = listener.local_addr().map_or(config.http_port, |a| a.port());
-    let control_address = app::control_socket::ControlAddress::of(&config, bound_port);
+/// `thrust restart`'s socket; without it, everything else still works.
+/// Named after the port actually bound (socket activation may pass another
+/// than HTTP_PORT), so two instances never share a name.
+fn open_control_socket(
+    config: &Config,
+    http: &tokio::net::TcpListener,
+    restart_requests: tokio::sync::mpsc::Sender<app::control_socket::RestartRequest>,
+) {
+    let bound_port = http.local_addr().map_or(config.http_port, |a| a.port());
+    let control_address = app::control_socket::ControlAddress::of(config, bound_port);
     match app::control_socket::listen(&control_address) {
         Ok(listener) => {
             tracing::info!(socket = %control_address, "Control socket open for thrust restart");
@@ -249,28 +320,4 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
             "thrust restart is unavailable: the control socket cannot be opened, and thrust restart will not talk to a socket another user holds"
         ),
     }
-    let bad_gateway_page = std::fs::read(&config.bad_gateway_page)
-        .unwrap_or_default()
-        .into();
-    let app = Arc::new(App {
-        bad_gateway_page,
-        readiness: readiness.clone(),
-        deep_check,
-        cache,
-        metrics,
-        certificates,
-        jitter,
-        config: config.clone(),
-    });
-
-    tokio::spawn(server::malloc_trim::keep_trimmed());
-
-    let server = Server {
-        app,
-        h2c: config.h2c,
-        workers,
-        admission,
-    };
-    let status = server.serve_until(listener, https, lifecycle.run()).await;
-    app::supervisor::exit_code(status)
 }

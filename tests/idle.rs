@@ -18,13 +18,39 @@ fn served(stream: &mut TcpStream) -> u16 {
     r.status
 }
 
+/// thrust_parked_connections, from /metrics on `metrics_port`.
+fn parked(metrics_port: u16) -> f64 {
+    scrape(metrics_port)
+        .get("thrust_parked_connections{}")
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Waits until `count` connections are parked; fails the test if they never are.
+fn wait_parked(metrics_port: u16, count: u64) {
+    assert!(
+        wait_until(Duration::from_secs(20), || parked(metrics_port)
+            == count as f64),
+        "{count} connections never all parked: {} are",
+        parked(metrics_port)
+    );
+}
+
+/// thrust's RSS once it drops to `bound` KiB (malloc_trim runs once a
+/// second after connections park or close), or as it is after 10 s.
+fn rss_settled_below(t: &Thrust, bound: u64) -> u64 {
+    wait_until(Duration::from_secs(10), || t.memory_kib().0 < bound);
+    t.memory_kib().0
+}
+
 #[test]
 fn idle_connections_hold_little_memory_and_are_served_again() {
-    let t = Thrust::start_ready(Options::app());
+    let metrics = free_port();
+    let t = Thrust::start_ready(Options::app().env("THRUST_METRICS_PORT", metrics.to_string()));
     let mut warm = connect(t.port);
     warm.write_all(GET).unwrap();
     assert_eq!(served(&mut warm), 200);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_parked(metrics, 1);
     let (before, _) = t.memory_kib();
 
     const COUNT: u64 = 400;
@@ -36,9 +62,8 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
             stream
         })
         .collect();
-    // Idle long enough to be parked, and for the memory to be given back.
-    std::thread::sleep(Duration::from_millis(2500));
-    let (held, _) = t.memory_kib();
+    wait_parked(metrics, COUNT + 1);
+    let held = rss_settled_below(&t, before + 8 * COUNT);
     let per_connection = held.saturating_sub(before) / COUNT;
     assert!(
         per_connection < 8,
@@ -67,8 +92,8 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
 
     // Closed, they give their memory back.
     drop(idle);
-    std::thread::sleep(Duration::from_millis(2500));
-    let (after, _) = t.memory_kib();
+    wait_parked(metrics, 1);
+    let after = rss_settled_below(&t, before + 2048);
     assert!(
         after < before + 2048,
         "{before} KiB before, {after} KiB after {COUNT} connections closed"
@@ -77,7 +102,12 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
 
 #[test]
 fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
-    let mut t = Thrust::start_ready(Options::app().env("HTTP_IDLE_TIMEOUT", "2"));
+    let metrics = free_port();
+    let mut t = Thrust::start_ready(
+        Options::app()
+            .env("HTTP_IDLE_TIMEOUT", "2")
+            .env("THRUST_METRICS_PORT", metrics.to_string()),
+    );
     let mut timed_out = connect(t.port);
     timed_out.write_all(GET).unwrap();
     assert_eq!(served(&mut timed_out), 200);
@@ -91,11 +121,11 @@ fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
     );
 
     // A parked connection does not hold up thrust's exit.
-    let mut parked = connect(t.port);
-    parked.write_all(GET).unwrap();
-    assert_eq!(served(&mut parked), 200);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut kept = connect(t.port);
+    kept.write_all(GET).unwrap();
+    assert_eq!(served(&mut kept), 200);
+    wait_parked(metrics, 1);
     t.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(t.wait_exit(Duration::from_secs(5)).is_some());
-    assert_eq!(parked.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(kept.read_to_end(&mut rest).unwrap(), 0);
 }

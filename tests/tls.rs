@@ -338,9 +338,10 @@ fn certificate_files_are_reloaded_without_dropping_connections() {
             .count()
     };
     assert!(wait_until(Duration::from_secs(5), || warned(&t) == 1));
-    std::thread::sleep(Duration::from_millis(4500));
-    assert_eq!(warned(&t), 1, "{}", t.log_text());
     assert!(curl_tls(https, "renamed.test", &second.cert, "/", &[]).is_ok());
+    // (That later checks of the same broken pair stay quiet is
+    // static_cert's unit test: no wait on the 2-second poll here.)
+    assert_eq!(warned(&t), 1, "{}", t.log_text());
 }
 
 #[test]

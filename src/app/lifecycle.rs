@@ -175,68 +175,86 @@ impl Lifecycle {
             return None;
         }
         if self.replacement.as_ref().is_some_and(|r| r.pid == pid) {
-            if let Some(replacement) = self.replacement.take() {
-                replacement.ready.abort();
-                remove_socket(&replacement.copy.address);
-                if self.wiring.readiness.is_draining() {
-                    // Stopped with the running copy by a stop signal.
-                    tracing::info!(pid = pid.as_raw(), status = %describe(status), "Restart abandoned: thrust is stopping");
-                    replacement.request.failed(
-                        "thrust is stopping: the new copy was stopped with the running one",
-                    );
-                    return None;
+            self.replacement_exited(pid, status);
+            return None;
+        }
+        match &self.running {
+            Running::Up {
+                pid: running,
+                watcher,
+            } if *running == pid => {
+                if let Some(watcher) = watcher {
+                    watcher.abort();
                 }
-                let problem = format!(
-                    "the new copy exited before it was ready ({})",
-                    describe(status)
-                );
-                tracing::error!(pid = pid.as_raw(), status = %describe(status), "Restart failed: the new copy of the app exited before it was ready; the running copy keeps serving");
-                replacement
-                    .request
-                    .failed(format!("{problem}; the running copy keeps serving"));
+                self.running_exited(pid, status)
             }
-            return None;
+            _ => None,
         }
-        let Running::Up {
-            pid: running,
-            watcher,
-        } = &self.running
-        else {
-            return None;
+    }
+
+    /// The copy booting for `thrust restart` exited before it was ready.
+    fn replacement_exited(&mut self, pid: Pid, status: ExitStatus) {
+        let Some(replacement) = self.replacement.take() else {
+            return;
         };
-        if *running != pid {
-            return None;
+        replacement.ready.abort();
+        remove_socket(&replacement.copy.address);
+        if self.wiring.readiness.is_draining() {
+            // Stopped with the running copy by a stop signal.
+            tracing::info!(pid = pid.as_raw(), status = %describe(status), "Restart abandoned: thrust is stopping");
+            replacement
+                .request
+                .failed("thrust is stopping: the new copy was stopped with the running one");
+            return;
         }
-        if let Some(watcher) = watcher {
-            watcher.abort();
-        }
-        let readiness = &self.wiring.readiness;
-        let was_ready = readiness.is_ready();
-        if readiness.is_draining() {
+        let problem = format!(
+            "the new copy exited before it was ready ({})",
+            describe(status)
+        );
+        tracing::error!(pid = pid.as_raw(), status = %describe(status), "Restart failed: the new copy of the app exited before it was ready; the running copy keeps serving");
+        replacement
+            .request
+            .failed(format!("{problem}; the running copy keeps serving"));
+    }
+
+    /// The running copy exited: a restart's new copy takes over, or it is
+    /// started again (THRUST_RESTART=on-failure), or thrust stops.
+    fn running_exited(&mut self, pid: Pid, status: ExitStatus) -> Option<ExitStatus> {
+        let was_ready = self.wiring.readiness.is_ready();
+        if self.wiring.readiness.is_draining() {
             return Some(self.stop(status, was_ready));
         }
         if let Some(replacement) = self.replacement.take() {
-            // The copy booting for `thrust restart` takes over as it becomes ready.
-            replacement.ready.abort();
-            tracing::warn!(pid = pid.as_raw(), status = %describe(status), new_pid = replacement.pid.as_raw(), "Child exited during a restart: the new copy takes over once it is ready");
-            replacement.request.done(format!(
-                "the running copy exited ({}); the new copy (pid {}) takes requests once it is ready",
-                describe(status),
-                replacement.pid
-            ));
-            self.wiring.readiness.set_starting();
-            let address = replacement.copy.address.clone();
-            self.switch_to(replacement.copy);
-            self.running = Running::Up {
-                pid: replacement.pid,
-                watcher: Some(watch(&self.wiring.readiness, address, replacement.pid)),
-            };
+            self.take_over(replacement, pid, status);
             return None;
         }
         if status.success() || !self.wiring.config.restart.on_failure {
             return Some(self.stop(status, was_ready));
         }
-        let policy = self.wiring.config.restart;
+        self.failed(pid, status)
+    }
+
+    /// The copy booting for `thrust restart` takes over as it becomes ready.
+    fn take_over(&mut self, replacement: Replacement, pid: Pid, status: ExitStatus) {
+        replacement.ready.abort();
+        tracing::warn!(pid = pid.as_raw(), status = %describe(status), new_pid = replacement.pid.as_raw(), "Child exited during a restart: the new copy takes over once it is ready");
+        replacement.request.done(format!(
+            "the running copy exited ({}); the new copy (pid {}) takes requests once it is ready",
+            describe(status),
+            replacement.pid
+        ));
+        self.wiring.readiness.set_starting();
+        let address = replacement.copy.address.clone();
+        self.switch_to(replacement.copy);
+        self.running = Running::Up {
+            pid: replacement.pid,
+            watcher: Some(watch(&self.wiring.readiness, address, replacement.pid)),
+        };
+    }
+
+    /// THRUST_RESTART=on-failure: start it again after a pause, or give up.
+    fn failed(&mut self, pid: Pid, status: ExitStatus) -> Option<ExitStatus> {
+        let readiness = &self.wiring.readiness;
         match self.crashes.failed(Instant::now()) {
             AfterFailure::RestartIn(pause) => {
                 tracing::warn!(
@@ -257,7 +275,7 @@ impl Lifecycle {
                     pid = pid.as_raw(),
                     status = %describe(status),
                     failures,
-                    window_s = policy.window.as_secs(),
+                    window_s = self.wiring.config.restart.window.as_secs(),
                     "Child failed {failures} times within THRUST_RESTART_WINDOW: giving up"
                 );
                 readiness.set_child_gone();

@@ -42,3 +42,26 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_retried_after_growing_pauses_up_to_the_longest() {
+        let started = tokio::time::Instant::now();
+        let mut failures = 0;
+        let accepted = retrying("test", || {
+            failures += 1;
+            let outcome = match failures {
+                1..=7 => Err(io::Error::other("too many open files")),
+                _ => Ok(failures),
+            };
+            std::future::ready(outcome)
+        })
+        .await;
+        assert_eq!(accepted, 8);
+        // 10 + 20 + 40 + 80 + 160 + 320 ms, then the longest pause, 500 ms.
+        assert_eq!(started.elapsed(), Duration::from_millis(1130));
+    }
+}

@@ -1,7 +1,7 @@
 //! A client connection's socket with thrust's timeouts:
 //! - idle: no request in flight and nothing received for HTTP_IDLE_TIMEOUT;
 //! - read: a request head started but not finished within HTTP_READ_TIMEOUT
-//!   (the body's deadline is kept by `body::RequestBody`);
+//!   (the body's deadline is kept by `pipeline::request_body`);
 //! - write: a write that makes no progress for HTTP_WRITE_TIMEOUT, so a long
 //!   download or event stream lives as long as the client keeps reading.
 //!

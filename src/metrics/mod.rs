@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 type Labels = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -64,135 +64,105 @@ pub struct Metrics {
     upstream_timeouts: Counter,
     bad_gateway: Counter,
     open_connections: [Gauge; 3],
+    parked: Gauge,
     restarts: [Counter; 2],
 }
 
-/// One series of a family per label value, looked up once.
-fn series<M>(family: &Family<Labels, M>, name: &'static str, value: &'static str) -> M
+/// A counter without labels, registered.
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+/// A gauge without labels, registered.
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
+}
+
+/// A counter of bytes, registered.
+fn bytes(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register_with_unit(name, help, Unit::Bytes, counter.clone());
+    counter
+}
+
+/// A family with one label, registered, and its series for each of
+/// `values`, looked up once.
+fn labelled<M, const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [M; N]
 where
     M: Clone + Default + prometheus_client::metrics::TypedMetric,
-    M: prometheus_client::encoding::EncodeMetric,
+    M: prometheus_client::encoding::EncodeMetric + std::fmt::Debug + Send + Sync + 'static,
 {
-    family.get_or_create(&[(name, value)]).clone()
+    let family = Family::<Labels, M>::default();
+    let series = values.map(|value| family.get_or_create(&[(label, value)]).clone());
+    registry.register(name, help, family);
+    series
+}
+
+/// Requests by method and status class: one series per pair, looked up once.
+fn requests(registry: &mut Registry) -> Vec<Counter> {
+    let family = Family::<Labels2, Counter>::default();
+    let requests = METHODS
+        .iter()
+        .flat_map(|method| {
+            STATUS_CLASSES.iter().map(|status| {
+                family
+                    .get_or_create(&[("method", method), ("status", status)])
+                    .clone()
+            })
+        })
+        .collect();
+    registry.register(
+        "http_requests",
+        "Requests answered, by method and status class",
+        family,
+    );
+    requests
 }
 
 impl Metrics {
     /// Registers every metric; `collected` adds the values read at scrape time.
     pub fn new(collected: collect::Collected) -> Arc<Self> {
         let mut registry = Registry::with_prefix("thrust");
-        registry.register(
+        registry.register_collector(Box::new(collected));
+        let r = &mut registry;
+        r.register(
             "build",
             "thrust's version",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
-
-        let requests_family = Family::<Labels2, Counter>::default();
-        let requests = METHODS
-            .iter()
-            .flat_map(|method| {
-                STATUS_CLASSES.iter().map(|status| {
-                    requests_family
-                        .get_or_create(&[("method", method), ("status", status)])
-                        .clone()
-                })
-            })
-            .collect();
-        registry.register(
-            "http_requests",
-            "Requests answered, by method and status class",
-            requests_family,
-        );
-
         let duration = Histogram::new(DURATION_BUCKETS);
-        registry.register_with_unit(
+        r.register_with_unit(
             "http_request_duration",
             "Time from a request's arrival to the end of its response",
-            prometheus_client::registry::Unit::Seconds,
+            Unit::Seconds,
             duration.clone(),
         );
-        let request_body_bytes = Counter::default();
-        registry.register_with_unit(
-            "http_request_body",
-            "Request body bytes received from clients",
-            prometheus_client::registry::Unit::Bytes,
-            request_body_bytes.clone(),
-        );
-        let response_body_bytes = Counter::default();
-        registry.register_with_unit(
-            "http_response_body",
-            "Response body bytes sent to clients",
-            prometheus_client::registry::Unit::Bytes,
-            response_body_bytes.clone(),
-        );
-
-        let cache_family = Family::<Labels, Counter>::default();
-        let cache = CACHE_OUTCOMES.map(|o| series(&cache_family, "outcome", o));
-        registry.register(
-            "cache_requests",
-            "Requests the response cache looked at: hit (answered from the cache), miss (from the app, storable), bypass (not cacheable)",
-            cache_family,
-        );
-        let compressed_family = Family::<Labels, Counter>::default();
-        let compressed = ENCODINGS.map(|e| series(&compressed_family, "encoding", e));
-        registry.register(
-            "compressed_responses",
-            "Responses sent with a Content-Encoding: compressed by thrust, from its cache, or precompressed by the app",
-            compressed_family,
-        );
-        let files_sent = Counter::default();
-        registry.register(
-            "sendfile_responses",
-            "Responses whose body is a file the app named with X-Sendfile or X-Accel-Redirect",
-            files_sent.clone(),
-        );
-        let upstream_connect_errors = Counter::default();
-        registry.register(
-            "upstream_connect_errors",
-            "Connections to the app that failed to open",
-            upstream_connect_errors.clone(),
-        );
-        let upstream_timeouts = Counter::default();
-        registry.register(
-            "upstream_timeouts",
-            "Requests answered 504: no response head from the app within THRUST_UPSTREAM_TIMEOUT",
-            upstream_timeouts.clone(),
-        );
-        let bad_gateway = Counter::default();
-        registry.register(
-            "bad_gateway_responses",
-            "Requests answered 502: the app was not ready in time, unreachable, or broke the connection",
-            bad_gateway.clone(),
-        );
-        let connections_family = Family::<Labels, Gauge>::default();
-        let open_connections = PROTOCOLS.map(|p| series(&connections_family, "protocol", p));
-        registry.register(
-            "open_connections",
-            "Client connections open, by protocol",
-            connections_family,
-        );
-        let restarts_family = Family::<Labels, Counter>::default();
-        let restarts = ["failure", "command"].map(|r| series(&restarts_family, "reason", r));
-        registry.register(
-            "app_restarts",
-            "Times the app was started again: after a failure (THRUST_RESTART=on-failure) or by thrust restart",
-            restarts_family,
-        );
-        registry.register_collector(Box::new(collected));
-
         Arc::new(Metrics {
-            registry,
-            requests,
+            requests: requests(r),
             duration,
-            request_body_bytes,
-            response_body_bytes,
-            cache,
-            compressed,
-            files_sent,
-            upstream_connect_errors,
-            upstream_timeouts,
-            bad_gateway,
-            open_connections,
-            restarts,
+            request_body_bytes: bytes(r, "http_request_body", "Request body bytes received from clients"),
+            response_body_bytes: bytes(r, "http_response_body", "Response body bytes sent to clients"),
+            cache: labelled(r, "cache_requests", "Requests the response cache looked at: hit (answered from the cache), miss (from the app, storable), bypass (not cacheable)", "outcome", CACHE_OUTCOMES),
+            compressed: labelled(r, "compressed_responses", "Responses sent with a Content-Encoding: compressed by thrust, from its cache, or precompressed by the app", "encoding", ENCODINGS),
+            files_sent: counter(r, "sendfile_responses", "Responses whose body is a file the app named with X-Sendfile or X-Accel-Redirect"),
+            upstream_connect_errors: counter(r, "upstream_connect_errors", "Connections to the app that failed to open"),
+            upstream_timeouts: counter(r, "upstream_timeouts", "Requests answered 504: no response head from the app within THRUST_UPSTREAM_TIMEOUT"),
+            bad_gateway: counter(r, "bad_gateway_responses", "Requests answered 502: the app was not ready in time, unreachable, or broke the connection"),
+            open_connections: labelled(r, "open_connections", "Client connections open, by protocol", "protocol", PROTOCOLS),
+            parked: gauge(r, "parked_connections", "Idle keep-alive client connections parked: hyper's buffers freed, the socket kept"),
+            restarts: labelled(r, "app_restarts", "Times the app was started again: after a failure (THRUST_RESTART=on-failure) or by thrust restart", "reason", ["failure", "command"]),
+            // Last: the fields above register through `r`.
+            registry,
         })
     }
 
@@ -293,6 +263,23 @@ impl OpenClientConnection {
             self.metrics.open_connections[Protocol::Http1 as usize].dec();
             self.metrics.open_connections[Protocol::H2c as usize].inc();
         }
+    }
+}
+
+/// A client connection counted in the parked-connections gauge while parked.
+pub struct ParkedConnection(Arc<Metrics>);
+
+impl OpenClientConnection {
+    /// Counts the connection as parked until the returned guard is dropped.
+    pub fn parked(&self) -> ParkedConnection {
+        self.metrics.parked.inc();
+        ParkedConnection(self.metrics.clone())
+    }
+}
+
+impl Drop for ParkedConnection {
+    fn drop(&mut self) {
+        self.0.parked.dec();
     }
 }
 

@@ -11,7 +11,9 @@ mod preconditions;
 mod proxy;
 mod redirect;
 mod representation;
+mod request_body;
 mod request_log;
+mod response_end;
 pub mod scraped;
 pub mod sendfile;
 mod upstream_timeout;
@@ -26,8 +28,8 @@ use crate::app::deep_check::DeepCheck;
 use crate::app::readiness::Readiness;
 use crate::app::upstream::UpstreamClient;
 use crate::config::Config;
-use crate::conn::state::ConnState;
-use crate::http::body::{Body, Ending, Observed};
+use crate::conn::state::{ConnState, InFlight};
+use crate::http::body::Body;
 use crate::http::head_scan::Head;
 use crate::metrics::{Metrics, OpenClientConnection};
 use crate::tls::Certificates;
@@ -36,6 +38,7 @@ use compression::codec::Jitter;
 use compression::CompressionRequest;
 use preconditions::Conditions;
 use request_log::RequestFacts;
+use response_end::Ending;
 use sendfile::Named;
 
 /// What every request handler shares.
@@ -125,7 +128,8 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
     compression::apply(&app.config, &app.jitter, &compression_request, response)
 }
 
-/// Answers one request.
+/// Answers one request: thrust's own answers first, then the app's; the
+/// log line and metrics once the response body has ended.
 pub async fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
@@ -144,24 +148,7 @@ pub async fn handle(
         .client(conn.remote, req.headers());
     let mut facts = RequestFacts::of(&req, client);
 
-    let refused = match conn.state.take_head() {
-        Head::Fine => None,
-        Head::AmbiguousFraming => Some((
-            StatusCode::BAD_REQUEST,
-            "request has both Content-Length and Transfer-Encoding\n",
-        )),
-        Head::TooLarge => Some((
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request head larger than 64 KiB\n",
-        )),
-    }
-    .or_else(|| {
-        // RFC 9112 §3.2: two Host headers are a bad request. The app and
-        // the cache key could each take a different one.
-        let hosts = req.headers().get_all(header::HOST).iter().count();
-        (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
-    });
-    let (response, passing_health_check) = if let Some((status, text)) = refused {
+    let (response, passing_health_check) = if let Some((status, text)) = refused(&conn, &req) {
         (proxy::plain(status, text, true), false)
     } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
         let response = health::answer(
@@ -189,7 +176,39 @@ pub async fn handle(
         facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
         (serve_app(&app, &conn, req).await, false)
     };
+    reported(&app, response, facts, in_flight, passing_health_check)
+}
 
+/// Why a request is refused before anything else looks at it, if it is.
+fn refused(conn: &ConnInfo, req: &Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+    match conn.state.take_head() {
+        Head::Fine => None,
+        Head::AmbiguousFraming => Some((
+            StatusCode::BAD_REQUEST,
+            "request has both Content-Length and Transfer-Encoding\n",
+        )),
+        Head::TooLarge => Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head larger than 64 KiB\n",
+        )),
+    }
+    .or_else(|| {
+        // RFC 9112 §3.2: two Host headers are a bad request. The app and
+        // the cache key could each take a different one.
+        let hosts = req.headers().get_all(header::HOST).iter().count();
+        (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
+    })
+}
+
+/// `response` with a body that, once it has ended, counts the request in
+/// the metrics and writes its log line.
+fn reported(
+    app: &App,
+    response: Response<Body>,
+    facts: RequestFacts,
+    in_flight: InFlight,
+    passing_health_check: bool,
+) -> Response<Body> {
     let status = response.status().as_u16();
     let log_requests = app.config.log_requests;
     // What the line needs from the response, taken only if a line is written.
@@ -210,7 +229,7 @@ pub async fn handle(
         (metrics, seen)
     });
     let (parts, body) = response.into_parts();
-    let body = Observed::new(body, move |sent, ending| {
+    let body = response_end::observed(body, move |sent, ending| {
         drop(in_flight);
         if let Some((metrics, (cache, encoding))) = &metrics {
             metrics.request_done(

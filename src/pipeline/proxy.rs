@@ -1,6 +1,8 @@
 //! Forwarding a request to the app server and its answer back: streaming
 //! both ways, upgrades, and the 4xx/5xx answers for what can go wrong.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -8,10 +10,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::forwarding::{self, Rewrite};
+use super::request_body::{request_body, ClientBodyError, UploadClock};
 use super::upstream_timeout;
 use super::{App, ConnInfo};
-use crate::app::upstream::UpstreamError;
-use crate::http::body::{self, error_chain, Body, ClientBodyError, RequestBody, UploadClock};
+use crate::app::upstream::{PooledBody, UpstreamError};
+use crate::http::body::{self, error_chain, Body};
 use crate::http::headers::content_length;
 
 /// How a prepared request travels to the app.
@@ -85,32 +88,62 @@ pub async fn forward(
     } = passage;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let mut upload = None;
-    let upstream_body = if h2_websocket {
-        forwarding::as_websocket_handshake(&mut parts);
-        // The stream itself carries the WebSocket bytes once upgraded.
-        body::empty()
-    } else if incoming.is_end_stream() {
-        // No body (most GETs): nothing to limit or time.
-        body::empty()
-    } else {
-        let clock = UploadClock::new();
-        upload = Some(clock.clone());
-        let counted = app.metrics.as_ref().map(|m| m.request_body_bytes());
-        body::boxed(RequestBody::new(
-            incoming,
-            limit,
-            read_timeout(app),
-            clock,
-            counted,
-        ))
-    };
+    let (upstream_body, upload) = upstream_body(app, &mut parts, incoming, h2_websocket, limit);
     // For the log lines below (a shared copy).
     let client_uri = parts.uri.clone();
     let path = client_uri.path();
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, upstream_body);
 
+    let response = match response_head(app, conn, upstream_req, upload, path).await {
+        Ok(response) => response,
+        Err(answer) => return answer,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            return switch_protocols(conn, response, client_upgrade, h2_websocket);
+        }
+    }
+
+    let (mut parts, incoming) = response.into_parts();
+    forwarding::strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::boxed(incoming))
+}
+
+/// The body the app is sent: none, or the client's with its limit, deadline
+/// and upload clock (returned for THRUST_UPSTREAM_TIMEOUT).
+fn upstream_body(
+    app: &App,
+    parts: &mut http::request::Parts,
+    incoming: Incoming,
+    h2_websocket: bool,
+    limit: Option<u64>,
+) -> (Body, Option<Arc<UploadClock>>) {
+    if h2_websocket {
+        forwarding::as_websocket_handshake(parts);
+        // The stream itself carries the WebSocket bytes once upgraded.
+        return (body::empty(), None);
+    }
+    if incoming.is_end_stream() {
+        // No body (most GETs): nothing to limit or time.
+        return (body::empty(), None);
+    }
+    let clock = UploadClock::new();
+    let counted = app.metrics.as_ref().map(|m| m.request_body_bytes());
+    let body = request_body(incoming, limit, read_timeout(app), clock.clone(), counted);
+    (body::boxed(body), Some(clock))
+}
+
+/// The app's response head, within THRUST_UPSTREAM_TIMEOUT; Err: the
+/// answer to give the client instead (504, or 502 and the like).
+async fn response_head(
+    app: &App,
+    conn: &ConnInfo,
+    upstream_req: Request<Body>,
+    upload: Option<Arc<UploadClock>>,
+    path: &str,
+) -> Result<Response<PooledBody>, Response<Body>> {
     let sent = conn.upstream.request(upstream_req);
     let result = match app.config.upstream_timeout {
         Some(limit) => match upstream_timeout::within(limit, sent, upload.as_deref()).await {
@@ -120,52 +153,56 @@ pub async fn forward(
                 if let Some(metrics) = &app.metrics {
                     metrics.upstream_timeout();
                 }
-                return plain(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n", false);
+                return Err(plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway timeout\n",
+                    false,
+                ));
             }
         },
         None => sent.await,
     };
+    match result {
+        Ok(response) => Ok(response),
+        Err(error) => Err(failed(app, path, &error).await),
+    }
+}
 
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => return failed(app, path, &error).await,
-    };
-
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            conn.state.set_upgraded();
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let _ = tokio::io::copy_bidirectional(
-                            &mut TokioIo::new(client),
-                            &mut TokioIo::new(upstream),
-                        )
-                        .await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "Upgrade failed"),
-                }
-            });
-            let (mut parts, _) = response.into_parts();
-            if h2_websocket {
-                // HTTP/2 accepts the stream with a 200 and no connection headers.
-                parts.status = StatusCode::OK;
-                for name in [
-                    header::UPGRADE,
-                    header::CONNECTION,
-                    header::SEC_WEBSOCKET_ACCEPT,
-                ] {
-                    parts.headers.remove(name);
-                }
+/// The app switched protocols: the two upgraded streams are joined, and the
+/// client gets the 101 (or, over HTTP/2, the 200 that opens the stream).
+fn switch_protocols(
+    conn: &ConnInfo,
+    mut response: Response<PooledBody>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    h2_websocket: bool,
+) -> Response<Body> {
+    conn.state.set_upgraded();
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let _ = tokio::io::copy_bidirectional(
+                    &mut TokioIo::new(client),
+                    &mut TokioIo::new(upstream),
+                )
+                .await;
             }
-            return Response::from_parts(parts, body::empty());
+            Err(e) => tracing::debug!(error = %e, "Upgrade failed"),
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    if h2_websocket {
+        // HTTP/2 accepts the stream with a 200 and no connection headers.
+        parts.status = StatusCode::OK;
+        for name in [
+            header::UPGRADE,
+            header::CONNECTION,
+            header::SEC_WEBSOCKET_ACCEPT,
+        ] {
+            parts.headers.remove(name);
         }
     }
-
-    let (mut parts, incoming) = response.into_parts();
-    forwarding::strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, body::boxed(incoming))
+    Response::from_parts(parts, body::empty())
 }
 
 fn read_timeout(app: &App) -> Option<std::time::Duration> {

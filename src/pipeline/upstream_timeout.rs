@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::http::body::{UploadClock, UploadState};
+use super::request_body::{UploadClock, UploadState};
 
 /// `response` once it completes, or `None` when the app has let `limit`
 /// pass since it last took request body bytes (`upload`: the request's
@@ -33,5 +33,40 @@ pub async fn within<F: Future>(
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_body_the_limit_counts_from_the_request() {
+        let started = Instant::now();
+        assert!(within(LIMIT, std::future::pending::<()>(), None)
+            .await
+            .is_none());
+        assert_eq!(started.elapsed(), LIMIT);
+        let answered = within(LIMIT, std::future::ready(7), None).await;
+        assert_eq!(answered, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_does_not_run_while_the_client_is_still_sending() {
+        let started = Instant::now();
+        let upload = UploadClock::new();
+        upload.set(UploadState::WaitingOnClient);
+        let clock = upload.clone();
+        // The client sends its last bytes after 150 s; the app never answers.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(150)).await;
+            clock.set(UploadState::TakenAt(Instant::now()));
+        });
+        let outcome = within(LIMIT, std::future::pending::<()>(), Some(&upload)).await;
+        assert!(outcome.is_none());
+        // Cut 60 s after the body ended, however long the upload took.
+        assert_eq!(started.elapsed(), Duration::from_secs(150) + LIMIT);
     }
 }

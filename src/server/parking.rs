@@ -74,6 +74,8 @@ pub async fn serve(
         if unread {
             continue;
         }
+        // Counted while parked, with metrics on.
+        let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
         // Boxed: the wait exists only while parked, and inline it would
         // enlarge the task every connection holds for its whole life.
         if !Box::pin(wait_for_bytes(&io, &mut stop)).await {

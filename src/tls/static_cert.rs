@@ -152,12 +152,11 @@ impl StaticCert {
     /// and is reported once, not at every poll.
     pub async fn watch(self: Arc<Self>) {
         let stamp = |this: &Self| (modified(&this.cert_path), modified(&this.key_path));
-        let mut seen = stamp(&self);
-        let mut broken = None;
+        let mut stamps = Stamps::new(stamp(&self));
         loop {
             tokio::time::sleep(RELOAD_EVERY).await;
             let now = stamp(&self);
-            if now == seen || Some(now) == broken {
+            if !stamps.worth_loading(now) {
                 continue;
             }
             let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
@@ -165,20 +164,50 @@ impl StaticCert {
                 tokio::task::spawn_blocking(move || load_with_names(&cert_path, &key_path)).await;
             match loaded {
                 Ok(Ok(fresh)) => {
-                    seen = now;
-                    broken = None;
+                    stamps.loaded(now);
                     if let Ok(mut current) = self.current.write() {
                         *current = fresh;
                     }
                     tracing::info!(cert = %self.cert_path.display(), "Certificate reloaded");
                 }
                 Ok(Err(e)) => {
-                    broken = Some(now);
+                    stamps.broken(now);
                     tracing::warn!(error = %e, "Certificate files changed but do not load; keeping the current certificate");
                 }
                 Err(e) => tracing::warn!(error = %e, "Certificate reload did not finish"),
             }
         }
+    }
+}
+
+/// The two files' modification times.
+type Stamp = (Option<SystemTime>, Option<SystemTime>);
+
+/// What the watch knows of the files: the times of the pair last loaded,
+/// and of a broken pair already reported.
+struct Stamps {
+    seen: Stamp,
+    broken: Option<Stamp>,
+}
+
+impl Stamps {
+    fn new(seen: Stamp) -> Self {
+        Stamps { seen, broken: None }
+    }
+
+    /// Files changed since the last load, other than the broken pair
+    /// already reported, are loaded.
+    fn worth_loading(&self, now: Stamp) -> bool {
+        now != self.seen && Some(now) != self.broken
+    }
+
+    fn loaded(&mut self, now: Stamp) {
+        self.seen = now;
+        self.broken = None;
+    }
+
+    fn broken(&mut self, now: Stamp) {
+        self.broken = Some(now);
     }
 }
 
@@ -204,5 +233,25 @@ impl std::fmt::Debug for StaticCert {
 impl ResolvesServerCert for StaticCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current().certified.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_pair_is_tried_and_reported_once_until_the_files_change_again() {
+        let at = |seconds| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
+        let mut stamps = Stamps::new((at(1), at(1)));
+        assert!(!stamps.worth_loading((at(1), at(1))), "unchanged");
+        // A renewal half-written: tried once, then left alone.
+        assert!(stamps.worth_loading((at(1), at(2))));
+        stamps.broken((at(1), at(2)));
+        assert!(!stamps.worth_loading((at(1), at(2))));
+        // Written again: tried again, and loaded.
+        assert!(stamps.worth_loading((at(3), at(3))));
+        stamps.loaded((at(3), at(3)));
+        assert!(!stamps.worth_loading((at(3), at(3))));
     }
 }

@@ -5,15 +5,13 @@
 //! copies. A copy that would pass either bound is abandoned; the response
 //! itself goes on untouched.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Body as HttpBody, Frame};
-use pin_project_lite::pin_project;
+use http_body::Frame;
 
+use crate::http::body::filtered::{Filtered, FrameFilter};
 use crate::http::body::{Body, BoxError};
 
 /// Bytes all captures under way may hold together.
@@ -55,90 +53,84 @@ impl Drop for Copy {
     }
 }
 
-pin_project! {
-    /// A body passed through unchanged while a bounded copy is kept.
-    pub struct Capture<F> {
-        #[pin]
-        inner: Body,
-        copy: Option<Copy>,
-        limit: u64,
-        on_complete: Option<F>,
-    }
+/// A body copied as it streams, handed to `on_complete` once whole.
+pub type Capture<F> = Filtered<Body, Copying<F>>;
+
+/// The copy under way (none once abandoned) and who gets it when complete.
+pub struct Copying<F> {
+    copy: Option<Copy>,
+    limit: u64,
+    on_complete: Option<F>,
 }
 
-impl<F: FnOnce(Bytes)> Capture<F> {
-    pub fn new(inner: Body, limit: u64, budget: CaptureBudget, on_complete: F) -> Self {
-        Capture {
-            inner,
-            copy: Some(Copy {
-                bytes: BytesMut::new(),
-                budget,
-            }),
-            limit,
-            on_complete: Some(on_complete),
+/// `inner`, copied up to `limit` bytes within `budget`.
+pub fn capture<F: FnOnce(Bytes)>(
+    inner: Body,
+    limit: u64,
+    budget: CaptureBudget,
+    on_complete: F,
+) -> Capture<F> {
+    let copying = Copying {
+        copy: Some(Copy {
+            bytes: BytesMut::new(),
+            budget,
+        }),
+        limit,
+        on_complete: Some(on_complete),
+    };
+    Filtered::new(inner, copying)
+}
+
+impl<F: FnOnce(Bytes)> Copying<F> {
+    /// Adds `data` to the copy, or abandons the copy when it would pass the
+    /// item limit or the shared budget.
+    fn keep(&mut self, data: &[u8]) {
+        let Some(held) = self.copy.as_mut() else {
+            return;
+        };
+        let grown = (held.bytes.len() + data.len()) as u64;
+        if grown > self.limit || !held.budget.take(data.len() as u64) {
+            self.copy = None;
+            return;
+        }
+        held.bytes.extend_from_slice(data);
+    }
+
+    /// Hands the copied body over, once; its budget is free again (what is
+    /// stored is bounded by CACHE_SIZE).
+    fn complete(&mut self) {
+        if let (Some(mut held), Some(done)) = (self.copy.take(), self.on_complete.take()) {
+            let bytes = std::mem::take(&mut held.bytes).freeze();
+            held.budget.give_back(bytes.len() as u64);
+            drop(held);
+            done(bytes);
         }
     }
 }
 
-/// Adds `data` to the copy, or abandons the copy when it would pass the
-/// item limit or the shared budget.
-fn keep(copy: &mut Option<Copy>, limit: u64, data: &[u8]) {
-    let Some(held) = copy.as_mut() else {
-        return;
-    };
-    let grown = (held.bytes.len() + data.len()) as u64;
-    if grown > limit || !held.budget.take(data.len() as u64) {
-        *copy = None;
-        return;
-    }
-    held.bytes.extend_from_slice(data);
-}
-
-impl<F: FnOnce(Bytes)> HttpBody for Capture<F> {
-    type Data = Bytes;
+impl<F: FnOnce(Bytes)> FrameFilter<BoxError> for Copying<F> {
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    keep(this.copy, *this.limit, data);
-                }
-                // A body with a known length is not polled past its last
-                // byte, so completion is noticed here rather than at the end.
-                if this.inner.is_end_stream() {
-                    complete(this.copy, this.on_complete);
-                }
-            }
-            Poll::Ready(None) => complete(this.copy, this.on_complete),
-            Poll::Ready(Some(Err(_))) => *this.copy = None,
-            Poll::Pending => {}
+    fn frame(&mut self, frame: Frame<Bytes>, last: bool) -> Result<Option<Frame<Bytes>>, BoxError> {
+        if let Some(data) = frame.data_ref() {
+            self.keep(data);
         }
-        polled
+        // A body with a known length is not polled past its last byte, so
+        // completion is noticed here rather than at the end.
+        if last {
+            self.complete();
+        }
+        Ok(Some(frame))
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn end(&mut self) -> Result<Option<Frame<Bytes>>, BoxError> {
+        self.complete();
+        Ok(None)
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Hands the copied body over, once; its budget is free again (what is
-/// stored is bounded by CACHE_SIZE).
-fn complete<F: FnOnce(Bytes)>(copy: &mut Option<Copy>, on_complete: &mut Option<F>) {
-    if let (Some(mut held), Some(done)) = (copy.take(), on_complete.take()) {
-        let bytes = std::mem::take(&mut held.bytes).freeze();
-        held.budget.give_back(bytes.len() as u64);
-        drop(held);
-        done(bytes);
+    fn failed(&mut self, error: BoxError) -> BoxError {
+        self.copy = None;
+        error
     }
 }
 
@@ -146,25 +138,30 @@ fn complete<F: FnOnce(Bytes)>(copy: &mut Option<Copy>, on_complete: &mut Option<
 mod tests {
     use super::*;
 
+    fn copying(budget: &CaptureBudget, limit: u64) -> Copying<fn(Bytes)> {
+        Copying {
+            copy: Some(Copy {
+                bytes: BytesMut::new(),
+                budget: budget.clone(),
+            }),
+            limit,
+            on_complete: None,
+        }
+    }
+
     #[test]
     fn copies_share_one_budget_and_give_it_back() {
         let budget = CaptureBudget::new(100);
-        let mut first = Some(Copy {
-            bytes: BytesMut::new(),
-            budget: budget.clone(),
-        });
-        let mut second = Some(Copy {
-            bytes: BytesMut::new(),
-            budget: budget.clone(),
-        });
-        keep(&mut first, 1000, &[1; 60]);
-        keep(&mut second, 1000, &[2; 60]);
+        let mut first = copying(&budget, 70);
+        let mut second = copying(&budget, 1000);
+        first.keep(&[1; 60]);
+        second.keep(&[2; 60]);
         assert!(
-            first.is_some() && second.is_none(),
+            first.copy.is_some() && second.copy.is_none(),
             "the second copy passed the budget"
         );
-        keep(&mut first, 70, &[1; 20]);
-        assert!(first.is_none(), "past the item limit");
+        first.keep(&[1; 20]);
+        assert!(first.copy.is_none(), "past the item limit");
         // Abandoned copies gave their bytes back.
         assert!(budget.take(100));
     }

@@ -23,7 +23,7 @@ use super::sendfile::file::NamedFile;
 use crate::config::Config;
 use crate::http::body::{self, Body};
 use crate::http::headers::{vary_on_accept_encoding, weaken_etag};
-use capture::{Capture, CaptureBudget};
+use capture::{capture, CaptureBudget};
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
 
@@ -307,7 +307,7 @@ impl Store {
             return Response::from_parts(parts, body);
         };
         let store = self.clone();
-        let body = Capture::new(
+        let body = capture(
             body,
             self.config.max_cache_item_size,
             self.capturing.clone(),

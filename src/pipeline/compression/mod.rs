@@ -3,17 +3,14 @@
 
 pub mod codec;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body as HttpBody, Frame};
-use pin_project_lite::pin_project;
+use http_body::Frame;
 
 use crate::config::{Config, Encoding};
 use crate::http::accept_encoding::negotiate;
+use crate::http::body::filtered::{Filtered, FrameFilter};
 use crate::http::body::{self, Body, BoxError};
 use crate::http::headers::{content_length, text, vary_on_accept_encoding, weaken_etag};
 use codec::{Compressor, Jitter};
@@ -201,8 +198,7 @@ pub fn apply(
     if request.method == Method::HEAD {
         return Response::from_parts(parts, body::empty());
     }
-    let body = Compressed {
-        inner: body,
+    let encoder = Encoder {
         encoding,
         size,
         state: State::Waiting {
@@ -210,7 +206,7 @@ pub fn apply(
             target: request.target.clone(),
         },
     };
-    Response::from_parts(parts, body::boxed(body))
+    Response::from_parts(parts, body::boxed(Filtered::new(body, encoder)))
 }
 
 enum State {
@@ -223,73 +219,54 @@ enum State {
     Done,
 }
 
-pin_project! {
-    /// A body compressed chunk by chunk, flushed after each chunk.
-    struct Compressed {
-        #[pin]
-        inner: Body,
-        encoding: Encoding,
-        size: Option<u64>,
-        state: State,
-    }
+/// A body compressed chunk by chunk, flushed after each chunk.
+struct Encoder {
+    encoding: Encoding,
+    size: Option<u64>,
+    state: State,
 }
 
-impl Compressed {
-    fn compressor<'a>(
-        state: &'a mut State,
-        encoding: Encoding,
-        size: Option<u64>,
-        first: &[u8],
-    ) -> std::io::Result<&'a mut Compressor> {
-        if let State::Waiting { jitter, target } = state {
+impl Encoder {
+    fn compressor(&mut self, first: &[u8]) -> std::io::Result<&mut Compressor> {
+        if let State::Waiting { jitter, target } = &self.state {
             // Keyed on the target and the first chunk: a response that
             // reflects an attacker's guess gets a different padding per guess.
             let padding = jitter.padding((target.as_str(), first));
-            *state = State::Running(Compressor::new(encoding, padding, size)?);
+            self.state = State::Running(Compressor::new(self.encoding, padding, self.size)?);
         }
-        match state {
+        match &mut self.state {
             State::Running(compressor) => Ok(compressor),
             _ => Err(std::io::Error::other("compressor already finished")),
         }
     }
 }
 
-impl HttpBody for Compressed {
-    type Data = Bytes;
+impl FrameFilter<BoxError> for Encoder {
     type Error = BoxError;
+    const SAME_LENGTH: bool = false;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if matches!(this.state, State::Done) {
-                return Poll::Ready(None);
-            }
-            match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers do not survive re-encoding
-                    };
-                    let compressor =
-                        Self::compressor(this.state, *this.encoding, *this.size, &data)?;
-                    let out = compressor.chunk(&data)?;
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    Self::compressor(this.state, *this.encoding, *this.size, &[])?;
-                    let State::Running(compressor) = std::mem::replace(this.state, State::Done)
-                    else {
-                        return Poll::Ready(None);
-                    };
-                    return Poll::Ready(Some(Ok(Frame::data(compressor.finish()?))));
-                }
-            }
-        }
+    fn frame(
+        &mut self,
+        frame: Frame<Bytes>,
+        _last: bool,
+    ) -> Result<Option<Frame<Bytes>>, BoxError> {
+        let Ok(data) = frame.into_data() else {
+            return Ok(None); // trailers do not survive re-encoding
+        };
+        let out = self.compressor(&data)?.chunk(&data)?;
+        Ok((!out.is_empty()).then(|| Frame::data(out)))
+    }
+
+    fn end(&mut self) -> Result<Option<Frame<Bytes>>, BoxError> {
+        self.compressor(&[])?;
+        let State::Running(compressor) = std::mem::replace(&mut self.state, State::Done) else {
+            return Ok(None);
+        };
+        Ok(Some(Frame::data(compressor.finish()?)))
+    }
+
+    fn failed(&mut self, error: BoxError) -> BoxError {
+        error
     }
 }
 
