@@ -1,5 +1,8 @@
 //! thrust: the front server that runs inside an application's container.
-//! `run` wires the supervisor, the readiness watch and the server together.
+//!
+//! This file is the wiring: it declares the layers (one folder each, below)
+//! and `run` starts them in order — ports, limits, worker threads, metrics,
+//! the app, the control socket — then serves until the app is gone.
 
 // The layers, from the bottom: each may call only the ones listed before it
 // (each folder's first comment says what it owns and may not call).
@@ -53,7 +56,7 @@ pub fn run(config: Config, command: Vec<String>) -> u8 {
         return 2;
     }
     // Supervision, readiness, certificates and accepting run here; client
-    // connections are served by the per-CPU workers (workers.rs).
+    // connections are served by the per-CPU workers (`server::workers`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,9 +6,9 @@
 //! check), restarting it on request (`control_socket`), and the pooled
 //! connections requests are forwarded on (`target`, `upstream`).
 //!
-//! May call: config, http (body types), metrics, log. May not call the
-//! pipeline, the client connections or TLS: requests reach the app only
-//! through `upstream`, which the pipeline holds.
+//! May call: config, http (body types), conn (its accept loop, for the
+//! control socket), metrics. May not call TLS, the pipeline or the server:
+//! requests reach the app only through `upstream`, which the pipeline holds.
 
 pub mod control_socket;
 pub mod crash_history;

@@ -1,5 +1,5 @@
 //! Which copy of the app new requests go to. `thrust restart` prepares a
-//! new copy (connections to it are opened ahead, see upstream.rs), then
+//! new copy (connections to it are opened ahead, see `upstream`), then
 //! switches to it; connections to the old copy are counted so it is stopped
 //! only once the requests it was serving are done.
 

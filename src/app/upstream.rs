@@ -1,5 +1,5 @@
 //! The keep-alive connections to the app server, over TCP or a Unix socket:
-//! one pool per worker thread (workers.rs), on hyper's HTTP/1 client.
+//! one pool per worker thread (`server::workers`), on hyper's HTTP/1 client.
 //!
 //! A connection goes back to the pool when its response body has been read
 //! to the end; one whose answer was abandoned is closed. A request that a

@@ -6,7 +6,7 @@
 //! a static region that is never written or read, each slot of which the
 //! body registers with the connection as "these bytes are this part of this
 //! file". hyper queues the stand-ins like any body bytes and hands them, in
-//! order and unchanged, to the connection's socket wrapper (`conn_io`),
+//! order and unchanged, to the connection's socket wrapper (`conn::socket`),
 //! which sends the registered part of the file with `sendfile(2)` in their
 //! place. Partial writes work as for bytes: hyper advances the slice, and
 //! the offset into the slot is the offset into the file part.

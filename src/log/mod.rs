@@ -6,6 +6,9 @@
 //! line, written for every request, is written directly (`line`),
 //! without allocation. Both go through `sink`, which writes to stdout from a
 //! thread of its own.
+//!
+//! The log layer owns the line format and the writer thread; it calls no
+//! other layer (every layer logs through it or through `tracing`).
 
 pub mod json;
 mod sink;

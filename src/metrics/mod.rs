@@ -2,6 +2,10 @@
 //! as requests pass, on prometheus-client's metrics. Labelled series are
 //! looked up once, here, so recording a request is a few atomic additions
 //! and one histogram observation; nothing is recorded without the port.
+//!
+//! The metrics layer owns the series and their encoding, and the /metrics
+//! listener. It may call conn (its accept loop) and nothing else: what is
+//! read at scrape time comes from the layers above through `collect::Scraped`.
 
 pub mod collect;
 pub mod endpoint;

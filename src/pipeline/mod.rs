@@ -2,6 +2,11 @@
 //! (a cache hit, or the proxy → the file the app names → storing it →
 //! compression), and the log line once the response is sent. Each concern
 //! lives in its own file or folder.
+//!
+//! The pipeline layer owns what thrust does with one request. It may call
+//! every layer below it (app's upstream pool and readiness, tls, metrics,
+//! log, conn's per-connection state, http, config), never the server: the
+//! server calls `handle`.
 
 pub mod cache;
 pub mod compression;

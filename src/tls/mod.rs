@@ -1,4 +1,9 @@
-//! TLS: the rustls server configuration and which hosts it covers.
+//! The TLS layer: the rustls server configuration, which hosts it covers,
+//! static certificates reloaded from their files (`static_cert`) and ACME
+//! certificates ordered and renewed (`acme`).
+//!
+//! May call config only. The pipeline asks it which hosts are covered and
+//! for ACME's HTTP-01 answers; the server hands it connections to decrypt.
 
 pub mod acme;
 pub mod static_cert;
