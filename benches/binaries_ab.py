@@ -1,0 +1,85 @@
+"""CPU per request of two or more thrust binaries side by side, alternating
+which goes first every round, in front of the suite's nginx app, in three
+load shapes: proxied page over HTTP/1.1 (wrk -c50), the same with 1,000 idle
+keep-alive connections open (parked), and h2c (h2load -c4 -m10,
+H2C_ENABLED=1). Request logs on (thrust's defaults), stdout read by `cat`.
+Prints each run and the median per binary and shape.
+
+Usage: python3 benches/binaries_ab.py BINARY [BINARY ...]   (ROUNDS=4 by default)
+"""
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import cpu_seconds, free_port, h2load, wait_for_200  # noqa: E402
+import suite  # noqa: E402
+
+SECONDS = 5
+
+
+def start(bench, binary, extra):
+    port = free_port()
+    env = dict(os.environ, TARGET_PORT=str(bench.ports["APP_PORT"]), HTTP_PORT=str(port), **extra)
+    thrust = subprocess.Popen([binary, "sleep", "infinity"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    sink = subprocess.Popen(["cat"], stdin=thrust.stdout, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/dynamic"
+    wait_for_200(url)
+    return thrust, sink, port, url
+
+
+def wrk_requests(url, seconds):
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True, text=True).stdout
+    return int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def measure(bench, binary, shape, work):
+    extra = {"H2C_ENABLED": "1"} if shape == "h2c" else {}
+    thrust, sink, port, url = start(bench, binary, extra)
+    idle = []
+    if shape == "idle":
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /dynamic HTTP/1.1\r\nHost: t\r\n\r\n")
+            idle.append(s)
+        for s in idle:
+            s.recv(65536)
+    if shape == "h2c":
+        h2load(url, 1, os.path.join(work, "h2load.log"))  # warm-up
+        before = cpu_seconds([thrust.pid])
+        requests = h2load(url, SECONDS, os.path.join(work, "h2load.log"))["requests"]
+    else:
+        wrk_requests(url, 1)  # warm-up
+        before = cpu_seconds([thrust.pid])
+        requests = wrk_requests(url, SECONDS)
+    used = cpu_seconds([thrust.pid]) - before
+    for s in idle:
+        s.close()
+    thrust.terminate()
+    thrust.wait()
+    sink.wait()
+    return used * 1e6 / requests
+
+
+def main():
+    binaries, bench = suite.comparison("thrust-binaries-", __doc__)
+    results = {}
+    try:
+        for round_ in range(int(os.environ.get("ROUNDS", "4"))):
+            order = binaries if round_ % 2 == 0 else list(reversed(binaries))
+            for shape in ("http1", "idle", "h2c"):
+                for binary in order:
+                    cpu = measure(bench, binary, shape, bench.work)
+                    results.setdefault((binary, shape), []).append(cpu)
+                    print(f"round {round_ + 1} {shape} {binary}: {cpu:.1f} CPU µs/req", flush=True)
+    finally:
+        bench.stop()
+    for (binary, shape), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(f"median {shape} {binary}: {statistics.median(runs):.1f} CPU µs/req over {len(runs)} runs")
+
+
+if __name__ == "__main__":
+    main()
