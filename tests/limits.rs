@@ -155,7 +155,11 @@ fn a_refused_pipelined_head_is_answered_in_its_own_turn() {
             assert_eq!((one.status, two.status), (200, status), "split: {split}");
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The app logs each request it handles: the four good ones, and then no
+    // refused one.
+    wait_until(Duration::from_secs(10), || {
+        t.app_requests("/first").len() >= 4
+    });
     assert_eq!(t.app_requests("/first").len(), 4);
     assert!(t.app_requests("/smuggle").is_empty());
 }
@@ -231,7 +235,9 @@ fn request_heads_over_64_kib_get_431_and_never_reach_the_app() {
                 assert!(rest.is_empty(), "the connection stays open after 431");
             }
         }
-        std::thread::sleep(Duration::from_millis(300));
+        wait_until(Duration::from_secs(10), || {
+            !t.app_requests("/big-head").is_empty()
+        });
         let seen = t.app_requests("/big-head");
         assert_eq!(seen.len(), 1, "h2c {h2c}: the app saw {seen:?}");
         assert_eq!(seen[0]["target"], "/big-head?lines=60");

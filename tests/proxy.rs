@@ -397,7 +397,9 @@ fn bodies_over_the_limit_get_413_and_never_reach_the_app() {
     req.extend_from_slice(&body);
     let r = raw(t.port, &req).unwrap();
     assert_eq!(r.status, 413);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(Duration::from_secs(10), || {
+        !t.app_requests("/upload").is_empty()
+    });
     let uploads = t.app_requests("/upload");
     assert_eq!(
         uploads.len(),
