@@ -116,20 +116,20 @@ fn orphaned_grandchildren_are_adopted_and_reaped() {
     // The subshell exits at once, orphaning `sleep`, which then exits too.
     let t = Thrust::start_ready(app_command("(sleep 1.5 &); exec APP"));
     let thrust = t.pid();
-    let adopted = wait_until(Duration::from_secs(1), || {
-        processes().iter().any(|(pid, _, ppid)| {
-            *ppid == thrust
-                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .unwrap_or_default()
-                    .trim()
-                    == "sleep"
-        })
+    let mut adopted = None;
+    wait_until(Duration::from_secs(1), || {
+        adopted = processes().into_iter().find_map(|(pid, _, ppid)| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (ppid == thrust && comm.trim() == "sleep").then_some(pid)
+        });
+        adopted.is_some()
     });
-    assert!(
-        adopted,
-        "the orphaned sleep should be re-parented to thrust"
-    );
-    std::thread::sleep(Duration::from_secs(3));
+    let sleep = adopted.expect("the orphaned sleep should be re-parented to thrust");
+    // Once it exits, thrust reaps it: its /proc entry goes (a zombie keeps one).
+    let reaped = wait_until(Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{sleep}")).exists()
+    });
+    assert!(reaped, "the adopted sleep (pid {sleep}) was not reaped");
     let zombies: Vec<_> = processes()
         .into_iter()
         .filter(|(_, state, ppid)| *ppid == thrust && *state == 'Z')
