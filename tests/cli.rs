@@ -54,7 +54,7 @@ fn readme_table_matches_the_configuration_table() {
     assert_eq!(
         in_readme,
         table.trim(),
-        "README's variable table drifted from src/config.rs; put this between the markers:\n{table}"
+        "README's variable table drifted from src/config/table.rs; put this between the markers:\n{table}"
     );
 }
 

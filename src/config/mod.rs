@@ -111,6 +111,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Whose forwarded headers are kept (FORWARD_HEADERS, THRUST_TRUSTED_PROXIES).
     pub trusted_proxies: TrustedProxies,
+    /// THRUST_PROXY_PROTOCOL: each connection opens with a PROXY header.
+    pub proxy_protocol: bool,
     pub log_requests: bool,
     pub debug: bool,
     pub health_path: Option<String>,
@@ -172,6 +174,7 @@ impl Config {
             read_timeout: env.seconds("HTTP_READ_TIMEOUT", 30)?,
             write_timeout: env.seconds("HTTP_WRITE_TIMEOUT", 30)?,
             trusted_proxies: sections::trusted_proxies(&env, tls_on)?,
+            proxy_protocol: env.boolean("THRUST_PROXY_PROTOCOL", false)?,
             log_requests: env.boolean("LOG_REQUESTS", true)?,
             debug: env.boolean("DEBUG", false)?,
             health_path: sections::health_path(&env)?,

@@ -90,6 +90,7 @@ pub const VARIABLES: &[Variable] = &[
     var("HTTP_WRITE_TIMEOUT", &[], Kind::Seconds, "30", "time a client may take to accept more of the response"),
     var("FORWARD_HEADERS", &[], Kind::Bool, "unset", "`true`: keep every peer's forwarded headers (X-Forwarded-*, Forwarded); `false`: no peer's; unset: `THRUST_TRUSTED_PROXIES` decides"),
     var("THRUST_TRUSTED_PROXIES", &[], Kind::Text, "loopback and private ranges without TLS, none with TLS", "peers (networks or addresses, comma-separated) whose forwarded headers are kept; from others they are replaced or removed"),
+    var("THRUST_PROXY_PROTOCOL", &[], Kind::Bool, "off", "every connection to the HTTP and HTTPS ports starts with a PROXY protocol v1 or v2 header (thrust behind an L4 load balancer); its client address is used when the peer is a trusted proxy; a connection without a valid header is closed"),
     var("LOG_REQUESTS", &[], Kind::Bool, "on", "one JSON line per request"),
     var("DEBUG", &[], Kind::Bool, "off", "debug-level logs"),
     var("THRUST_HEALTH_PATH", &[], Kind::Text, "/up", "path thrust answers itself; empty disables"),

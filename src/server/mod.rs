@@ -20,6 +20,7 @@ pub mod listen;
 pub mod malloc_trim;
 mod parking;
 mod protocols;
+mod proxy_protocol;
 pub mod workers;
 
 use std::future::Future;
@@ -79,7 +80,8 @@ fn dispatch(
         let plain = plain.clone();
         worker.handle.spawn(async move {
             let _admitted = admitted;
-            if let Some(stream) = take_over(stream, remote) {
+            let limit = shared.timeouts.read.unwrap_or(HEADER_WAIT);
+            if let Some((stream, remote)) = take_over(stream, remote, &shared, limit).await {
                 shared.serve_plain(stream, remote, &plain, upstream).await
             }
         });
@@ -87,7 +89,7 @@ fn dispatch(
     };
     worker.handle.spawn(async move {
         let _admitted = admitted;
-        let Some(stream) = take_over(stream, remote) else {
+        let Some((stream, remote)) = take_over(stream, remote, &shared, limit).await else {
             return;
         };
         match tokio::time::timeout(limit, handshaker.accept(stream)).await {
@@ -115,11 +117,38 @@ fn dispatch(
     });
 }
 
-/// Registers a handed-over socket with the current worker's own event loop.
-fn take_over(stream: std::net::TcpStream, remote: SocketAddr) -> Option<TcpStream> {
-    TcpStream::from_std(stream)
-        .map_err(|e| tracing::debug!(error = %e, remote = %remote, "Cannot take over a connection"))
-        .ok()
+/// How long a connection has to send its PROXY header when
+/// HTTP_READ_TIMEOUT is 0.
+const HEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Registers a handed-over socket with the current worker's own event loop
+/// and, with THRUST_PROXY_PROTOCOL, reads the client it is for; `None`: the
+/// connection is closed.
+async fn take_over(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    limit: Duration,
+) -> Option<(TcpStream, SocketAddr)> {
+    let mut stream = TcpStream::from_std(stream)
+        .map_err(|e| tracing::debug!(error = %e, remote = %peer, "Cannot take over a connection"))
+        .ok()?;
+    let config = &shared.app.config;
+    if !config.proxy_protocol {
+        return Some((stream, peer));
+    }
+    let trusted = |ip| config.trusted_proxies.trusts(ip);
+    match tokio::time::timeout(limit, proxy_protocol::read(&mut stream, peer, trusted)).await {
+        Ok(Ok(client)) => Some((stream, client)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, peer = %peer, "Connection closed: THRUST_PROXY_PROTOCOL is on");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(peer = %peer, timeout_s = limit.as_secs(), "Connection closed: no PROXY protocol header in time (THRUST_PROXY_PROTOCOL is on)");
+            None
+        }
+    }
 }
 
 /// The next connection on `listener`, with Nagle's algorithm off; pending
