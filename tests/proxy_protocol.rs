@@ -297,3 +297,69 @@ print(answer.split(b"\r\n")[0].decode())
     let r = read_response(&mut BufReader::new(stream), false).unwrap();
     assert_eq!(r.status, 301);
 }
+
+/// HAProxy from Debian, in TCP mode, stopped when dropped.
+struct Haproxy(std::process::Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn haproxy_in_front_with_send_proxy_and_send_proxy_v2() {
+    let t = proxied_thrust(&[]);
+    wait_serving(&t);
+    let dir = tempfile::tempdir().unwrap();
+    let (v1_port, v2_port) = (free_port(), free_port());
+    let config = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         listen v1\n  bind 127.0.0.1:{v1_port}\n  server thrust 127.0.0.1:{port} send-proxy\n\
+         listen v2\n  bind 127.0.0.1:{v2_port}\n  server thrust 127.0.0.1:{port} send-proxy-v2\n",
+        port = t.port
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let _haproxy = Haproxy(
+        std::process::Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy (scripts/install-deps installs it)"),
+    );
+    for (case, port) in [("haproxy-v1", v1_port), ("haproxy-v2", v2_port)] {
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+            ("127.0.0.1", port)
+        )
+        .is_ok()));
+        // The client connects from 127.0.0.2; thrust's peer is HAProxy (127.0.0.1).
+        let url = format!("http://127.0.0.1:{port}/headers?case={case}");
+        let out = run_tool(
+            "curl",
+            &[
+                "-s",
+                "-S",
+                "--max-time",
+                "10",
+                "--interface",
+                "127.0.0.2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(client_seen(&t, case).0, "127.0.0.2", "{case}");
+    }
+}
