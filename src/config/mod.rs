@@ -100,6 +100,8 @@ pub struct Config {
     pub accel_mapping: Option<(String, String)>,
     /// THRUST_SEND_FILE_ROOTS; empty: any absolute path.
     pub send_file_roots: Vec<PathBuf>,
+    /// THRUST_PUBLIC_DIR, resolved (symlinks followed) at start-up.
+    pub public_dir: Option<PathBuf>,
     pub compression: bool,
     pub encodings: Vec<Encoding>,
     pub compression_disable_on_auth: bool,
@@ -161,6 +163,7 @@ impl Config {
             send_file_header: sections::send_file_header(&env)?,
             accel_mapping: sections::accel_mapping(&env)?,
             send_file_roots: sections::send_file_roots(&env)?,
+            public_dir: sections::public_dir(&env)?,
             compression: env.boolean("GZIP_COMPRESSION_ENABLED", true)?,
             encodings: sections::encodings(&env)?,
             compression_disable_on_auth: env.boolean("GZIP_COMPRESSION_DISABLE_ON_AUTH", false)?,

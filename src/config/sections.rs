@@ -69,6 +69,18 @@ pub fn send_file_roots(env: &Env) -> Result<Vec<PathBuf>, ConfigError> {
         .collect()
 }
 
+/// THRUST_PUBLIC_DIR: an existing directory, kept as its real path so that
+/// files found below it can be checked against it.
+pub fn public_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(dir) = env.text("THRUST_PUBLIC_DIR") else {
+        return Ok(None);
+    };
+    match std::fs::canonicalize(&dir) {
+        Ok(real) if real.is_dir() => Ok(Some(real)),
+        _ => Err(env.invalid("THRUST_PUBLIC_DIR", "an existing directory")),
+    }
+}
+
 pub fn encodings(env: &Env) -> Result<Vec<Encoding>, ConfigError> {
     let all = vec![Encoding::Zstd, Encoding::Brotli, Encoding::Gzip];
     env.typed("THRUST_COMPRESSION", parse_encodings, all)

@@ -78,6 +78,7 @@ pub const VARIABLES: &[Variable] = &[
     var("THRUST_SEND_FILE_HEADER", &[], Kind::Text, "X-Sendfile", "response header carrying the file: `X-Sendfile` or `X-Accel-Redirect`"),
     var("THRUST_ACCEL_MAPPING", &[], Kind::Text, "unset", "`X-Accel-Mapping` sent with `X-Accel-Redirect` (`/real/root/=/uri/`)"),
     var("THRUST_SEND_FILE_ROOTS", &[], Kind::Text, "unset (any absolute path)", "comma-separated directories: files the app names outside them are refused (404)"),
+    var("THRUST_PUBLIC_DIR", &[], Kind::Text, "unset", "the app's public directory: GET and HEAD for an existing file below it are answered by thrust without the app (fingerprinted names cached for a year); everything else goes to the app"),
     var("GZIP_COMPRESSION_ENABLED", &[], Kind::Bool, "on", "response compression (all encodings)"),
     var("THRUST_COMPRESSION", &[], Kind::Text, "zstd,br,gzip", "encodings offered, in server preference order"),
     var("GZIP_COMPRESSION_DISABLE_ON_AUTH", &[], Kind::Bool, "off", "no compression for requests with credentials or private responses"),

@@ -14,6 +14,7 @@ pub mod forwarding;
 pub mod health;
 mod preconditions;
 mod proxy;
+mod public_dir;
 mod redirect;
 mod representation;
 mod request_body;
@@ -103,6 +104,26 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
         .zip(client_headers)
         .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
     let outcome = if to_store.is_some() { "miss" } else { "bypass" };
+    // A file below THRUST_PUBLIC_DIR is answered as if the app had named it.
+    let public_file = app
+        .config
+        .public_dir
+        .as_deref()
+        .and_then(|root| public_dir::file_for(root, &req));
+    if let Some(path) = public_file {
+        let parts = public_dir::head(&path);
+        let mut response = send_named(
+            app,
+            conn,
+            to_store,
+            path,
+            parts,
+            &conditions,
+            &compression_request,
+        );
+        cache::mark(&mut response, outcome);
+        return compression::apply(&app.config, &app.jitter, &compression_request, response);
+    }
     sendfile::announce(req.headers_mut(), &app.config);
     let response = proxy::forward(app, conn, req, passage).await;
     let mut response = match sendfile::named(&app.config, response) {
@@ -114,23 +135,44 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
             if let Some(metrics) = &app.metrics {
                 metrics.file_sent();
             }
-            match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
-                Some(entry) => {
-                    cache::respond(&app.config, &conditions, &compression_request, &entry)
-                }
-                None => sendfile::serve(
-                    &app.config,
-                    &path,
-                    &conditions,
-                    &compression_request,
-                    parts,
-                    conn.state.file_slots(),
-                ),
-            }
+            send_named(
+                app,
+                conn,
+                to_store,
+                path,
+                parts,
+                &conditions,
+                &compression_request,
+            )
         }
     };
     cache::mark(&mut response, outcome);
     compression::apply(&app.config, &app.jitter, &compression_request, response)
+}
+
+/// A file sent in the app's place (named by the app, or below
+/// THRUST_PUBLIC_DIR): stored when it may be and fits, then answered from
+/// the entry; otherwise streamed from disk.
+fn send_named(
+    app: &App,
+    conn: &ConnInfo,
+    to_store: Option<CacheRequest>,
+    path: std::path::PathBuf,
+    parts: http::response::Parts,
+    conditions: &Conditions,
+    compression_request: &CompressionRequest,
+) -> Response<Body> {
+    match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
+        Some(entry) => cache::respond(&app.config, conditions, compression_request, &entry),
+        None => sendfile::serve(
+            &app.config,
+            &path,
+            conditions,
+            compression_request,
+            parts,
+            conn.state.file_slots(),
+        ),
+    }
 }
 
 /// Answers one request: thrust's own answers first, then the app's; the
