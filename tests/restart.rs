@@ -178,10 +178,12 @@ fn thrust_restart_replaces_the_app_without_failing_a_request() {
     let (status, text) = slow.join().unwrap().unwrap();
     assert_eq!((status, text.trim()), (200, old.to_string().as_str()));
     assert!(wait_until(Duration::from_secs(10), || !is_running(old)));
+    // Written by thrust's log thread once it has reaped the old copy.
     assert!(t
-        .log_lines()
-        .iter()
-        .any(|l| l["msg"] == "Previous copy of the app exited" && l["pid"] == old));
+        .wait_log(Duration::from_secs(10), |l| {
+            l["msg"] == "Previous copy of the app exited" && l["pid"] == old
+        })
+        .is_some());
 
     // The clients go on a little on the new copy alone.
     let so_far = answered.load(Ordering::Relaxed);
@@ -222,8 +224,10 @@ fn a_new_copy_that_fails_to_boot_leaves_the_old_one_serving() {
         "{said}"
     );
     assert_eq!(answered_by(&t, "/pid"), Ok(old));
-    assert!(t.log_lines().iter().any(|l| l["msg"]
-        == "Restart failed: the new copy of the app exited before it was ready; the running copy keeps serving"));
+    assert!(t
+        .wait_log(Duration::from_secs(10), |l| l["msg"]
+            == "Restart failed: the new copy of the app exited before it was ready; the running copy keeps serving")
+        .is_some());
 
     // Once the deploy is fixed, the next restart goes through.
     std::fs::remove_file(t.dir.path().join("broken-deploy")).unwrap();
@@ -343,9 +347,11 @@ fn thrust_restart_from_another_user_is_refused() {
         "{said}"
     );
     assert_eq!(t.child_pid(), old);
-    assert!(t.log_lines().iter().any(|l| l["msg"]
-        == "Control socket: refused a command from another user"
-        && l["uid"] == 65534));
+    assert!(t
+        .wait_log(Duration::from_secs(10), |l| l["msg"]
+            == "Control socket: refused a command from another user"
+            && l["uid"] == 65534)
+        .is_some());
 }
 
 /// Fails the test, saying why, when it is not run as root.
