@@ -7,6 +7,8 @@ page and one for a path that is not a file (Puma's first requests are slow),
 with no asset fetched or cached yet; the two setups alternate.
 
 Usage: python3 benches/public_dir.py [VISITS]   (default 10)
+       PUMA_EXTRA='max_fast_inline 0' python3 benches/public_dir.py
+       (PUMA_EXTRA: lines added to the Puma configuration)
 """
 import http.client
 import json
@@ -101,7 +103,7 @@ def main():
         public = os.path.join(work, "public")
         public_dir(public)
         with open(os.path.join(work, "puma.rb"), "w") as f:
-            f.write(PUMA_CONFIG)
+            f.write(PUMA_CONFIG + os.environ.get("PUMA_EXTRA", "") + "\n")
         for i in range(visits):
             for served in ((False, True) if i % 2 == 0 else (True, False)):
                 results[served].append(run(public, served))
