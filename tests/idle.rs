@@ -79,18 +79,20 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
     idle[1].write_all(b"Host: t\r\n\r\n").unwrap();
     assert_eq!(served(&mut idle[1]), 200);
     idle[2].write_all(&[GET, GET].concat()).unwrap();
-    let mut reader = BufReader::new(idle[2].try_clone().unwrap());
+    let mut pipelined = BufReader::new(idle[2].try_clone().unwrap());
     for _ in 0..2 {
-        assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+        assert_eq!(read_response(&mut pipelined, false).unwrap().status, 200);
     }
     // A parked connection can still be upgraded (WebSocket).
     idle[3]
         .write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         .unwrap();
-    let mut reader = BufReader::new(idle[3].try_clone().unwrap());
-    assert_eq!(read_response(&mut reader, true).unwrap().status, 101);
+    let mut upgraded = BufReader::new(idle[3].try_clone().unwrap());
+    assert_eq!(read_response(&mut upgraded, true).unwrap().status, 101);
 
-    // Closed, they give their memory back.
+    // Closed, they give their memory back (the readers hold copies of two
+    // of the sockets: they go too).
+    drop((pipelined, upgraded));
     drop(idle);
     wait_parked(metrics, 1);
     let after = rss_settled_below(&t, before + 2048);
