@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -27,6 +28,9 @@ use crate::pipeline::{App, ConnInfo};
 pub struct Shared {
     pub app: Arc<App>,
     pub timeouts: Timeouts,
+    /// How long a new connection has for each step before HTTP: its PROXY
+    /// header, the TLS handshake, the HTTP/2 preface.
+    pub opening: Duration,
     pub stop: watch::Receiver<bool>,
     pub live: mpsc::Sender<()>,
 }

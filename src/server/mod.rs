@@ -61,7 +61,7 @@ fn dispatch(
     shared: &Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
-    tls: Option<(Arc<Handshaker>, Duration, Arc<Protocols>)>,
+    tls: Option<(Arc<Handshaker>, Arc<Protocols>)>,
     plain: &Arc<Protocols>,
     admitted: Admitted,
 ) {
@@ -76,12 +76,11 @@ fn dispatch(
     let shared = shared.clone();
     // Plain and TLS connections are separate tasks so that a plain one does
     // not hold room for a TLS handshake and stream for as long as it is open.
-    let Some((handshaker, limit, secure)) = tls else {
+    let Some((handshaker, secure)) = tls else {
         let plain = plain.clone();
         worker.handle.spawn(async move {
             let _admitted = admitted;
-            let limit = shared.timeouts.read.unwrap_or(HEADER_WAIT);
-            if let Some((stream, remote)) = take_over(stream, remote, &shared, limit).await {
+            if let Some((stream, remote)) = take_over(stream, remote, &shared).await {
                 shared.serve_plain(stream, remote, &plain, upstream).await
             }
         });
@@ -89,9 +88,10 @@ fn dispatch(
     };
     worker.handle.spawn(async move {
         let _admitted = admitted;
-        let Some((stream, remote)) = take_over(stream, remote, &shared, limit).await else {
+        let Some((stream, remote)) = take_over(stream, remote, &shared).await else {
             return;
         };
+        let limit = shared.opening;
         match tokio::time::timeout(limit, handshaker.accept(stream)).await {
             Ok(Ok(mut tls)) => {
                 // A client that agreed on h2 must open with HTTP/2's preface.
@@ -117,10 +117,6 @@ fn dispatch(
     });
 }
 
-/// How long a connection has to send its PROXY header when
-/// HTTP_READ_TIMEOUT is 0.
-const HEADER_WAIT: Duration = Duration::from_secs(30);
-
 /// Registers a handed-over socket with the current worker's own event loop
 /// and, with THRUST_PROXY_PROTOCOL, reads the client it is for; `None`: the
 /// connection is closed.
@@ -128,7 +124,6 @@ async fn take_over(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-    limit: Duration,
 ) -> Option<(TcpStream, SocketAddr)> {
     let mut stream = TcpStream::from_std(stream)
         .map_err(|e| tracing::debug!(error = %e, remote = %peer, "Cannot take over a connection"))
@@ -138,6 +133,7 @@ async fn take_over(
         return Some((stream, peer));
     }
     let trusted = |ip| config.trusted_proxies.trusts(ip);
+    let limit = shared.opening;
     match tokio::time::timeout(limit, proxy_protocol::read(&mut stream, peer, trusted)).await {
         Ok(Ok(client)) => Some((stream, client)),
         Ok(Err(e)) => {
@@ -189,10 +185,12 @@ impl Server {
         let shared = Arc::new(Shared {
             app: self.app.clone(),
             timeouts: self.timeouts(),
+            // HTTP_READ_TIMEOUT, or 30 s when that is 0 (no limit at all
+            // would let a silent socket hold its slot for ever).
+            opening: self.timeouts().read.unwrap_or(Duration::from_secs(30)),
             stop: stop_rx,
             live: live_tx,
         });
-        let handshake_limit = self.timeouts().read.unwrap_or(Duration::from_secs(30));
         tokio::pin!(stop);
         let output = loop {
             tokio::select! {
@@ -211,7 +209,7 @@ impl Server {
                     let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
                     // Over the limit, closed now: no handshake is spent on it.
                     let Some(admitted) = self.admission.admit() else { continue };
-                    let tls = Some((handshaker, handshake_limit, secure.clone()));
+                    let tls = Some((handshaker, secure.clone()));
                     dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }
             }
