@@ -110,31 +110,9 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
         .public_dir
         .as_deref()
         .and_then(|root| public_dir::file_for(root, &req));
-    if let Some(path) = public_file {
-        let parts = public_dir::head(&path);
-        let mut response = send_named(
-            app,
-            conn,
-            to_store,
-            path,
-            parts,
-            &conditions,
-            &compression_request,
-        );
-        cache::mark(&mut response, outcome);
-        return compression::apply(&app.config, &app.jitter, &compression_request, response);
-    }
-    sendfile::announce(req.headers_mut(), &app.config);
-    let response = proxy::forward(app, conn, req, passage).await;
-    let mut response = match sendfile::named(&app.config, response) {
-        Named::Nothing(response) => match to_store {
-            Some(request) => app.cache.capture(request, response),
-            None => response,
-        },
-        Named::File(path, parts) => {
-            if let Some(metrics) = &app.metrics {
-                metrics.file_sent();
-            }
+    let mut response = match public_file {
+        Some(path) => {
+            let parts = public_dir::head(&path);
             send_named(
                 app,
                 conn,
@@ -144,6 +122,30 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Re
                 &conditions,
                 &compression_request,
             )
+        }
+        None => {
+            sendfile::announce(req.headers_mut(), &app.config);
+            let response = proxy::forward(app, conn, req, passage).await;
+            match sendfile::named(&app.config, response) {
+                Named::Nothing(response) => match to_store {
+                    Some(request) => app.cache.capture(request, response),
+                    None => response,
+                },
+                Named::File(path, parts) => {
+                    if let Some(metrics) = &app.metrics {
+                        metrics.file_sent();
+                    }
+                    send_named(
+                        app,
+                        conn,
+                        to_store,
+                        path,
+                        parts,
+                        &conditions,
+                        &compression_request,
+                    )
+                }
+            }
         }
     };
     cache::mark(&mut response, outcome);
