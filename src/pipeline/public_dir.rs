@@ -22,7 +22,13 @@ pub fn file_for<B>(root: &Path, req: &Request<B>) -> Option<PathBuf> {
         return None;
     }
     let relative = relative_path(req.uri().path().as_bytes())?;
-    let real = std::fs::canonicalize(root.join(relative)).ok()?;
+    let named = root.join(relative);
+    // One stat settles most requests (app routes name no file); only a file
+    // has its path resolved, a component at a time.
+    if !std::fs::metadata(&named).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let real = std::fs::canonicalize(named).ok()?;
     // Symlinks are followed: the real file must still be below the root.
     (real.starts_with(root) && real.is_file()).then_some(real)
 }
