@@ -177,6 +177,11 @@ fn a_missing_or_malformed_header_closes_the_connection_with_a_log_line() {
             [b"PROXY TCP4 ".to_vec(), vec![b'1'; 120]].concat(),
         ),
         ("v2 cut short", v2(false, 0x11, &[1, 2, 3])),
+        // A declared length past what thrust reads: refused before reading it.
+        (
+            "v2 too long",
+            [V2_SIGNATURE, &[0x21, 0x11], &5000u16.to_be_bytes()].concat(),
+        ),
     ] {
         let mut stream = connect(t.port);
         stream
@@ -208,8 +213,8 @@ fn a_missing_or_malformed_header_closes_the_connection_with_a_log_line() {
             })
             .count()
     };
-    wait_until(Duration::from_secs(5), || malformed() >= 3);
-    assert_eq!(malformed(), 3, "{}", t.log_text());
+    wait_until(Duration::from_secs(5), || malformed() >= 4);
+    assert_eq!(malformed(), 4, "{}", t.log_text());
     // And the next proper connection is served.
     assert_eq!(through(t.port, b"PROXY UNKNOWN\r\n", "after"), 200);
 }
