@@ -4,12 +4,14 @@
 //! Owns the socket wrapper hyper reads and writes through (`socket`: the
 //! timeouts, the head scan that numbers requests, sending files in place of
 //! stand-ins), the per-connection state the pipeline reads (`state`), and
-//! the zero-copy file slots (`zero_copy`).
+//! the zero-copy file slots (`zero_copy`), and the 103 Early Hints written
+//! between hyper's messages (`interim`).
 //!
 //! May call: http (the head scanner). May not call the pipeline or the
 //! server: they hold a connection, a connection does not know them.
 
 pub mod accept;
+pub mod interim;
 pub mod socket;
 pub mod state;
 pub mod zero_copy;

@@ -7,6 +7,9 @@
 //!
 //! Upgraded connections (WebSocket) keep only the write timeout.
 //!
+//! It also writes the app's 103 Early Hints to HTTP/1.1 clients between
+//! hyper's messages (see `interim`).
+//!
 //! A plain HTTP/1 connection may also be parked once it has idled for a
 //! while (see `parking`): this I/O asks for it and, while parking, does not
 //! shut the socket down when hyper lets go of it.
@@ -15,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -51,6 +54,9 @@ pub struct ConnIo<S> {
     park_after: Option<Duration>,
     /// Bytes hyper had read but not used when it let go of the connection.
     replay: Bytes,
+    /// Everything hyper handed over has been written (its last call was a
+    /// flush, which it makes only with its buffer empty): a hint may go.
+    between_writes: bool,
 }
 
 impl<S> ConnIo<S> {
@@ -72,6 +78,7 @@ impl<S> ConnIo<S> {
             heads_read: 0,
             park_after: None,
             replay: Bytes::new(),
+            between_writes: true,
         }
     }
 
@@ -179,6 +186,46 @@ impl<S> ConnIo<S> {
         timer.as_mut().poll(cx).is_ready()
     }
 
+    /// Writes the 103 Early Hints waiting (see `interim`) if nothing of
+    /// hyper's is half-written; drops those whose request's answer has begun
+    /// before they could go. Ready once nothing of theirs must come first.
+    fn poll_hints(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if !self.state.interim().waiting() {
+            return Poll::Ready(Ok(()));
+        }
+        let state = self.state.clone();
+        let interim = state.interim();
+        let mut queue = interim.lock();
+        if !queue.started() && !self.between_writes {
+            if queue.closed() {
+                interim.drained(&mut queue);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        while !queue.rest().is_empty() {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, queue.rest());
+            let n = ready!(self.write_progress(polled, cx))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            queue.advance(n);
+        }
+        interim.drained(&mut queue);
+        Poll::Ready(Ok(()))
+    }
+
+    /// hyper's bytes from `polled` went out: until its next flush, a hint
+    /// would land inside what it is writing.
+    fn wrote(&mut self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.between_writes = false;
+        }
+        polled
+    }
+
     fn write_progress<T>(
         &mut self,
         polled: Poll<io::Result<T>>,
@@ -276,12 +323,14 @@ impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for ConnIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_hints(cx))?;
         let polled = if zero_copy::is_stand_in(buf) {
             self.poll_send_file(cx, buf)
         } else {
             Pin::new(&mut self.inner).poll_write(cx, buf)
         };
-        self.write_progress(polled, cx)
+        let polled = self.write_progress(polled, cx);
+        self.wrote(polled)
     }
 
     fn poll_write_vectored(
@@ -289,6 +338,7 @@ impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for ConnIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_hints(cx))?;
         // Bytes before a stand-in go out as they are; a stand-in first in
         // line goes out as its file part.
         let polled = match zero_copy::first_stand_in(bufs) {
@@ -298,7 +348,8 @@ impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for ConnIo<S> {
             }
             Some(at) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..at]),
         };
-        self.write_progress(polled, cx)
+        let polled = self.write_progress(polled, cx);
+        self.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -306,6 +357,11 @@ impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for ConnIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes with its buffer empty, also while a request waits
+        // for the app: the moment to write hints, and to be woken for them.
+        self.between_writes = true;
+        self.state.interim().watch(cx.waker());
+        ready!(self.poll_hints(cx))?;
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
         self.write_progress(polled, cx)
     }

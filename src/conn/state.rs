@@ -1,7 +1,8 @@
 //! What a client connection's I/O and its request handler tell each other:
 //! requests in flight (for the idle and header timeouts), upgrades (which end
 //! those timeouts), request heads thrust refuses, and when an idle
-//! connection should be parked (see `parking`).
+//! connection should be parked (see `parking`), and the app's 103 Early
+//! Hints waiting to be written (`interim`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
 
+use crate::conn::interim::Interim;
 use crate::conn::zero_copy::Slots;
 use crate::http::head_scan::Head;
 
@@ -34,6 +36,8 @@ pub struct ConnState {
     park_waker: AtomicWaker,
     /// Present where file bodies may be sent as stand-ins (see `zero_copy`).
     file_slots: Option<Arc<Slots>>,
+    /// 103 Early Hints waiting for the socket (HTTP/1.1).
+    interim: Interim,
 }
 
 impl ConnState {
@@ -47,6 +51,10 @@ impl ConnState {
 
     pub fn file_slots(&self) -> Option<&Arc<Slots>> {
         self.file_slots.as_ref()
+    }
+
+    pub fn interim(&self) -> &Interim {
+        &self.interim
     }
 
     /// Marks a request in flight until the returned guard is dropped.

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod compression;
+mod early_hints;
 pub mod forwarding;
 pub mod health;
 mod preconditions;

@@ -9,6 +9,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::early_hints;
 use super::forwarding::{self, Rewrite};
 use super::request_body::{request_body, ClientBodyError, UploadClock};
 use super::upstream_timeout;
@@ -87,15 +88,23 @@ pub async fn forward(
         ..
     } = passage;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let hints = if upgrade {
+        None
+    } else {
+        early_hints::route(conn, &mut req)
+    };
     let (mut parts, incoming) = req.into_parts();
     let (upstream_body, upload) = upstream_body(app, &mut parts, incoming, h2_websocket, limit);
     // For the log lines below (a shared copy).
     let client_uri = parts.uri.clone();
     let path = client_uri.path();
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, upstream_body);
+    let mut upstream_req = Request::from_parts(parts, upstream_body);
+    let listening = hints.map(|hints| early_hints::listen(hints, &mut upstream_req));
 
-    let response = match response_head(app, conn, upstream_req, upload, path).await {
+    let head = response_head(app, conn, upstream_req, upload, path).await;
+    drop(listening);
+    let response = match head {
         Ok(response) => response,
         Err(answer) => return answer,
     };

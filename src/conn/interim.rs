@@ -1,0 +1,188 @@
+//! 103 Early Hints waiting to be written to the client.
+//!
+//! HTTP/1.1: hyper's server writes no informational responses, so the
+//! app's hints wait in the connection's `Interim` and the socket wrapper
+//! (`socket::ConnIo`) writes them itself, only at a point where everything
+//! hyper handed it before has been written: hyper flushes the socket only
+//! with its own buffer empty, so a hint never lands inside another
+//! message. A hint that could not start before its request's answer began
+//! is dropped — hints are advice, the answer must stay whole.
+//!
+//! HTTP/2: each stream's hints go to the task that owns the stream
+//! (`StreamHints`), which sends them as informational HEADERS frames.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
+use http::HeaderMap;
+use tokio::sync::mpsc;
+
+/// Most bytes of hints waiting for one request; more are dropped, so a
+/// client that does not read cannot make thrust hold more.
+pub const MOST_WAITING: usize = 16 * 1024;
+
+/// One HTTP/1 connection's hints.
+#[derive(Default)]
+pub struct Interim {
+    /// Bytes are queued: spares the lock on every write.
+    waiting: AtomicBool,
+    /// A request that may pass hints is in flight: only then does the
+    /// socket's writer leave its waker here.
+    armed: AtomicBool,
+    waker: AtomicWaker,
+    queue: Mutex<Queue>,
+}
+
+/// The hints' bytes, how many of them are written, and whether the request
+/// they belong to still takes more.
+#[derive(Default)]
+pub struct Queue {
+    bytes: Vec<u8>,
+    written: usize,
+    open: bool,
+}
+
+impl Interim {
+    /// A request that may pass hints begins.
+    pub fn open(&self) {
+        self.lock().open = true;
+        self.armed.store(true, Ordering::Release);
+    }
+
+    /// The request's answer has arrived: no more hints for it. What is
+    /// queued is still written, if it can go before the answer.
+    pub fn close(&self) {
+        self.lock().open = false;
+        self.armed.store(false, Ordering::Release);
+    }
+
+    /// Queues one encoded 103 and wakes the connection to write it; false
+    /// when it is refused (the request's answer came, or too much waits).
+    pub fn push(&self, message: &[u8]) -> bool {
+        let mut queue = self.lock();
+        if !queue.open || queue.bytes.len() - queue.written + message.len() > MOST_WAITING {
+            return false;
+        }
+        queue.bytes.extend_from_slice(message);
+        self.waiting.store(true, Ordering::Release);
+        drop(queue);
+        self.waker.wake();
+        true
+    }
+
+    /// The socket's writer, about to wait: woken when a hint is queued.
+    pub fn watch(&self, waker: &Waker) {
+        if self.armed.load(Ordering::Acquire) {
+            self.waker.register(waker);
+        }
+    }
+
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Everything queued is written or dropped.
+    pub fn drained(&self, queue: &mut Queue) {
+        queue.bytes.clear();
+        queue.written = 0;
+        self.waiting.store(false, Ordering::Release);
+    }
+}
+
+impl Queue {
+    /// Part of a hint is on the wire: the rest must follow before anything.
+    pub fn started(&self) -> bool {
+        self.written > 0
+    }
+
+    /// Its request is answered: an unstarted hint has missed its moment.
+    pub fn closed(&self) -> bool {
+        !self.open
+    }
+
+    /// What is left to write.
+    pub fn rest(&self) -> &[u8] {
+        &self.bytes[self.written..]
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.written += n;
+    }
+}
+
+/// Hints on their way to one HTTP/2 stream's task; at most `STREAM_HINTS`
+/// wait, more are dropped.
+#[derive(Clone)]
+pub struct StreamHints(mpsc::Sender<HeaderMap>);
+
+pub const STREAM_HINTS: usize = 8;
+
+impl StreamHints {
+    pub fn channel() -> (StreamHints, mpsc::Receiver<HeaderMap>) {
+        let (sender, receiver) = mpsc::channel(STREAM_HINTS);
+        (StreamHints(sender), receiver)
+    }
+
+    /// False when the hint is dropped (too many wait, or the answer began).
+    pub fn push(&self, headers: HeaderMap) -> bool {
+        self.0.try_send(headers).is_ok()
+    }
+}
+
+/// Encodes a 103 for an HTTP/1.1 client.
+pub fn http1_message(headers: &HeaderMap) -> Vec<u8> {
+    let mut message = Vec::with_capacity(64 + headers.len() * 64);
+    message.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");
+    for (name, value) in headers {
+        message.extend_from_slice(name.as_str().as_bytes());
+        message.extend_from_slice(b": ");
+        message.extend_from_slice(value.as_bytes());
+        message.extend_from_slice(b"\r\n");
+    }
+    message.extend_from_slice(b"\r\n");
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn hints_are_taken_only_while_their_request_waits_and_within_the_bound() {
+        let interim = Interim::default();
+        assert!(!interim.push(b"early"), "no request open");
+        interim.open();
+        assert!(interim.push(b"HTTP/1.1 103 Early Hints\r\n\r\n"));
+        assert!(interim.waiting());
+        assert!(!interim.push(&vec![b'x'; MOST_WAITING]), "over the bound");
+        interim.close();
+        assert!(!interim.push(b"late"), "answer already here");
+        let mut queue = interim.lock();
+        assert!(queue.closed() && !queue.started());
+        assert_eq!(queue.rest(), b"HTTP/1.1 103 Early Hints\r\n\r\n");
+        interim.drained(&mut queue);
+        drop(queue);
+        assert!(!interim.waiting());
+    }
+
+    #[test]
+    fn an_http1_hint_carries_every_header_line() {
+        let mut headers = HeaderMap::new();
+        let link = "</a.css>; rel=preload; as=style";
+        headers.append("link", HeaderValue::from_static(link));
+        headers.append("link", HeaderValue::from_static("</b.js>; rel=preload"));
+        assert_eq!(
+            http1_message(&headers),
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload; as=style\r\nlink: </b.js>; rel=preload\r\n\r\n"
+        );
+    }
+}

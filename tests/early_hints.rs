@@ -1,0 +1,142 @@
+//! 103 Early Hints from Debian's Puma (`--early-hints`) through thrust: the
+//! app's hints reach HTTP/1.1 and HTTP/2 clients while the page is still
+//! being rendered, then the answer; HTTP/1.0 clients get the answer alone.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const STYLE: &str = "link: </assets/application-4f1e2a9b.css>; rel=preload; as=style";
+const SCRIPT: &str = "link: </assets/application-9c0d7e3a.js>; rel=preload; as=script";
+const IMAGE: &str = "link: </assets/logo-1b2c3d4e.svg>; rel=preload; as=image";
+
+/// thrust in front of Puma with early hints on; the app's pages wait for
+/// files in the returned directory.
+fn start(extra: &[(&'static str, &str)]) -> (Thrust, tempfile::TempDir) {
+    let release = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut options = Options::command(&[
+        "puma",
+        "--early-hints",
+        "-C",
+        root.join("demo/puma.rb").to_str().unwrap(),
+        root.join("tests/apps/early_hints.ru").to_str().unwrap(),
+    ])
+    .env("RELEASE_DIR", release.path().to_str().unwrap());
+    for (name, value) in extra {
+        options = options.env(name, *value);
+    }
+    let t = Thrust::start(options);
+    t.wait_ready();
+    (t, release)
+}
+
+/// Lets the app answer the page that waits for `name`.
+fn release(dir: &tempfile::TempDir, name: &str) {
+    std::fs::write(dir.path().join(name), b"").unwrap();
+}
+
+/// Reads from `stream` until what was read ends with `end`.
+fn read_until(stream: &mut TcpStream, read: &mut Vec<u8>, end: &str) -> String {
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(read).ends_with(end) {
+        let n = stream.read(&mut chunk).expect("thrust answers in time");
+        assert!(
+            n > 0,
+            "closed early; read: {}",
+            String::from_utf8_lossy(read)
+        );
+        read.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(read).into_owned()
+}
+
+fn client(port: u16) -> TcpStream {
+    let stream = connect(port);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn http1_clients_get_the_apps_hints_while_the_page_renders_then_the_page() {
+    let (t, dir) = start(&[]);
+    let mut stream = client(t.port);
+    stream
+        .write_all(b"GET /page?one HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut read = Vec::new();
+    // Both hints arrive while the app still waits to be released.
+    let hints = read_until(&mut stream, &mut read, &format!("{IMAGE}\r\n\r\n"));
+    assert_eq!(
+        hints,
+        format!(
+            "HTTP/1.1 103 Early Hints\r\n{STYLE}\r\n{SCRIPT}\r\n\r\n\
+             HTTP/1.1 103 Early Hints\r\n{IMAGE}\r\n\r\n"
+        )
+    );
+    release(&dir, "one");
+    let whole = read_until(&mut stream, &mut read, "<p>rendered</p>\n");
+    let answer = &whole[hints.len()..];
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(!answer.contains("103"), "{answer}");
+
+    // The connection goes on: a page without hints is answered as before.
+    stream
+        .write_all(b"GET /no-hints HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read.clear();
+    let plain = read_until(&mut stream, &mut read, "plain\n");
+    assert!(plain.starts_with("HTTP/1.1 200 OK\r\n"), "{plain}");
+}
+
+#[test]
+fn pipelined_requests_get_each_their_hints_before_their_own_answer() {
+    let (t, dir) = start(&[]);
+    release(&dir, "second");
+    let mut stream = client(t.port);
+    stream
+        .write_all(
+            b"GET /page?first HTTP/1.1\r\nHost: t\r\n\r\nGET /page?second HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let mut read = Vec::new();
+    read_until(&mut stream, &mut read, &format!("{IMAGE}\r\n\r\n"));
+    release(&dir, "first");
+    let mut whole = read_until(&mut stream, &mut read, "<p>rendered</p>\n");
+    if whole.matches("<p>rendered</p>").count() < 2 {
+        read.clear();
+        whole += &read_until(&mut stream, &mut read, "<p>rendered</p>\n");
+    }
+    let messages: Vec<&str> = whole
+        .split("\r\n\r\n")
+        .filter_map(|part| part.lines().find(|l| l.starts_with("HTTP/1.1 ")))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 200 OK",
+        ],
+        "{whole}"
+    );
+}
+
+#[test]
+fn http1_0_clients_get_the_answer_alone() {
+    let (t, dir) = start(&[]);
+    release(&dir, "old");
+    let r = raw(t.port, b"GET /page?old HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<!doctype html><p>rendered</p>\n");
+}
