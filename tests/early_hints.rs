@@ -140,3 +140,66 @@ fn http1_0_clients_get_the_answer_alone() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "<!doctype html><p>rendered</p>\n");
 }
+
+/// Reads `path` with the HTTP/2 client (tests/apps/h2_hints_client.py),
+/// which lets the app answer once it has the hints.
+fn http2_client(port: u16, path: &str, release: &Path, tls: bool) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/h2_hints_client.py");
+    let mut args = vec![
+        script.to_str().unwrap().to_string(),
+        port.to_string(),
+        path.to_string(),
+        release.to_str().unwrap().to_string(),
+    ];
+    if tls {
+        args.push("tls".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Debian's Python, which has python3-h2 (scripts/install-deps).
+    let out = run_tool("/usr/bin/python3", &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_hints_then_page(seen: &serde_json::Value) {
+    assert_eq!(
+        seen["statuses"],
+        serde_json::json!(["103", "103", "200"]),
+        "{seen}"
+    );
+    let link = |line: &str| line.trim_start_matches("link: ").to_string();
+    assert_eq!(
+        seen["hints"],
+        serde_json::json!([[link(STYLE), link(SCRIPT)], [link(IMAGE)]]),
+        "{seen}"
+    );
+    assert_eq!(seen["released_after_hints"], true, "{seen}");
+    assert_eq!(seen["body"], "<!doctype html><p>rendered</p>\n");
+}
+
+#[test]
+fn http2_clients_get_the_hints_as_informational_headers_then_the_page() {
+    let (t, dir) = start(&[("H2C_ENABLED", "1")]);
+    let seen = http2_client(t.port, "/page?h2c", &dir.path().join("h2c"), false);
+    assert_hints_then_page(&seen);
+
+    // Over TLS (ALPN h2) as browsers use it.
+    let certs = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["app.test".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let https_port = free_port();
+    let (t, dir) = start(&[
+        ("SSL_CERT_PATH", cert.to_str().unwrap()),
+        ("SSL_KEY_PATH", key.to_str().unwrap()),
+        ("HTTPS_PORT", &https_port.to_string()),
+    ]);
+    let seen = http2_client(https_port, "/page?tls", &dir.path().join("tls"), true);
+    assert_hints_then_page(&seen);
+    drop(t);
+}

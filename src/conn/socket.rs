@@ -104,6 +104,13 @@ impl<S> ConnIo<S> {
         self.state.clear_park();
     }
 
+    /// The connection's first bytes, read to tell its protocol: scanned as
+    /// the start of an HTTP/1 head, then read again.
+    pub fn read_first(&mut self, bytes: Bytes) {
+        self.on_bytes_read(&bytes);
+        self.read_again(bytes);
+    }
+
     /// Bytes already read from the client, to be read again first.
     pub fn read_again(&mut self, bytes: Bytes) {
         // An empty `bytes` may still hold hyper's whole read buffer.

@@ -29,13 +29,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{header, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use crate::app::deep_check::DeepCheck;
 use crate::app::readiness::Readiness;
 use crate::app::upstream::UpstreamClient;
 use crate::config::Config;
 use crate::conn::state::{ConnState, InFlight};
+use crate::http::body::client::ClientBody;
 use crate::http::body::Body;
 use crate::http::head_scan::Head;
 use crate::metrics::{Metrics, OpenClientConnection};
@@ -77,7 +77,7 @@ pub struct ConnInfo {
 
 /// What the app answers, with thrust's additions: the cache, files sent for
 /// it, compression.
-async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
+async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> Response<Body> {
     let conditions = Conditions::of(req.method(), req.headers());
     let compression_request = CompressionRequest::of(&req);
     // A copy for the cache, should the answer be stored, taken while the
@@ -183,7 +183,7 @@ fn send_named(
 pub async fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Response<Body> {
     let in_flight = conn.state.begin();
     if req.version() == Version::HTTP_2 {
@@ -230,7 +230,7 @@ pub async fn handle(
 }
 
 /// Why a request is refused before anything else looks at it, if it is.
-fn refused(conn: &ConnInfo, req: &Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'static str)> {
     match conn.state.take_head() {
         Head::Fine => None,
         Head::AmbiguousFraming => Some((

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::early_hints;
@@ -15,8 +14,10 @@ use super::request_body::{request_body, ClientBodyError, UploadClock};
 use super::upstream_timeout;
 use super::{App, ConnInfo};
 use crate::app::upstream::{PooledBody, UpstreamError};
+use crate::http::body::client::ClientBody;
 use crate::http::body::{self, error_chain, Body};
 use crate::http::headers::content_length;
+use crate::http::upgrade::ClientUpgrade;
 
 /// How a prepared request travels to the app.
 #[derive(Clone)]
@@ -37,7 +38,7 @@ pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
     let h2_websocket = req.method() == Method::CONNECT
         && req
             .extensions()
-            .get::<hyper::ext::Protocol>()
+            .get::<h2::ext::Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     let upgrade = h2_websocket
         || (req.version() == Version::HTTP_11 && forwarding::wants_upgrade(req.headers()));
@@ -64,7 +65,7 @@ pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
 pub async fn forward(
     app: &App,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     passage: Passage,
 ) -> Response<Body> {
     let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
@@ -87,7 +88,7 @@ pub async fn forward(
         h2_websocket,
         ..
     } = passage;
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.then(|| ClientUpgrade::of(&mut req));
     let hints = if upgrade {
         None
     } else {
@@ -125,7 +126,7 @@ pub async fn forward(
 fn upstream_body(
     app: &App,
     parts: &mut http::request::Parts,
-    incoming: Incoming,
+    incoming: ClientBody,
     h2_websocket: bool,
     limit: Option<u64>,
 ) -> (Body, Option<Arc<UploadClock>>) {
@@ -182,19 +183,17 @@ async fn response_head(
 fn switch_protocols(
     conn: &ConnInfo,
     mut response: Response<PooledBody>,
-    client_upgrade: hyper::upgrade::OnUpgrade,
+    client_upgrade: ClientUpgrade,
     h2_websocket: bool,
 ) -> Response<Body> {
     conn.state.set_upgraded();
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
-        match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok((client, upstream)) => {
-                let _ = tokio::io::copy_bidirectional(
-                    &mut TokioIo::new(client),
-                    &mut TokioIo::new(upstream),
-                )
-                .await;
+        let upstream_upgrade = async { Ok::<_, body::BoxError>(upstream_upgrade.await?) };
+        match tokio::try_join!(client_upgrade.ready(), upstream_upgrade) {
+            Ok((mut client, upstream)) => {
+                let _ =
+                    tokio::io::copy_bidirectional(&mut client, &mut TokioIo::new(upstream)).await;
             }
             Err(e) => tracing::debug!(error = %e, "Upgrade failed"),
         }

@@ -1,7 +1,9 @@
-//! Serving one client connection on a worker: hyper's HTTP/1.1 or HTTP/2
-//! connection over thrust's socket wrapper, until it closes or thrust stops.
+//! Serving one client connection on a worker: hyper's HTTP/1.1 connection
+//! or thrust's HTTP/2 one (`http2`) over thrust's socket wrapper, until it
+//! closes or thrust stops.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::connection_end::{ended, ConnectionError};
+use super::h2_preface;
 use super::handler::Handler;
+use super::http2;
 use super::parking;
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
@@ -41,7 +45,7 @@ impl Shared {
     /// client agreed on h2 by ALPN and sent this preface, already read.
     pub async fn serve<S>(
         &self,
-        stream: S,
+        mut stream: S,
         remote: SocketAddr,
         https: bool,
         protocols: &Protocols,
@@ -51,41 +55,43 @@ impl Shared {
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::default());
+        // Counted from the start; a connection found to be h2c moves to that
+        // protocol with its first request.
         let protocol = if h2_preface.is_some() {
             Protocol::H2
         } else {
             Protocol::Http1
         };
         let handler = self.handler(state.clone(), remote, https, upstream, protocol);
+        let (first, http2) = match (protocols, h2_preface) {
+            (Protocols::Http1(_), _) => (Bytes::new(), None),
+            (Protocols::Both { http2, .. }, Some(preface)) => (preface, Some(http2)),
+            (Protocols::Both { http2, .. }, None) => {
+                let sniffed = tokio::time::timeout(self.opening, h2_preface::sniff(&mut stream));
+                match sniffed.await {
+                    Ok(Ok((true, preface))) => (preface, Some(http2)),
+                    Ok(Ok((false, read))) => (read, None),
+                    Ok(Err(e)) => return ended(Err(e)),
+                    Err(_) => return ended(Err(io::Error::from(io::ErrorKind::TimedOut))),
+                }
+            }
+        };
         let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         // Each connection boxed: the task then holds the one in use, not
         // room for the largest of them.
-        match (protocols, h2_preface) {
-            (Protocols::Auto { http2, .. }, Some(preface)) => {
+        match (protocols, http2) {
+            (_, Some(settings)) => {
                 // No HTTP/1 head will come: nothing for the head scanner.
                 state.set_multiplexed();
-                io.read_again(preface);
-                let connection = Box::pin(http2.serve_connection(TokioIo::new(io), handler));
-                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
+                io.read_again(first);
+                ended(Box::pin(http2::serve(settings, io, handler, stop)).await);
+                drop(live);
             }
-            (Protocols::Http1(builder), _) => {
+            (Protocols::Http1(builder) | Protocols::Both { http1: builder, .. }, None) => {
+                io.read_first(first);
                 let io = TokioIo::new(io);
                 let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
-                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
-            }
-            (
-                Protocols::Auto {
-                    either: builder, ..
-                },
-                None,
-            ) => {
-                let io = TokioIo::new(io);
-                let connection = Box::pin(
-                    builder
-                        .serve_connection_with_upgrades(io, handler)
-                        .into_owned(),
-                );
                 drive(connection, stop, |c| c.graceful_shutdown(), live).await;
             }
         }

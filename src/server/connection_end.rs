@@ -3,7 +3,6 @@
 //! client on the HTTP/1-only port is worth a warning, since it fails there
 //! for a reason only the operator can fix (`H2C_ENABLED`).
 
-use std::error::Error as StdError;
 use std::fmt::Display;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,8 +22,15 @@ impl ConnectionError for hyper::Error {
     }
 }
 
-/// hyper-util's connection that serves both protocols: HTTP/2 is served.
-impl ConnectionError for Box<dyn StdError + Send + Sync> {
+/// HTTP/2 connections, served where it is on.
+impl ConnectionError for h2::Error {
+    fn is_http2_on_http1(&self) -> bool {
+        false
+    }
+}
+
+/// The connection failed before its protocol was known.
+impl ConnectionError for std::io::Error {
     fn is_http2_on_http1(&self) -> bool {
         false
     }

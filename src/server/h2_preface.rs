@@ -1,4 +1,6 @@
-//! The HTTP/2 connection preface on connections that agreed on `h2` by ALPN.
+//! The HTTP/2 connection preface: told apart from an HTTP/1 request where
+//! both are served without ALPN (`sniff`), and checked on connections that
+//! agreed on `h2` by ALPN (`read`).
 //!
 //! The h2 crate closes a connection whose preface is wrong without a word
 //! (its source marks sending GOAWAY as a TODO). thrust reads the preface
@@ -12,6 +14,22 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the first bytes either are HTTP/2's preface (true) or
+/// cannot be (an HTTP/1 request, or the end): they are returned to be read
+/// again by whichever protocol serves the connection.
+pub async fn sniff<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(bool, Bytes)> {
+    let mut read = [0u8; PREFACE.len()];
+    let mut filled = 0;
+    while filled < PREFACE.len() {
+        let n = stream.read(&mut read[filled..]).await?;
+        filled += n;
+        if n == 0 || read[..filled] != PREFACE[..filled] {
+            return Ok((false, Bytes::copy_from_slice(&read[..filled])));
+        }
+    }
+    Ok((true, Bytes::copy_from_slice(&read)))
+}
 
 /// An empty SETTINGS frame, then GOAWAY (last stream 0, PROTOCOL_ERROR).
 const REFUSAL: [u8; 26] = [
@@ -63,5 +81,25 @@ mod tests {
             read(&mut server).await.unwrap().as_deref(),
             Some(&PREFACE[..])
         );
+    }
+
+    #[tokio::test]
+    async fn sniffing_tells_http2_from_http1_and_keeps_what_it_read() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&PREFACE[..5]).await.unwrap();
+        client.write_all(&PREFACE[5..]).await.unwrap();
+        let (http2, read) = sniff(&mut server).await.unwrap();
+        assert!(http2);
+        assert_eq!(&read[..], &PREFACE[..]);
+
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"PRI-ish / HTTP/1.1\r\n").await.unwrap();
+        let (http2, read) = sniff(&mut server).await.unwrap();
+        assert!(!http2);
+        assert_eq!(&read[..], b"PRI-ish / HTTP/1.1\r\n");
+
+        let (client, mut server) = tokio::io::duplex(1024);
+        drop(client);
+        assert_eq!(sniff(&mut server).await.unwrap(), (false, Bytes::new()));
     }
 }

@@ -10,6 +10,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
 
+use crate::http::body::client::ClientBody;
 use crate::http::body::Body;
 use crate::pipeline::{self, App, ConnInfo};
 
@@ -29,6 +30,7 @@ impl Service<Request<Incoming>> for Handler {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let (app, conn) = (self.app.clone(), self.conn.clone());
+        let req = req.map(ClientBody::Http1);
         Box::pin(async move { Ok(pipeline::handle(app, conn, req).await) })
     }
 }

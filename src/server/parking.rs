@@ -10,8 +10,8 @@
 //! to parked connections as to the others.
 //!
 //! TLS connections are not parked (TLS keeps its own state in the stream),
-//! nor plain ones when h2c is on: hyper-util's connection that tells HTTP/1
-//! from HTTP/2 does not give its socket back.
+//! nor plain ones when h2c is on (`Shared::serve` tells HTTP/1 from HTTP/2
+//! and serves either to the end).
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! The one body type every layer passes around, its constructors, and the
-//! wrapper for bodies that watch or re-encode another's frames (`filtered`).
+//! wrapper for bodies that watch or re-encode another's frames (`filtered`),
+//! and a client's request body over either protocol (`client`).
 
+pub mod client;
 pub mod filtered;
 
 use bytes::Bytes;

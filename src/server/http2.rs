@@ -1,0 +1,70 @@
+//! HTTP/2 connections, driven by thrust on the h2 crate — the HTTP/2
+//! implementation hyper itself is built on — instead of through hyper's
+//! server, which cannot send informational responses: with h2's own
+//! streams, the app's 103 Early Hints reach HTTP/2 clients
+//! (`h2_stream`). The settings are those hyper's server used.
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use super::h2_stream;
+use super::handler::Handler;
+use crate::http::head_scan::MAX_HEAD_BYTES;
+
+/// Streams one client may have open at once.
+const MAX_STREAMS: u32 = 250;
+/// Flow-control windows: how much a client may send ahead, per stream and
+/// per connection.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Bytes of an answer h2 holds per stream beyond the client's window.
+const SEND_BUFFER: usize = 400 * 1024;
+/// Streams a client may make thrust reset for its errors before the
+/// connection is closed (h2's guard against reset floods).
+const LOCAL_RESETS: usize = 1024;
+
+pub fn settings() -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_send_buffer_size(SEND_BUFFER)
+        .max_local_error_reset_streams(Some(LOCAL_RESETS))
+        // WebSocket over HTTP/2 (RFC 8441).
+        .enable_connect_protocol();
+    builder
+}
+
+/// Serves one HTTP/2 connection (its preface read again first by `io`);
+/// when `stop` turns true, GOAWAY, then the open streams finish.
+pub async fn serve<S>(
+    settings: &h2::server::Builder,
+    io: S,
+    handler: Handler,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), h2::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut connection = settings.handshake::<S, Bytes>(io).await?;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            next = connection.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    tokio::spawn(h2_stream::serve(handler.clone(), req, respond));
+                }
+                Some(Err(e)) => return Err(e),
+                None => break,
+            },
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                connection.graceful_shutdown();
+            }
+        }
+    }
+    std::future::poll_fn(|cx| connection.poll_closed(cx)).await
+}
