@@ -201,5 +201,35 @@ fn http2_clients_get_the_hints_as_informational_headers_then_the_page() {
     ]);
     let seen = http2_client(https_port, "/page?tls", &dir.path().join("tls"), true);
     assert_hints_then_page(&seen);
+
+    // HTTP/1.1 over TLS: the hints go through the TLS stream as well.
+    release(&dir, "tls1");
+    let url = format!("https://app.test:{https_port}/page?tls1");
+    let resolve = format!("app.test:{https_port}:127.0.0.1");
+    let out = run_tool(
+        "curl",
+        &[
+            "-si",
+            "--http1.1",
+            "--max-time",
+            "10",
+            "-k",
+            "--resolve",
+            &resolve,
+            &url,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let statuses: Vec<&str> = text.lines().filter(|l| l.starts_with("HTTP/")).collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 200 OK"
+        ],
+        "{text}"
+    );
+    assert!(text.ends_with("<p>rendered</p>\n"), "{text}");
     drop(t);
 }

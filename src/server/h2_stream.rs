@@ -14,7 +14,7 @@ use http_body::Body as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::handler::Handler;
-use crate::conn::interim::StreamHints;
+use crate::conn::interim::{StreamHints, MOST_WAITING};
 use crate::http::body::client::{ClientBody, StreamBody};
 use crate::http::body::Body;
 use crate::http::date;
@@ -40,7 +40,9 @@ pub async fn serve(
         (ClientBody::Http2(StreamBody::new(recv, length)), None)
     };
     let req = Request::from_parts(parts, body);
-    let answer = pipeline::handle(handler.app, handler.conn, req);
+    // Boxed: the spawned task then holds a pointer, not the pipeline's
+    // whole state machine, which would be copied into it.
+    let answer = Box::pin(pipeline::handle(handler.app, handler.conn, req));
     let Some(response) = answered(answer, &mut respond, &mut hints_waiting).await else {
         return;
     };
@@ -82,14 +84,15 @@ async fn answered(
     hints: &mut mpsc::Receiver<HeaderMap>,
 ) -> Option<Response<Body>> {
     let mut answer = pin!(answer);
+    let mut room = MOST_WAITING;
     poll_fn(|cx| {
         while let Poll::Ready(Some(headers)) = hints.poll_recv(cx) {
-            send_hint(respond, headers);
+            send_hint(respond, headers, &mut room);
         }
         if let Poll::Ready(response) = answer.as_mut().poll(cx) {
             // Hints queued just before the answer's head arrived.
             while let Ok(headers) = hints.try_recv() {
-                send_hint(respond, headers);
+                send_hint(respond, headers, &mut room);
             }
             return Poll::Ready(Some(response));
         }
@@ -101,7 +104,19 @@ async fn answered(
     .await
 }
 
-fn send_hint(respond: &mut h2::server::SendResponse<Bytes>, headers: HeaderMap) {
+/// Sends one hint if the stream's hints so far leave `room` for it: h2
+/// holds HEADERS frames for a client that does not read without a limit of
+/// its own, so a stream's hints are bounded as an HTTP/1 connection's are.
+fn send_hint(respond: &mut h2::server::SendResponse<Bytes>, headers: HeaderMap, room: &mut usize) {
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    if size > *room {
+        tracing::debug!("103 Early Hints dropped: the answer had begun or too many waited");
+        return;
+    }
+    *room -= size;
     let mut hint = Response::new(());
     *hint.status_mut() = StatusCode::EARLY_HINTS;
     *hint.headers_mut() = headers;

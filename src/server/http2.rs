@@ -50,6 +50,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut connection = settings.handshake::<S, Bytes>(io).await?;
+    // One wait for the stop signal for the connection's life, not one per
+    // stream: each wait registers with the watch all connections share.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     let mut stopping = false;
     loop {
         tokio::select! {
@@ -60,7 +64,7 @@ where
                 Some(Err(e)) => return Err(e),
                 None => break,
             },
-            _ = stop.changed(), if !stopping => {
+            _ = &mut stopped, if !stopping => {
                 stopping = true;
                 connection.graceful_shutdown();
             }
