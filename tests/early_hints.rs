@@ -1,6 +1,8 @@
 //! 103 Early Hints from Debian's Puma (`--early-hints`) through thrust: the
 //! app's hints reach HTTP/1.1 and HTTP/2 clients while the page is still
 //! being rendered, then the answer; HTTP/1.0 clients get the answer alone.
+//! HTTP/2 is served on the h2 crate for this: a request in flight over it
+//! still finishes after SIGTERM.
 
 mod common;
 
@@ -232,4 +234,34 @@ fn http2_clients_get_the_hints_as_informational_headers_then_the_page() {
     );
     assert!(text.ends_with("<p>rendered</p>\n"), "{text}");
     drop(t);
+}
+
+#[test]
+fn http2_requests_in_flight_finish_after_sigterm() {
+    let (mut t, dir) = start(&[("H2C_ENABLED", "1")]);
+    let url = format!("http://127.0.0.1:{}/page?late", t.port);
+    let client = std::thread::spawn(move || {
+        run_tool(
+            "curl",
+            &[
+                "-s",
+                "--http2-prior-knowledge",
+                "--max-time",
+                "15",
+                "-w",
+                " %{http_code} %{http_version}",
+                &url,
+            ],
+        )
+    });
+    let arrived = dir.path().join("late.arrived");
+    assert!(wait_until(Duration::from_secs(10), || arrived.exists()));
+    t.signal(nix::sys::signal::Signal::SIGTERM);
+    release(&dir, "late");
+    let out = client.join().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "<!doctype html><p>rendered</p>\n 200 2"
+    );
+    assert!(t.wait_exit(Duration::from_secs(10)).is_some());
 }

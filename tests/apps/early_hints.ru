@@ -1,8 +1,9 @@
 # Sends 103 Early Hints as Rails' `send_early_hints` does (Puma started with
 # --early-hints gives the app `rack.early_hints`), then "renders" until the
 # test lets it answer: /page?NAME waits (at most 10 s) for the file NAME in
-# RELEASE_DIR, so a client can read the hints while the answer is not yet
-# written. /no-hints answers at once, without any.
+# RELEASE_DIR (and creates NAME.arrived there first), so a client can read
+# the hints while the answer is not yet written. /no-hints answers at once,
+# without any.
 RELEASE_DIR = ENV.fetch("RELEASE_DIR")
 
 STYLE_AND_SCRIPT = {
@@ -13,6 +14,8 @@ IMAGE = { "link" => "</assets/logo-1b2c3d4e.svg>; rel=preload; as=image" }
 
 def released(name)
   path = File.join(RELEASE_DIR, File.basename(name))
+  # Tells the test the request is here.
+  File.write("#{path}.arrived", "")
   100.times do
     return if File.exist?(path)
     sleep 0.1
