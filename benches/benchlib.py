@@ -122,11 +122,14 @@ def _ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url, seconds, connections, headers=()):
-    """One wrk run (1 thread); returns requests, rps, bytes/s, p50/p99 ms and errors."""
+def wrk(url, seconds, connections, headers=(), script=None):
+    """One wrk run (1 thread), with a Lua script from benches/wrk if named;
+    returns requests, rps, bytes/s, p50/p99 ms and errors."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for header in headers:
         cmd += ["-H", header]
+    if script:
+        cmd += ["-s", os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk", script)]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)

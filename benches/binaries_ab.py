@@ -1,11 +1,12 @@
 """CPU per request of two or more thrust binaries side by side, alternating
 which goes first every round, in front of the suite's nginx app, in three
 load shapes: proxied page over HTTP/1.1 (wrk -c50), the same with 1,000 idle
-keep-alive connections open (parked), and h2c (h2load -c4 -m10,
-H2C_ENABLED=1). Request logs on (thrust's defaults), stdout read by `cat`.
+keep-alive connections open (parked), the same pipelined 16 deep (wrk -c50
+with benches/wrk/pipeline.lua), and h2c (h2load -c4 -m10, H2C_ENABLED=1). Request logs on (thrust's defaults), stdout read by `cat`.
 Prints each run and the median per binary and shape.
 
-Usage: python3 benches/binaries_ab.py BINARY [BINARY ...]   (ROUNDS=4 by default)
+Usage: python3 benches/binaries_ab.py BINARY [BINARY ...]
+  ROUNDS=4 by default; SHAPES="http1 idle pipelined h2c" by default
 """
 import os
 import re
@@ -31,8 +32,11 @@ def start(bench, binary, extra):
     return thrust, sink, port, url
 
 
-def wrk_requests(url, seconds):
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True, text=True).stdout
+def wrk_requests(url, seconds, script=None):
+    cmd = ["wrk", "-t1", "-c50", f"-d{seconds}s", url]
+    if script:
+        cmd += ["-s", os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk", script)]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 
@@ -52,9 +56,10 @@ def measure(bench, binary, shape, work):
         before = cpu_seconds([thrust.pid])
         requests = h2load(url, SECONDS, os.path.join(work, "h2load.log"))["requests"]
     else:
-        wrk_requests(url, 1)  # warm-up
+        script = "pipeline.lua" if shape == "pipelined" else None
+        wrk_requests(url, 1, script)  # warm-up
         before = cpu_seconds([thrust.pid])
-        requests = wrk_requests(url, SECONDS)
+        requests = wrk_requests(url, SECONDS, script)
     used = cpu_seconds([thrust.pid]) - before
     for s in idle:
         s.close()
@@ -70,7 +75,7 @@ def main():
     try:
         for round_ in range(int(os.environ.get("ROUNDS", "4"))):
             order = binaries if round_ % 2 == 0 else list(reversed(binaries))
-            for shape in ("http1", "idle", "h2c"):
+            for shape in os.environ.get("SHAPES", "http1 idle pipelined h2c").split():
                 for binary in order:
                     cpu = measure(bench, binary, shape, bench.work)
                     results.setdefault((binary, shape), []).append(cpu)

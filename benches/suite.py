@@ -40,8 +40,10 @@ ONE_GIB = 1024 ** 3
 
 class Scenario:
     def __init__(self, name, path, tool, connections=32, encoding=None, fronts=("direct", "nginx", "thrust"),
-                 size=None, length=1):
+                 size=None, length=1, script=None):
         self.name, self.path, self.tool, self.connections = name, path, tool, connections
+        # A wrk Lua script from benches/wrk (pipelining, reading each response).
+        self.script = script
         # `length`: multiple of --seconds, so slow scenarios still finish enough requests.
         self.encoding, self.fronts, self.size, self.length = encoding, fronts, size, length
 
@@ -49,6 +51,10 @@ class Scenario:
 SCENARIOS = [
     Scenario("proxy: small dynamic page (1 KiB, private)", "/dynamic", "wrk", connections=50),
     Scenario("proxy, 200 connections: small dynamic page", "/dynamic", "wrk", connections=200),
+    Scenario("proxy, wrk reading each response in Lua: small dynamic page", "/dynamic", "wrk", connections=50,
+             script="read_each.lua"),
+    Scenario("proxy, HTTP/1.1 pipelined 16 deep: small dynamic page", "/dynamic", "wrk", connections=50,
+             script="pipeline.lua"),
     Scenario("proxy, request log off on both: small dynamic page", "/dynamic", "wrk", connections=50,
              fronts=("nginx, log off", "thrust, log off")),
     Scenario("cached asset: 100 KiB JS, identity", "/assets/app.js", "wrk"),
@@ -234,7 +240,7 @@ class Bench:
                 if scenario.tool in ("h2c", "h2tls"):
                     result = h2load(url, seconds * scenario.length, os.path.join(self.work, "h2load.log"))
                 else:
-                    result = wrk(url, seconds * scenario.length, scenario.connections, headers)
+                    result = wrk(url, seconds * scenario.length, scenario.connections, headers, scenario.script)
             used = cpu_seconds(pids) - before
             if idle:
                 result["errors"] += 1000 - still_open(idle)
