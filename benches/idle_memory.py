@@ -8,7 +8,8 @@ SETTLE seconds after they all closed. The app connections the front keeps
 open to the app are counted too (they hold memory of their own).
 
 Usage: python3 benches/idle_memory.py BINARY [BINARY ...]
-       (COUNT=1000, IDLE=2, SETTLE=2, ROUNDS=1 by default)
+       (COUNT=1000, IDLE=2, SETTLE=2, ROUNDS=1 by default; THRUST_ENV="NAME=VALUE ..."
+       adds variables to the thrusts' environment, e.g. THRUST_ENV=H2C_ENABLED=1)
 """
 import os
 import subprocess
@@ -63,7 +64,8 @@ def main():
         for _ in range(int(os.environ.get("ROUNDS", "1"))):
             for binary in binaries:
                 port = free_port()
-                env = bench.thrust_env(HTTP_PORT=port)
+                extra = dict(pair.split("=", 1) for pair in os.environ.get("THRUST_ENV", "").split())
+                env = bench.thrust_env(HTTP_PORT=port, **extra)
                 measure(bench, binary, [binary, "sleep", "infinity"], env, port, lambda p: [p.pid])
             nginx = ["nginx", "-e", f"{bench.work}/front-error.log", "-c", f"{bench.work}/front.conf",
                      "-g", "daemon off;"]

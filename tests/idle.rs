@@ -131,3 +131,38 @@ fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
     assert!(t.wait_exit(Duration::from_secs(5)).is_some());
     assert_eq!(kept.read_to_end(&mut rest).unwrap(), 0);
 }
+
+#[test]
+fn with_h2c_on_idle_http1_connections_are_parked_and_http2_ones_served() {
+    let metrics = free_port();
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("THRUST_METRICS_PORT", metrics.to_string())
+            .env("H2C_ENABLED", "1"),
+    );
+    let mut idle: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = connect(t.port);
+            stream.write_all(GET).unwrap();
+            assert_eq!(served(&mut stream), 200);
+            stream
+        })
+        .collect();
+    wait_parked(metrics, 3);
+    idle[2].write_all(GET).unwrap();
+    assert_eq!(served(&mut idle[2]), 200);
+
+    // HTTP/2 with prior knowledge is told apart and served on the same port.
+    let url = format!("http://127.0.0.1:{}/", t.port);
+    let out = run_tool(
+        "curl",
+        &[
+            "-s",
+            "--http2-prior-knowledge",
+            "-w",
+            "%{http_version}",
+            &url,
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from app\n2");
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -25,7 +26,7 @@ use crate::app::upstream::UpstreamClient;
 use crate::conn::socket::{ConnIo, Timeouts};
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
-use crate::metrics::Protocol;
+use crate::metrics::{OpenClientConnection, Protocol};
 use crate::pipeline::{App, ConnInfo};
 
 /// What every connection task needs, shared.
@@ -37,6 +38,12 @@ pub struct Shared {
     pub opening: Duration,
     pub stop: watch::Receiver<bool>,
     pub live: mpsc::Sender<()>,
+}
+
+/// What a connection turned out to speak, with the bytes read to tell.
+enum Speaks<'p> {
+    Http1(&'p http1::Builder, Bytes),
+    Http2(&'p h2::server::Builder, Bytes),
 }
 
 impl Shared {
@@ -54,42 +61,28 @@ impl Shared {
     ) where
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
-        let state = Arc::new(ConnState::default());
-        // Counted from the start; a connection found to be h2c moves to that
-        // protocol with its first request.
         let protocol = if h2_preface.is_some() {
             Protocol::H2
         } else {
             Protocol::Http1
         };
-        let handler = self.handler(state.clone(), remote, https, upstream, protocol);
-        let (first, http2) = match (protocols, h2_preface) {
-            (Protocols::Http1(_), _) => (Bytes::new(), None),
-            (Protocols::Both { http2, .. }, Some(preface)) => (preface, Some(http2)),
-            (Protocols::Both { http2, .. }, None) => {
-                let sniffed = tokio::time::timeout(self.opening, h2_preface::sniff(&mut stream));
-                match sniffed.await {
-                    Ok(Ok((true, preface))) => (preface, Some(http2)),
-                    Ok(Ok((false, read))) => (read, None),
-                    Ok(Err(e)) => return ended(Err(e)),
-                    Err(_) => return ended(Err(io::Error::from(io::ErrorKind::TimedOut))),
-                }
-            }
+        let counted = self.count(protocol);
+        let Some(speaks) = self.tell(&mut stream, protocols, h2_preface).await else {
+            return;
         };
+        let state = Arc::new(ConnState::default());
+        let handler = self.handler(state.clone(), remote, https, upstream, counted);
         let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
-        let (stop, live) = (self.stop.clone(), self.live.clone());
-        // Each connection boxed: the task then holds the one in use, not
-        // room for the largest of them.
-        match (protocols, http2) {
-            (_, Some(settings)) => {
-                // No HTTP/1 head will come: nothing for the head scanner.
-                state.set_multiplexed();
-                io.read_again(first);
-                ended(Box::pin(http2::serve(settings, io, handler, stop)).await);
-                drop(live);
+        match speaks {
+            Speaks::Http2(settings, preface) => {
+                self.serve_http2(io, &state, handler, settings, preface)
+                    .await
             }
-            (Protocols::Http1(builder) | Protocols::Both { http1: builder, .. }, None) => {
+            Speaks::Http1(builder, first) => {
                 io.read_first(first);
+                let (stop, live) = (self.stop.clone(), self.live.clone());
+                // Boxed: the task then holds the connection in use, not room
+                // for the largest of them.
                 let io = TokioIo::new(io);
                 let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
                 drive(connection, stop, |c| c.graceful_shutdown(), live).await;
@@ -97,26 +90,95 @@ impl Shared {
         }
     }
 
-    /// Serves a plain connection; HTTP/1-only ones are parked while idle.
+    /// Serves a plain connection; HTTP/1 ones are parked while idle, and send
+    /// files in place of stand-ins.
     pub async fn serve_plain(
         &self,
-        stream: TcpStream,
+        mut stream: TcpStream,
         remote: SocketAddr,
         protocols: &Protocols,
         upstream: UpstreamClient,
     ) {
-        let Protocols::Http1(builder) = protocols else {
-            return self
-                .serve(stream, remote, false, protocols, upstream, None)
-                .await;
+        let counted = self.count(Protocol::Http1);
+        let (builder, first) = match self.tell(&mut stream, protocols, None).await {
+            None => return,
+            Some(Speaks::Http1(builder, first)) => (builder, first),
+            Some(Speaks::Http2(settings, preface)) => {
+                let state = Arc::new(ConnState::default());
+                let handler = self.handler(state.clone(), remote, false, upstream, counted);
+                let io = ConnIo::new(stream, state.clone(), self.timeouts);
+                return self
+                    .serve_http2(io, &state, handler, settings, preface)
+                    .await;
+            }
         };
         // hyper's own HTTP/1 connection with vectored writes: body bytes reach
         // the socket as queued, so file bodies may be sent as stand-ins.
         let state = Arc::new(ConnState::sending_files());
-        let handler = self.handler(state.clone(), remote, false, upstream, Protocol::Http1);
-        let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
+        let handler = self.handler(state.clone(), remote, false, upstream, counted);
+        let mut io =
+            ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
+        io.read_first(first);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         parking::serve(builder, io, state, handler, stop, live).await;
+    }
+
+    /// Which protocol the connection speaks: known from the listener or
+    /// ALPN, or told by its first bytes where both are served; `None` if it
+    /// ended (or sent nothing in time) first.
+    async fn tell<'p, S: AsyncRead + Unpin>(
+        &self,
+        stream: &mut S,
+        protocols: &'p Protocols,
+        h2_preface: Option<Bytes>,
+    ) -> Option<Speaks<'p>> {
+        match (protocols, h2_preface) {
+            (Protocols::Http1(builder), _) => Some(Speaks::Http1(builder, Bytes::new())),
+            (Protocols::Both { http2, .. }, Some(preface)) => Some(Speaks::Http2(http2, preface)),
+            (Protocols::Both { http1, http2 }, None) => {
+                let sniffed = tokio::time::timeout(self.opening, h2_preface::sniff(stream));
+                match sniffed.await {
+                    Ok(Ok((true, preface))) => Some(Speaks::Http2(http2, preface)),
+                    Ok(Ok((false, read))) => Some(Speaks::Http1(http1, read)),
+                    Ok(Err(e)) => {
+                        ended(Err(e));
+                        None
+                    }
+                    Err(_) => {
+                        ended(Err(io::Error::from(io::ErrorKind::TimedOut)));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    async fn serve_http2<S>(
+        &self,
+        mut io: ConnIo<S>,
+        state: &ConnState,
+        handler: Handler,
+        settings: &h2::server::Builder,
+        preface: Bytes,
+    ) where
+        S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
+    {
+        // No HTTP/1 head will come: nothing for the head scanner.
+        state.set_multiplexed();
+        io.read_again(preface);
+        let live = self.live.clone();
+        let served = Box::pin(http2::serve(settings, io, handler, self.stop.clone())).await;
+        ended(served);
+        drop(live);
+    }
+
+    /// The connection's place in the open-connections gauge, from its
+    /// start; one found to be h2c moves there with its first request.
+    fn count(&self, protocol: Protocol) -> Option<OpenClientConnection> {
+        self.app
+            .metrics
+            .as_ref()
+            .map(|m| m.connection_opened(protocol))
     }
 
     fn handler(
@@ -125,18 +187,14 @@ impl Shared {
         remote: SocketAddr,
         https: bool,
         upstream: UpstreamClient,
-        protocol: Protocol,
+        counted: Option<OpenClientConnection>,
     ) -> Handler {
         let conn = Arc::new(ConnInfo {
             remote,
             https,
             state,
             upstream,
-            counted: self
-                .app
-                .metrics
-                .as_ref()
-                .map(|m| m.connection_opened(protocol)),
+            counted,
         });
         let app = self.app.clone();
         Handler { app, conn }

@@ -10,8 +10,8 @@
 //! to parked connections as to the others.
 //!
 //! TLS connections are not parked (TLS keeps its own state in the stream),
-//! nor plain ones when h2c is on (`Shared::serve` tells HTTP/1 from HTTP/2
-//! and serves either to the end).
+//! nor HTTP/2 ones; with h2c on, a plain connection is parked once its
+//! first bytes have told it is HTTP/1 (`Shared::serve_plain`).
 
 use std::pin::Pin;
 use std::sync::Arc;

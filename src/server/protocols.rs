@@ -8,8 +8,9 @@ use super::http2;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
 pub enum Protocols {
-    /// Only HTTP/1.1: hyper's connection with vectored writes, so file
-    /// bodies may be sent as stand-ins (`conn::zero_copy`).
+    /// Only HTTP/1.1. Both use hyper's connection with vectored writes for
+    /// HTTP/1, so file bodies may be sent as stand-ins on plain connections
+    /// (`conn::zero_copy`).
     Http1(http1::Builder),
     Both {
         http1: http1::Builder,
@@ -26,10 +27,10 @@ impl Protocols {
             .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(256);
+        // Body bytes queued as given, never copied into a flat buffer: file
+        // stand-ins on plain connections rely on it (zero_copy).
+        builder.writev(true);
         if !http2 {
-            // Body bytes queued as given, never copied into a flat buffer:
-            // file stand-ins rely on it (zero_copy).
-            builder.writev(true);
             return Protocols::Http1(builder);
         }
         Protocols::Both {
