@@ -18,6 +18,18 @@ fn served(stream: &mut TcpStream) -> u16 {
     r.status
 }
 
+/// `count` keep-alive connections that have each had one request answered.
+fn served_connections(port: u16, count: u64) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = connect(port);
+            stream.write_all(GET).unwrap();
+            assert_eq!(served(&mut stream), 200);
+            stream
+        })
+        .collect()
+}
+
 /// thrust_parked_connections, from /metrics on `metrics_port`.
 fn parked(metrics_port: u16) -> f64 {
     scrape(metrics_port)
@@ -54,14 +66,7 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
     let (before, _) = t.memory_kib();
 
     const COUNT: u64 = 400;
-    let mut idle: Vec<TcpStream> = (0..COUNT)
-        .map(|_| {
-            let mut stream = connect(t.port);
-            stream.write_all(GET).unwrap();
-            assert_eq!(served(&mut stream), 200);
-            stream
-        })
-        .collect();
+    let mut idle = served_connections(t.port, COUNT);
     wait_parked(metrics, COUNT + 1);
     let held = rss_settled_below(&t, before + 8 * COUNT);
     let per_connection = held.saturating_sub(before) / COUNT;
@@ -140,14 +145,7 @@ fn with_h2c_on_idle_http1_connections_are_parked_and_http2_ones_served() {
             .env("THRUST_METRICS_PORT", metrics.to_string())
             .env("H2C_ENABLED", "1"),
     );
-    let mut idle: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut stream = connect(t.port);
-            stream.write_all(GET).unwrap();
-            assert_eq!(served(&mut stream), 200);
-            stream
-        })
-        .collect();
+    let mut idle = served_connections(t.port, 3);
     wait_parked(metrics, 3);
     idle[2].write_all(GET).unwrap();
     assert_eq!(served(&mut idle[2]), 200);
