@@ -1,0 +1,133 @@
+"""100 MB bodies proxied both ways (not X-Sendfile): the front's CPU per MB
+for a download and an upload, for one or more thrust binaries and nginx.
+
+The app is tests/apps/app.py (/download?bytes=N streams N bytes in 64 KiB
+writes; /upload reads the request body and answers its length). nginx
+proxies with request and response buffering off, so that both fronts stream
+the bodies through memory as thrust does (nginx's defaults would write them
+to temporary files, which costs it more). curl is the client, its output
+discarded; each front takes its turn, ROUNDS times, the order alternating.
+
+Usage: python3 benches/large_bodies.py BINARY [BINARY ...]   (ROUNDS=3, MB=100)
+       NGINX_64K=1: nginx reads bodies 64 KiB at a time (its defaults: 4 or 8 KiB
+       for responses, 8 or 16 KiB for request bodies)
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import cpu_seconds, free_port, process_tree, wait_for_200  # noqa: E402
+
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+MB = int(os.environ.get("MB", "100"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NGINX_CONF = """
+worker_processes 2;
+events {{ worker_connections 1024; }}
+http {{
+    log_format json escape=json '{{"time":"$time_iso8601","path":"$uri","status":$status,'
+        '"dur":$request_time,"method":"$request_method","remote_addr":"$remote_addr"}}';
+    access_log {work}/access.log json;
+    upstream app {{ server 127.0.0.1:{app_port}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+            proxy_buffering off;
+            {buffers}
+        }}
+    }}
+}}
+"""
+
+
+def timed(cmd, pids):
+    before = cpu_seconds(pids)
+    started = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return time.monotonic() - started, cpu_seconds(pids) - before, out
+
+
+def measure(port, pids, upload_file):
+    size = MB * 1_000_000
+    url = f"http://127.0.0.1:{port}"
+    down_s, down_cpu, out = timed(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+                                   f"{url}/download?bytes={size}"], pids)
+    if int(out) != size:
+        raise RuntimeError(f"download of {out} bytes, not {size}")
+    up_s, up_cpu, out = timed(["curl", "-s", "--data-binary", f"@{upload_file}",
+                               "-H", "Content-Type: application/octet-stream", f"{url}/upload"], pids)
+    if out.strip() != str(size):
+        raise RuntimeError(f"upload answered {out!r}, not {size}")
+    return {"down_ms_per_mb": down_cpu * 1000 / MB, "down_mb_s": MB / down_s,
+            "up_ms_per_mb": up_cpu * 1000 / MB, "up_mb_s": MB / up_s}
+
+
+def main():
+    binaries = sys.argv[1:]
+    if not binaries:
+        sys.exit(__doc__)
+    work = tempfile.mkdtemp(prefix="thrust-bodies-")
+    upload_file = os.path.join(work, "upload.bin")
+    with open(upload_file, "wb") as f:
+        f.write(os.urandom(MB * 1_000_000))
+    app_port = free_port()
+    app = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/apps/app.py")],
+                           env=dict(os.environ, PORT=str(app_port), APP_LOG=os.path.join(work, "app.log")),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fronts = []
+    try:
+        wait_for_200(f"http://127.0.0.1:{app_port}/")
+        for binary in binaries:
+            port = free_port()
+            env = dict(os.environ, TARGET_PORT=str(app_port), HTTP_PORT=str(port))
+            env.pop("LOG_REQUESTS", None)
+            proc = subprocess.Popen([binary, "sleep", "infinity"], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            sink = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+            fronts.append((binary, port, proc, [proc.pid], sink))
+        port = free_port()
+        with open(os.path.join(work, "nginx.conf"), "w") as f:
+            buffers = ("proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buffers_size 128k; "
+                       "client_body_buffer_size 64k;") if os.environ.get("NGINX_64K") else ""
+            f.write(NGINX_CONF.format(work=work, app_port=app_port, port=port, buffers=buffers))
+        nginx = subprocess.Popen(["nginx", "-e", os.path.join(work, "error.log"), "-c",
+                                  os.path.join(work, "nginx.conf"), "-g", f"daemon off; pid {work}/nginx.pid;"])
+        time.sleep(0.5)
+        fronts.append(("nginx", port, nginx, process_tree(nginx.pid), None))
+        for _, port, _, _, _ in fronts:
+            wait_for_200(f"http://127.0.0.1:{port}/")
+        results = {}
+        for round_ in range(ROUNDS):
+            order = fronts if round_ % 2 == 0 else list(reversed(fronts))
+            for name, port, _, pids, _ in order:
+                r = measure(port, pids, upload_file)
+                results.setdefault(name, []).append(r)
+                print(f"round {round_ + 1} {name}: download {r['down_ms_per_mb']:.2f} CPU ms/MB at "
+                      f"{r['down_mb_s']:.0f} MB/s, upload {r['up_ms_per_mb']:.2f} CPU ms/MB at "
+                      f"{r['up_mb_s']:.0f} MB/s", flush=True)
+        for name, runs in results.items():
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"median {name}: download {med['down_ms_per_mb']:.2f} CPU ms/MB at {med['down_mb_s']:.0f} MB/s, "
+                  f"upload {med['up_ms_per_mb']:.2f} CPU ms/MB at {med['up_mb_s']:.0f} MB/s over {len(runs)} runs")
+    finally:
+        for _, _, proc, _, sink in fronts:
+            proc.terminate()
+            proc.wait()
+            if sink is not None:
+                sink.wait()
+        app.terminate()
+        app.wait()
+
+
+if __name__ == "__main__":
+    main()
