@@ -191,10 +191,7 @@ fn http2_clients_get_the_hints_as_informational_headers_then_the_page() {
 
     // Over TLS (ALPN h2) as browsers use it.
     let certs = tempfile::tempdir().unwrap();
-    let generated = rcgen::generate_simple_self_signed(vec!["app.test".to_string()]).unwrap();
-    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed_app_test(certs.path());
     let https_port = free_port();
     let (t, dir) = start(&[
         ("SSL_CERT_PATH", cert.to_str().unwrap()),

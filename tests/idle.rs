@@ -164,3 +164,37 @@ fn with_h2c_on_idle_http1_connections_are_parked_and_http2_ones_served() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from app\n2");
 }
+
+#[test]
+fn idle_tls_connections_are_parked_and_served_again() {
+    use std::io::BufRead;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_app_test(certs.path());
+    let (metrics, https) = (free_port(), free_port());
+    let _t = Thrust::start_ready(
+        Options::app()
+            .env("THRUST_METRICS_PORT", metrics.to_string())
+            .env("SSL_CERT_PATH", cert.to_str().unwrap())
+            .env("SSL_KEY_PATH", key.to_str().unwrap())
+            .env("HTTPS_PORT", https.to_string()),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/tls_keepalive.py");
+    let mut clients = std::process::Command::new("python3")
+        .args([script, &https.to_string(), "5"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(clients.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    wait_parked(metrics, 5);
+
+    // Parked: hyper's part is gone, TLS's session stays; each answers again.
+    writeln!(clients.stdin.as_mut().unwrap()).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "[200, 200, 200, 200, 200]");
+    assert!(clients.wait().unwrap().success());
+}

@@ -2,25 +2,22 @@
 //! or thrust's HTTP/2 one (`http2`) over thrust's socket wrapper, until it
 //! closes or thrust stops.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::connection_end::{ended, ConnectionError};
+use super::connection_end::ended;
 use super::h2_preface;
 use super::handler::Handler;
 use super::http2;
-use super::parking;
+use super::parking::{self, Readable};
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
 use crate::conn::socket::{ConnIo, Timeouts};
@@ -59,7 +56,7 @@ impl Shared {
         upstream: UpstreamClient,
         h2_preface: Option<Bytes>,
     ) where
-        S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
     {
         let protocol = if h2_preface.is_some() {
             Protocol::H2
@@ -72,20 +69,17 @@ impl Shared {
         };
         let state = Arc::new(ConnState::default());
         let handler = self.handler(state.clone(), remote, https, upstream, counted);
-        let mut io = ConnIo::new(stream, state.clone(), self.timeouts);
+        let io = ConnIo::new(stream, state.clone(), self.timeouts);
         match speaks {
             Speaks::Http2(settings, preface) => {
                 self.serve_http2(io, &state, handler, settings, preface)
                     .await
             }
             Speaks::Http1(builder, first) => {
+                let mut io = io.park_after(parking::PARK_AFTER);
                 io.read_first(first);
                 let (stop, live) = (self.stop.clone(), self.live.clone());
-                // Boxed: the task then holds the connection in use, not room
-                // for the largest of them.
-                let io = TokioIo::new(io);
-                let connection = Box::pin(builder.serve_connection(io, handler).with_upgrades());
-                drive(connection, stop, |c| c.graceful_shutdown(), live).await;
+                parking::serve(builder, io, state, handler, stop, live).await;
             }
         }
     }
@@ -199,25 +193,4 @@ impl Shared {
         let app = self.app.clone();
         Handler { app, conn }
     }
-}
-
-/// Serves one connection; when `stop` turns true, asks it to finish its
-/// open requests and close.
-async fn drive<C, E>(
-    mut connection: Pin<Box<C>>,
-    mut stop: watch::Receiver<bool>,
-    graceful: impl FnOnce(Pin<&mut C>),
-    _live: mpsc::Sender<()>,
-) where
-    C: Future<Output = Result<(), E>>,
-    E: ConnectionError,
-{
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stop.changed() => {
-            graceful(connection.as_mut());
-            connection.await
-        }
-    };
-    ended(result);
 }

@@ -1,4 +1,4 @@
-//! Parking idle keep-alive connections (plain HTTP/1).
+//! Parking idle keep-alive connections (HTTP/1, plain or TLS).
 //!
 //! hyper holds a read and a write buffer (8 KiB each, allocated up front)
 //! and its connection state for as long as a connection is open, so a
@@ -9,9 +9,10 @@
 //! hyper connection on the same socket. HTTP_IDLE_TIMEOUT and shutdown apply
 //! to parked connections as to the others.
 //!
-//! TLS connections are not parked (TLS keeps its own state in the stream),
-//! nor HTTP/2 ones; with h2c on, a plain connection is parked once its
-//! first bytes have told it is HTTP/1 (`Shared::serve_plain`).
+//! HTTP/1 over TLS is parked too: rustls keeps its session in the stream,
+//! but hyper's buffers and connection go. HTTP/2 connections are not
+//! parked; with h2c on, a plain connection is parked once its first bytes
+//! have told it is HTTP/1 (`Shared::serve_plain`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,12 +20,18 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
 
 use super::handler::Handler;
 use crate::conn::socket::ConnIo;
 use crate::conn::state::ConnState;
+use crate::conn::zero_copy::SendFile;
 use crate::server::connection_end::ended;
 use crate::server::malloc_trim;
 
@@ -33,15 +40,36 @@ use crate::server::malloc_trim;
 /// it, short enough that idle ones cost little.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
+/// A socket a parked connection waits on: readable once the client sends.
+pub trait Readable {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl Readable for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+}
+
+/// TLS: hyper let go only once it had read everything rustls could decrypt
+/// (its last read was pending), so what comes next arrives on the socket.
+impl Readable for TlsStream<TcpStream> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        self.get_ref().0.readable()
+    }
+}
+
 /// Serves `io` until it closes, parking it whenever it idles.
-pub async fn serve(
+pub async fn serve<S>(
     builder: &http1::Builder,
-    mut io: ConnIo<TcpStream>,
+    mut io: ConnIo<S>,
     state: Arc<ConnState>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     _live: mpsc::Sender<()>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
+{
     loop {
         let mut connection = Box::pin(
             builder
@@ -86,7 +114,7 @@ pub async fn serve(
 
 /// Waits on a parked connection: true once the client sends bytes, false if
 /// it closes, idles past HTTP_IDLE_TIMEOUT or thrust stops.
-async fn wait_for_bytes(io: &ConnIo<TcpStream>, stop: &mut watch::Receiver<bool>) -> bool {
+async fn wait_for_bytes<S: Readable>(io: &ConnIo<S>, stop: &mut watch::Receiver<bool>) -> bool {
     let deadline = io.idle_deadline();
     let idle_limit = async move {
         match deadline {

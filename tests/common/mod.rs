@@ -609,3 +609,13 @@ pub fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A self-signed certificate for `app.test`, as PEM files in `dir`:
+/// (certificate, key).
+pub fn self_signed_app_test(dir: &Path) -> (PathBuf, PathBuf) {
+    let generated = rcgen::generate_simple_self_signed(vec!["app.test".to_string()]).unwrap();
+    let (cert, key) = (dir.join("app-test.crt"), dir.join("app-test.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}

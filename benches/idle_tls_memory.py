@@ -1,0 +1,81 @@
+"""Memory held by idle keep-alive HTTP/1.1 connections over TLS, for one or
+more thrust binaries in front of the suite's nginx app.
+
+Each binary is measured fresh, twice: RSS once it runs, then with COUNT TLS
+connections (ALPN http/1.1, a self-signed ECDSA P-256 certificate) that each
+made one request and then sat idle for IDLE seconds.
+
+Usage: python3 benches/idle_tls_memory.py BINARY [BINARY ...]   (COUNT=1000, IDLE=2.5)
+"""
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, rss_kib  # noqa: E402
+import suite  # noqa: E402
+
+COUNT = int(os.environ.get("COUNT", "1000"))
+IDLE = float(os.environ.get("IDLE", "2.5"))
+
+
+def connect(port, context):
+    conn = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="app.test")
+    conn.sendall(b"GET /dynamic HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    if not conn.recv(65536).startswith(b"HTTP/1.1 200"):
+        raise RuntimeError("no 200 over TLS")
+    return conn
+
+
+def measure(bench, binary, cert, key):
+    https = free_port()
+    env = bench.thrust_env(HTTP_PORT=free_port(), HTTPS_PORT=https, SSL_CERT_PATH=cert, SSL_KEY_PATH=key)
+    front = subprocess.Popen([binary, "sleep", "infinity"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                connect(https, context).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        time.sleep(0.3)
+        before = rss_kib([front.pid])
+        conns = [connect(https, context) for _ in range(COUNT)]
+        time.sleep(IDLE)
+        held = rss_kib([front.pid])
+        print(f"{binary}: RSS {before / 1024:.1f} MiB, {held / 1024:.1f} MiB with {COUNT} idle TLS connections "
+              f"({(held - before) / COUNT:.1f} KiB each)", flush=True)
+        for conn in conns:
+            conn.close()
+    finally:
+        front.terminate()
+        front.wait()
+
+
+def main():
+    binaries, bench = suite.comparison("thrust-idle-tls-", __doc__)
+    cert, key = os.path.join(bench.work, "idle.crt"), os.path.join(bench.work, "idle.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=app.test"],
+                   check=True, capture_output=True)
+    try:
+        for _ in range(2):
+            for binary in binaries:
+                measure(bench, binary, cert, key)
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    main()
