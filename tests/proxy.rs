@@ -515,3 +515,51 @@ fn connections_the_app_closed_while_idle_are_never_reused() {
         std::thread::sleep(Duration::from_millis(600));
     }
 }
+
+/// Established TCP connections to `port` on 127.0.0.1, from /proc/net/tcp.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[test]
+fn a_bursts_app_connections_are_closed_once_traffic_quiets_down() {
+    let t = Thrust::start_ready(Options::app());
+    let port = t.port;
+    // 100 requests at once, each holding an app connection for 0.5 s.
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(port, "GET", "/slow_head?seconds=0.5", &[], b"")
+                    .unwrap()
+                    .status
+            })
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.join().unwrap(), 200);
+    }
+    let after_burst = connections_to(t.worker_port);
+    assert!(
+        after_burst > 64,
+        "{after_burst} app connections after the burst"
+    );
+    // At most 32 stay per worker thread (two on CI's two CPUs).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        wait_until(Duration::from_secs(10), || connections_to(t.worker_port)
+            <= 32 * workers),
+        "{} app connections stayed open",
+        connections_to(t.worker_port)
+    );
+    // The pool still serves.
+    assert_eq!(get(t.port, "/").unwrap().status, 200);
+}

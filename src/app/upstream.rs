@@ -32,6 +32,12 @@ use crate::http::body::Body;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections kept per worker thread.
 const MAX_IDLE: usize = 256;
+/// Once traffic quiets down, idle connections beyond the most recently used
+/// `QUIET_KEEP` are closed after `QUIET_AFTER` unused: a burst's connections
+/// do not stay open (and hold memory) for IDLE_TIMEOUT, while under steady
+/// load each is reused well within a second and none is closed.
+const QUIET_KEEP: usize = 32;
+const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// Most an app connection's read buffer grows to (response heads included,
 /// which this also bounds; nginx reads them into 4 or 8 KiB).
 const APP_READ_BUFFER: usize = 64 * 1024;
@@ -109,6 +115,23 @@ impl UpstreamClient {
         if let Ok(mut idle) = self.pool.idle.lock() {
             idle.retain(|i| i.connection.generation == generation);
         }
+    }
+
+    /// Closes the idle connections a quiet pool no longer needs (see
+    /// `QUIET_KEEP`); connections opened ahead to a copy that is not current
+    /// yet are kept for the switch. Returns how many were closed.
+    pub fn trim(&self) -> usize {
+        let generation = self.pool.target.generation();
+        let Ok(mut idle) = self.pool.idle.lock() else {
+            return 0;
+        };
+        let unused =
+            |i: &Idle| i.connection.generation <= generation && i.since.elapsed() >= QUIET_AFTER;
+        // Oldest first: the pool takes and returns at the end.
+        let surplus = idle.len().saturating_sub(QUIET_KEEP);
+        let closing = idle.iter().take(surplus).take_while(|i| unused(i)).count();
+        idle.drain(..closing);
+        closing
     }
 
     /// Opens up to `count` connections to `copy` before requests are

@@ -1,4 +1,5 @@
-//! Giving memory freed by closed and parked connections back to the system.
+//! Giving memory freed by closed and parked connections (client ones, and
+//! idle app connections a quiet pool closes) back to the system.
 //!
 //! glibc's allocator keeps freed memory for reuse: after a thousand
 //! connections close, thrust's RSS would stay where their peak left it.

@@ -11,6 +11,7 @@ use std::thread;
 
 use tokio::runtime::{Builder, Handle};
 
+use super::malloc_trim;
 use crate::app::target::AppTarget;
 use crate::app::upstream::{self, UpstreamClient};
 
@@ -37,10 +38,9 @@ impl Workers {
                     .name(format!("thrust-worker-{index}"))
                     // Runs the spawned connections for as long as thrust lives.
                     .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-                Ok(ConnWorker {
-                    handle,
-                    upstream: upstream::client(target.clone()),
-                })
+                let upstream = upstream::client(target.clone());
+                handle.spawn(trim_every_second(upstream.clone()));
+                Ok(ConnWorker { handle, upstream })
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Workers {
@@ -61,5 +61,18 @@ impl Workers {
     pub fn next(&self) -> &ConnWorker {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         &self.workers[index]
+    }
+}
+
+/// Closes what a worker's quiet pool no longer needs, once a second; the
+/// memory of the connections it closes counts toward the next malloc_trim.
+async fn trim_every_second(upstream: UpstreamClient) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for _ in 0..upstream.trim() {
+            malloc_trim::released();
+        }
     }
 }
