@@ -197,3 +197,76 @@ def machine_description():
         f"- {version(['nginx', '-v'])}; {version(['wrk', '--version'])}; {version(['h2load', '--version'])}",
         f"- thrust at commit {commit or 'unknown'}, built with `cargo build --release` ({version(['rustc', '--version'])})",
     ])
+
+
+# The JSON access log the scripts' own nginx fronts write, as the suite's
+# front does: a str.format template (braces doubled).
+NGINX_JSON_LOG = """    log_format json escape=json '{{"time":"$time_iso8601","path":"$uri","status":$status,'
+        '"dur":$request_time,"method":"$request_method","remote_addr":"$remote_addr"}}';
+    access_log {work}/access.log json;"""
+
+
+class TestAppFronts:
+    """tests/apps/app.py on a free port with fronts before it: each thrust
+    binary with its defaults (request log on, read by `cat`) and nginx
+    configured by `nginx_conf`, a template formatted with work, app_port,
+    port, log (NGINX_JSON_LOG) and `conf_values`; with `direct`, the app alone too. `fronts`:
+    (name, port, pids whose CPU is the front's). Everything stops on exit."""
+
+    def __init__(self, prefix, binaries, nginx_conf, direct=False, **conf_values):
+        import sys
+        import tempfile
+        self.work = tempfile.mkdtemp(prefix=prefix)
+        self.fronts = []
+        self._procs = []
+        self._sinks = []
+        app_port = free_port()
+        self._start([sys.executable, os.path.join(ROOT, "tests/apps/app.py")],
+                    dict(os.environ, PORT=str(app_port), APP_LOG=os.path.join(self.work, "app.log")))
+        try:
+            wait_for_200(f"http://127.0.0.1:{app_port}/")
+            for binary in binaries:
+                port = free_port()
+                env = dict(os.environ, TARGET_PORT=str(app_port), HTTP_PORT=str(port))
+                env.pop("LOG_REQUESTS", None)
+                proc = self._start([binary, "sleep", "infinity"], env, stdout=subprocess.PIPE)
+                self._sinks.append(subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL))
+                self.fronts.append((binary, port, [proc.pid]))
+            port = free_port()
+            conf = os.path.join(self.work, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_conf.format(work=self.work, app_port=app_port, port=port,
+                                          log=NGINX_JSON_LOG.format(work=self.work), **conf_values))
+            nginx = self._start(["nginx", "-e", os.path.join(self.work, "error.log"), "-c", conf,
+                                 "-g", f"daemon off; pid {self.work}/nginx.pid;"], None)
+            time.sleep(0.5)
+            self.fronts.append(("nginx", port, process_tree(nginx.pid)))
+            if direct:
+                # The app alone: its rate; no front's CPU to count.
+                self.fronts.append(("direct", app_port, []))
+            for _, front_port, _ in self.fronts:
+                wait_for_200(f"http://127.0.0.1:{front_port}/")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, cmd, env, stdout=subprocess.DEVNULL, stdin=None):
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
+        self._procs.append(proc)
+        return proc
+
+    def stop(self):
+        # nginx and the thrusts first, the app last; a log reader ends with
+        # its thrust.
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+        for sink in self._sinks:
+            sink.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -16,23 +16,19 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_seconds, free_port, process_tree, wait_for_200  # noqa: E402
+from benchlib import TestAppFronts, cpu_seconds  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 MB = int(os.environ.get("MB", "100"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NGINX_CONF = """
 worker_processes 2;
 events {{ worker_connections 1024; }}
 http {{
-    log_format json escape=json '{{"time":"$time_iso8601","path":"$uri","status":$status,'
-        '"dur":$request_time,"method":"$request_method","remote_addr":"$remote_addr"}}';
-    access_log {work}/access.log json;
+{log}
     upstream app {{ server 127.0.0.1:{app_port}; keepalive 16; }}
     server {{
         listen 127.0.0.1:{port};
@@ -76,40 +72,16 @@ def main():
     binaries = sys.argv[1:]
     if not binaries:
         sys.exit(__doc__)
-    work = tempfile.mkdtemp(prefix="thrust-bodies-")
-    upload_file = os.path.join(work, "upload.bin")
-    with open(upload_file, "wb") as f:
-        f.write(os.urandom(MB * 1_000_000))
-    app_port = free_port()
-    app = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/apps/app.py")],
-                           env=dict(os.environ, PORT=str(app_port), APP_LOG=os.path.join(work, "app.log")),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    fronts = []
-    try:
-        wait_for_200(f"http://127.0.0.1:{app_port}/")
-        for binary in binaries:
-            port = free_port()
-            env = dict(os.environ, TARGET_PORT=str(app_port), HTTP_PORT=str(port))
-            env.pop("LOG_REQUESTS", None)
-            proc = subprocess.Popen([binary, "sleep", "infinity"], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            sink = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
-            fronts.append((binary, port, proc, [proc.pid], sink))
-        port = free_port()
-        with open(os.path.join(work, "nginx.conf"), "w") as f:
-            buffers = ("proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buffers_size 128k; "
-                       "client_body_buffer_size 64k;") if os.environ.get("NGINX_64K") else ""
-            f.write(NGINX_CONF.format(work=work, app_port=app_port, port=port, buffers=buffers))
-        nginx = subprocess.Popen(["nginx", "-e", os.path.join(work, "error.log"), "-c",
-                                  os.path.join(work, "nginx.conf"), "-g", f"daemon off; pid {work}/nginx.pid;"])
-        time.sleep(0.5)
-        fronts.append(("nginx", port, nginx, process_tree(nginx.pid), None))
-        for _, port, _, _, _ in fronts:
-            wait_for_200(f"http://127.0.0.1:{port}/")
+    buffers = ("proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buffers_size 128k; "
+               "client_body_buffer_size 64k;") if os.environ.get("NGINX_64K") else ""
+    with TestAppFronts("thrust-bodies-", binaries, NGINX_CONF, buffers=buffers) as setup:
+        upload_file = os.path.join(setup.work, "upload.bin")
+        with open(upload_file, "wb") as f:
+            f.write(os.urandom(MB * 1_000_000))
         results = {}
         for round_ in range(ROUNDS):
-            order = fronts if round_ % 2 == 0 else list(reversed(fronts))
-            for name, port, _, pids, _ in order:
+            order = setup.fronts if round_ % 2 == 0 else list(reversed(setup.fronts))
+            for name, port, pids in order:
                 r = measure(port, pids, upload_file)
                 results.setdefault(name, []).append(r)
                 print(f"round {round_ + 1} {name}: download {r['down_ms_per_mb']:.2f} CPU ms/MB at "
@@ -119,14 +91,6 @@ def main():
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(f"median {name}: download {med['down_ms_per_mb']:.2f} CPU ms/MB at {med['down_mb_s']:.0f} MB/s, "
                   f"upload {med['up_ms_per_mb']:.2f} CPU ms/MB at {med['up_mb_s']:.0f} MB/s over {len(runs)} runs")
-    finally:
-        for _, _, proc, _, sink in fronts:
-            proc.terminate()
-            proc.wait()
-            if sink is not None:
-                sink.wait()
-        app.terminate()
-        app.wait()
 
 
 if __name__ == "__main__":

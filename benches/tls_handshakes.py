@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_seconds, free_port, process_tree  # noqa: E402
+from benchlib import NGINX_JSON_LOG, cpu_seconds, free_port, process_tree  # noqa: E402
 import suite  # noqa: E402
 
 SECONDS = int(os.environ.get("SECONDS", "5"))
@@ -26,9 +26,7 @@ NGINX_CONF = """
 worker_processes 2;
 events {{ worker_connections 4096; }}
 http {{
-    log_format json escape=json '{{"time":"$time_iso8601","path":"$uri","status":$status,'
-        '"dur":$request_time,"method":"$request_method","remote_addr":"$remote_addr"}}';
-    access_log {work}/tls-access.log json;
+{log}
     upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -87,7 +85,8 @@ def start_nginx(bench, cert, key, kind):
     port = free_port()
     conf = os.path.join(bench.work, f"tls-{kind}.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(work=bench.work, app_port=bench.ports["APP_PORT"], port=port, cert=cert, key=key))
+        f.write(NGINX_CONF.format(work=bench.work, app_port=bench.ports["APP_PORT"], port=port, cert=cert, key=key,
+                                  log=NGINX_JSON_LOG.format(work=bench.work)))
     proc = subprocess.Popen(["nginx", "-e", os.path.join(bench.work, "tls-error.log"), "-c", conf,
                              "-g", f"daemon off; pid {bench.work}/tls-{kind}.pid;"])
     time.sleep(1)

@@ -17,27 +17,22 @@ import asyncio
 import base64
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_seconds, free_port, process_tree, wait_for_200  # noqa: E402
+from benchlib import TestAppFronts, cpu_seconds  # noqa: E402
 
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "100"))
 SECONDS = float(os.environ.get("SECONDS", "5"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESSAGE = b"hello, echo"
 
 NGINX_CONF = """
 worker_processes 2;
 events {{ worker_connections 4096; }}
 http {{
-    log_format json escape=json '{{"time":"$time_iso8601","path":"$uri","status":$status,'
-        '"dur":$request_time,"method":"$request_method","remote_addr":"$remote_addr"}}';
-    access_log {work}/access.log json;
+{log}
     upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
@@ -100,52 +95,17 @@ def main():
     binaries = sys.argv[1:]
     if not binaries:
         sys.exit(__doc__)
-    work = tempfile.mkdtemp(prefix="thrust-ws-")
-    app_port = free_port()
-    app = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/apps/app.py")],
-                           env=dict(os.environ, PORT=str(app_port), APP_LOG=os.path.join(work, "app.log")),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    fronts = []
-    try:
-        wait_for_200(f"http://127.0.0.1:{app_port}/")
-        for binary in binaries:
-            port = free_port()
-            env = dict(os.environ, TARGET_PORT=str(app_port), HTTP_PORT=str(port))
-            env.pop("LOG_REQUESTS", None)
-            proc = subprocess.Popen([binary, "sleep", "infinity"], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            sink = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
-            fronts.append((binary, port, proc, [proc.pid], sink))
-        port = free_port()
-        with open(os.path.join(work, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(work=work, app_port=app_port, port=port))
-        nginx = subprocess.Popen(["nginx", "-e", os.path.join(work, "error.log"), "-c",
-                                  os.path.join(work, "nginx.conf"), "-g", f"daemon off; pid {work}/nginx.pid;"])
-        time.sleep(0.5)
-        fronts.append(("nginx", port, nginx, process_tree(nginx.pid), None))
-        # The app alone: its rate; the front's CPU is none.
-        fronts.append(("direct", app_port, None, [], None))
-        for _, port, _, _, _ in fronts:
-            wait_for_200(f"http://127.0.0.1:{port}/")
+    with TestAppFronts("thrust-ws-", binaries, NGINX_CONF, direct=True) as setup:
         results = {}
         for round_ in range(ROUNDS):
-            order = fronts if round_ % 2 == 0 else list(reversed(fronts))
-            for name, port, _, pids, _ in order:
+            order = setup.fronts if round_ % 2 == 0 else list(reversed(setup.fronts))
+            for name, port, pids in order:
                 rate, cpu = measure(name, port, pids)
                 results.setdefault(name, []).append((rate, cpu))
                 print(f"round {round_ + 1} {name}: {rate:.0f} messages/s, {cpu:.1f} CPU µs per message", flush=True)
         for name, runs in results.items():
             print(f"median {name}: {statistics.median(r for r, _ in runs):.0f} messages/s, "
                   f"{statistics.median(c for _, c in runs):.1f} CPU µs per message over {len(runs)} runs")
-    finally:
-        for _, _, proc, _, sink in fronts:
-            if proc is not None:
-                proc.terminate()
-                proc.wait()
-            if sink is not None:
-                sink.wait()
-        app.terminate()
-        app.wait()
 
 
 if __name__ == "__main__":
