@@ -111,43 +111,35 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
         .public_dir
         .as_deref()
         .and_then(|root| public_dir::file_for(root, &req));
-    let mut response = match public_file {
+    let named = match public_file {
         Some(path) => {
             let parts = public_dir::head(&path);
-            send_named(
-                app,
-                conn,
-                to_store,
-                path,
-                parts,
-                &conditions,
-                &compression_request,
-            )
+            Named::File(path, parts)
         }
         None => {
             sendfile::announce(req.headers_mut(), &app.config);
             let response = proxy::forward(app, conn, req, passage).await;
-            match sendfile::named(&app.config, response) {
-                Named::Nothing(response) => match to_store {
-                    Some(request) => app.cache.capture(request, response),
-                    None => response,
-                },
-                Named::File(path, parts) => {
-                    if let Some(metrics) = &app.metrics {
-                        metrics.file_sent();
-                    }
-                    send_named(
-                        app,
-                        conn,
-                        to_store,
-                        path,
-                        parts,
-                        &conditions,
-                        &compression_request,
-                    )
-                }
+            let named = sendfile::named(&app.config, response);
+            if let (Named::File(..), Some(metrics)) = (&named, &app.metrics) {
+                metrics.file_sent();
             }
+            named
         }
+    };
+    let mut response = match named {
+        Named::Nothing(response) => match to_store {
+            Some(request) => app.cache.capture(request, response),
+            None => response,
+        },
+        Named::File(path, parts) => send_named(
+            app,
+            conn,
+            to_store,
+            path,
+            parts,
+            &conditions,
+            &compression_request,
+        ),
     };
     cache::mark(&mut response, outcome);
     compression::apply(&app.config, &app.jitter, &compression_request, response)
