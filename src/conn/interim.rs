@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{ready, Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use http::HeaderMap;
@@ -126,15 +126,68 @@ pub struct StreamHints(mpsc::Sender<HeaderMap>);
 pub const STREAM_HINTS: usize = 8;
 
 impl StreamHints {
-    pub fn channel() -> (StreamHints, mpsc::Receiver<HeaderMap>) {
+    pub fn channel() -> (StreamHints, StreamHintsWaiting) {
         let (sender, receiver) = mpsc::channel(STREAM_HINTS);
-        (StreamHints(sender), receiver)
+        let waiting = StreamHintsWaiting {
+            receiver,
+            room: MOST_WAITING,
+        };
+        (StreamHints(sender), waiting)
     }
 
     /// False when the hint is dropped (too many wait, or the answer began).
     pub fn push(&self, headers: HeaderMap) -> bool {
         self.0.try_send(headers).is_ok()
     }
+}
+
+/// The stream task's side: the hints to send, at most `MOST_WAITING` bytes
+/// of them per stream. h2 holds HEADERS frames for a client that does not
+/// read without a limit of its own, so a stream's hints are bounded as an
+/// HTTP/1 request's are; one that does not fit is dropped.
+pub struct StreamHintsWaiting {
+    receiver: mpsc::Receiver<HeaderMap>,
+    room: usize,
+}
+
+impl StreamHintsWaiting {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<HeaderMap>> {
+        while let Some(headers) = ready!(self.receiver.poll_recv(cx)) {
+            if let Some(headers) = self.admit(headers) {
+                return Poll::Ready(Some(headers));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    /// A hint already queued, without waiting.
+    pub fn try_next(&mut self) -> Option<HeaderMap> {
+        while let Ok(headers) = self.receiver.try_recv() {
+            if let Some(headers) = self.admit(headers) {
+                return Some(headers);
+            }
+        }
+        None
+    }
+
+    fn admit(&mut self, headers: HeaderMap) -> Option<HeaderMap> {
+        // A header field's size as HTTP/2 counts it (RFC 9113 §6.5.2).
+        let size: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        if size > self.room {
+            dropped();
+            return None;
+        }
+        self.room -= size;
+        Some(headers)
+    }
+}
+
+/// Says a hint was dropped (with DEBUG on).
+pub fn dropped() {
+    tracing::debug!("103 Early Hints dropped: the answer had begun or too many waited");
 }
 
 /// Encodes a 103 for an HTTP/1.1 client.
@@ -172,6 +225,26 @@ mod tests {
         interim.drained(&mut queue);
         drop(queue);
         assert!(!interim.waiting());
+    }
+
+    #[test]
+    fn a_streams_hints_stop_at_the_bound() {
+        let (hints, mut waiting) = StreamHints::channel();
+        let mut big = HeaderMap::new();
+        let value = HeaderValue::from_str(&"x".repeat(MOST_WAITING / 2)).unwrap();
+        big.insert("link", value);
+        for _ in 0..3 {
+            assert!(hints.push(big.clone()));
+        }
+        // Each is a little over half the room: the first fits, the others
+        // are dropped.
+        assert!(waiting.try_next().is_some());
+        assert!(waiting.try_next().is_none());
+        // Room is per stream: a small hint still fits after them.
+        let mut small = HeaderMap::new();
+        small.insert("link", HeaderValue::from_static("</a.css>; rel=preload"));
+        assert!(hints.push(small));
+        assert!(waiting.try_next().is_some());
     }
 
     #[test]

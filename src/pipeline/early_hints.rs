@@ -14,7 +14,7 @@ use http::{HeaderMap, Request, StatusCode, Version};
 
 use super::forwarding;
 use super::ConnInfo;
-use crate::conn::interim::{http1_message, StreamHints};
+use crate::conn::interim::{self, http1_message, StreamHints};
 use crate::conn::state::ConnState;
 
 /// Where one request's hints go.
@@ -59,7 +59,7 @@ pub fn listen<B>(hints: Hints, upstream_req: &mut Request<B>) -> Listening {
             Hints::Stream(stream) => stream.push(headers),
         };
         if !taken {
-            tracing::debug!("103 Early Hints dropped: the answer had begun or too many waited");
+            interim::dropped();
         }
     });
     Listening(connection)

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, DATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::handler::Handler;
-use crate::conn::interim::{StreamHints, MOST_WAITING};
+use crate::conn::interim::{StreamHints, StreamHintsWaiting};
 use crate::http::body::client::{ClientBody, StreamBody};
 use crate::http::body::Body;
 use crate::http::date;
@@ -81,18 +81,17 @@ pub async fn serve(
 async fn answered(
     answer: impl Future<Output = Response<Body>>,
     respond: &mut h2::server::SendResponse<Bytes>,
-    hints: &mut mpsc::Receiver<HeaderMap>,
+    hints: &mut StreamHintsWaiting,
 ) -> Option<Response<Body>> {
     let mut answer = pin!(answer);
-    let mut room = MOST_WAITING;
     poll_fn(|cx| {
-        while let Poll::Ready(Some(headers)) = hints.poll_recv(cx) {
-            send_hint(respond, headers, &mut room);
+        while let Poll::Ready(Some(headers)) = hints.poll_next(cx) {
+            send_hint(respond, headers);
         }
         if let Poll::Ready(response) = answer.as_mut().poll(cx) {
             // Hints queued just before the answer's head arrived.
-            while let Ok(headers) = hints.try_recv() {
-                send_hint(respond, headers, &mut room);
+            while let Some(headers) = hints.try_next() {
+                send_hint(respond, headers);
             }
             return Poll::Ready(Some(response));
         }
@@ -104,19 +103,7 @@ async fn answered(
     .await
 }
 
-/// Sends one hint if the stream's hints so far leave `room` for it: h2
-/// holds HEADERS frames for a client that does not read without a limit of
-/// its own, so a stream's hints are bounded as an HTTP/1 connection's are.
-fn send_hint(respond: &mut h2::server::SendResponse<Bytes>, headers: HeaderMap, room: &mut usize) {
-    let size: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 32)
-        .sum();
-    if size > *room {
-        tracing::debug!("103 Early Hints dropped: the answer had begun or too many waited");
-        return;
-    }
-    *room -= size;
+fn send_hint(respond: &mut h2::server::SendResponse<Bytes>, headers: HeaderMap) {
     let mut hint = Response::new(());
     *hint.status_mut() = StatusCode::EARLY_HINTS;
     *hint.headers_mut() = headers;
