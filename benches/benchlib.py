@@ -155,21 +155,26 @@ def h2load(url, seconds, log_path):
     protocol = re.search(r"Application protocol: (\S+)", out)
     if not (done and rps and protocol) or protocol.group(1) not in ("h2", "h2c"):
         raise RuntimeError(f"h2load {url}:\n{out}")
-    with open(log_path) as f:
-        durations = sorted(int(line.split("\t")[2]) for line in f if line.count("\t") >= 2)
-    os.remove(log_path)
-
-    def pct(p):
-        return durations[min(len(durations) - 1, int(len(durations) * p / 100))] / 1000 if durations else 0.0
-
+    p50, p99 = h2load_latencies(log_path, 50, 99)
     succeeded = int(done.group(1))
     scale = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
     return {
         "requests": succeeded, "rps": float(rps.group(1)),
         "bytes_per_s": float(rps.group(2)) * scale[rps.group(3)],
-        "p50": pct(50), "p99": pct(99),
+        "p50": p50, "p99": p99,
         "errors": int(done.group(2)) + int(done.group(3)),
     }
+
+
+def h2load_latencies(log_path, *percentiles):
+    """The given percentiles (and 100: the slowest) of the request durations
+    in an h2load --log-file, in ms; the log is removed."""
+    with open(log_path) as f:
+        durations = sorted(int(line.split("\t")[2]) for line in f if line.count("\t") >= 2)
+    os.remove(log_path)
+    if not durations:
+        return [0.0] * len(percentiles)
+    return [durations[min(len(durations) - 1, int(len(durations) * p / 100))] / 1000 for p in percentiles]
 
 
 def machine_description():

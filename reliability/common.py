@@ -12,18 +12,21 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THRUST = os.path.join(ROOT, "target/release/thrust")
+# THRUST_BINARY: a thrust already built, run as it is (scripts/test passes
+# its release build, while the packaging checks may be building in target/).
+THRUST = os.environ.get("THRUST_BINARY") or os.path.join(ROOT, "target/release/thrust")
 DEMO = os.path.join(ROOT, "demo")
 ASSET = "/assets/application-8e3d1dde.css"
 
 
 def prepare():
-    """The release binary, and the packages the scripts run: puma and rack
+    """The release binary (unless THRUST_BINARY names one), and the packages the scripts run: puma and rack
     (scripts/install-deps installs them), curl."""
     missing = [tool for tool in ("puma", "curl") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: run scripts/install-deps first")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not os.environ.get("THRUST_BINARY"):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
 
 def free_port():
@@ -49,6 +52,7 @@ class Thrust:
         full_env.update({k: str(v) for k, v in env.items()})
         self.target_port = int(full_env["TARGET_PORT"])
         self.https_port = int(full_env["HTTPS_PORT"]) if "HTTPS_PORT" in full_env else None
+        self.metrics_port = int(full_env["THRUST_METRICS_PORT"]) if "THRUST_METRICS_PORT" in full_env else None
         self.log = open(self.log_path if keep_log else os.devnull, "w")
         self.proc = subprocess.Popen([THRUST] + (command or PUMA_DEMO), cwd=DEMO, env=full_env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

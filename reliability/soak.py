@@ -49,6 +49,19 @@ class Counts:
             table[key] = table.get(key, 0) + 1
 
 
+def heap_in_use_kib(thrust):
+    """The allocator's bytes in use (thrust_heap_bytes on /metrics), in KiB."""
+    conn = http.client.HTTPConnection("127.0.0.1", thrust.metrics_port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith('thrust_heap_bytes{state="in_use"}'):
+                return float(line.split()[-1]) / 1024
+    finally:
+        conn.close()
+    return 0.0
+
+
 def keep_alive_requests(kind, next_request):
     """A load thread: requests from `next_request()` (a path and headers)
     on one keep-alive connection, opened again after a failure."""
@@ -148,9 +161,11 @@ def main():
     # thrust with its defaults (its request log read and thrown away) runs
     # the app; a second thrust, for TLS, fronts the same app (with TLS on,
     # the HTTP port redirects), as benches/suite.py does.
-    thrust = Thrust(TEST_APP, keep_log=False, CACHE_SIZE=ASSET_BYTES * 100)
+    # Both serve /metrics, for the allocator's bytes in use beside RSS.
+    thrust = Thrust(TEST_APP, keep_log=False, CACHE_SIZE=ASSET_BYTES * 100, THRUST_METRICS_PORT=free_port())
     tls = Thrust(["sleep", "infinity"], keep_log=False, TARGET_PORT=thrust.target_port,
-                 HTTPS_PORT=free_port(), SSL_CERT_PATH=f"{cert_dir}/cert.pem", SSL_KEY_PATH=f"{cert_dir}/key.pem")
+                 HTTPS_PORT=free_port(), SSL_CERT_PATH=f"{cert_dir}/cert.pem", SSL_KEY_PATH=f"{cert_dir}/key.pem",
+                 THRUST_METRICS_PORT=free_port())
     try:
         thrust.wait_ready()
         tls.wait_ready()
@@ -164,10 +179,12 @@ def main():
         started = time.time()
         end = started + args.minutes * 60
         def sample():
-            samples.append((time.time() - started, thrust.rss_kib(), thrust.fds(), tls.rss_kib(), tls.fds()))
-            at, rss, fds, tls_rss, tls_fds = samples[-1]
-            print(f"{at:6.0f} s  thrust: RSS {rss / 1024:6.1f} MiB, fds {fds}   "
-                  f"TLS thrust: RSS {tls_rss / 1024:6.1f} MiB, fds {tls_fds}", flush=True)
+            samples.append((time.time() - started, thrust.rss_kib(), thrust.fds(), tls.rss_kib(), tls.fds(),
+                            heap_in_use_kib(thrust), heap_in_use_kib(tls)))
+            at, rss, fds, tls_rss, tls_fds, heap, tls_heap = samples[-1]
+            print(f"{at:6.0f} s  thrust: RSS {rss / 1024:6.1f} MiB, heap in use {heap / 1024:5.1f} MiB, fds {fds}   "
+                  f"TLS thrust: RSS {tls_rss / 1024:5.1f} MiB, heap in use {tls_heap / 1024:4.1f} MiB, "
+                  f"fds {tls_fds}", flush=True)
 
         while time.time() < end:
             sample()
@@ -181,11 +198,14 @@ def main():
         settled = samples[samples.index(warm):]
         early, late = settled[:len(settled) // 2], settled[len(settled) // 2:]
         flat = True
-        for name, rss_at, fds_at in (("thrust", 1, 2), ("TLS thrust", 3, 4)):
+        for name, rss_at, fds_at, heap_at in (("thrust", 1, 2, 5), ("TLS thrust", 3, 4, 6)):
             early_peak = max(s[rss_at] for s in early)
             late_peak = max(s[rss_at] for s in late)
+            early_heap = sum(s[heap_at] for s in early) / len(early)
+            late_heap = sum(s[heap_at] for s in late) / len(late)
             print(f"\n{name}: peak RSS {early_peak / 1024:.1f} MiB from {early[0][0]:.0f} s to {early[-1][0]:.0f} s, "
                   f"{late_peak / 1024:.1f} MiB from {late[0][0]:.0f} s to {late[-1][0]:.0f} s; "
+                  f"mean heap in use {early_heap / 1024:.1f} then {late_heap / 1024:.1f} MiB; "
                   f"fds {warm[fds_at]} after warm-up, {last[fds_at]} at the end", end="")
             flat = flat and late_peak <= max(early_peak * 1.2, early_peak + 8 * 1024) \
                 and abs(last[fds_at] - warm[fds_at]) <= 20

@@ -200,3 +200,41 @@ fn metrics_are_never_on_the_public_port_and_a_taken_port_stops_start_up() {
     assert_eq!(status, Some(1));
     assert!(second.log_text().contains("THRUST_METRICS_PORT"));
 }
+
+#[test]
+fn the_heap_figures_show_what_the_cache_keeps() {
+    let metrics_port = free_port();
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("THRUST_METRICS_PORT", metrics_port.to_string())
+            .env("CACHE_SIZE", (16 << 20).to_string()),
+    );
+    let in_use = |samples: &Samples| value(samples, "thrust_heap_bytes{state=\"in_use\"}");
+    let before = scrape(metrics_port);
+    assert!(in_use(&before) > 0.0);
+    assert!(value(&before, "thrust_heap_bytes{state=\"free\"}") >= 0.0);
+
+    // Five cacheable 900 KB answers (not compressed: octet-stream), kept.
+    for n in 0..5 {
+        let target = format!(
+            "/text?bytes=900000&type=application/octet-stream&h_Cache_Control=public,max-age=600&n={n}"
+        );
+        let r = get(t.port, &target).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 900_000);
+    }
+    let mut after = scrape(metrics_port);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            after = scrape(metrics_port);
+            value(&after, "thrust_cache_entries{}") == 5.0
+        }),
+        "{after:?}"
+    );
+    assert!(
+        in_use(&after) - in_use(&before) >= 4_500_000.0,
+        "in use {} → {}",
+        in_use(&before),
+        in_use(&after)
+    );
+}

@@ -1,5 +1,5 @@
 //! Values read when /metrics is scraped rather than counted as they change:
-//! the app's state, what the cache holds, certificate expiry.
+//! the app's state, what the cache holds, certificate expiry, the heap.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,20 @@ impl Collector for Collected {
             Some(&Unit::Bytes),
             i64::try_from(bytes).unwrap_or(i64::MAX),
         )?;
+
+        if let Some(heap) = super::heap::read() {
+            let mut family = encoder.encode_descriptor(
+                "heap",
+                "Bytes the allocator has given out and not had back (in_use), and holds free for reuse (free, some of it already returned to the system)",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?;
+            for (state, bytes) in [("in_use", heap.in_use), ("free", heap.free)] {
+                let labels = [("state", state)];
+                ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
 
         let expiries = self.0.certificate_expiries();
         if !expiries.is_empty() {

@@ -9,6 +9,7 @@
 
 pub mod collect;
 pub mod endpoint;
+pub mod heap;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
