@@ -47,6 +47,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the log writer, the first thread thrust starts.
+    crate::server::malloc_arenas::cap(crate::server::workers::count());
     crate::log::init(config.debug);
     let code = crate::run(config, args);
     crate::log::flush();

@@ -5,7 +5,8 @@
 //! (`admission`), the per-CPU worker threads (`workers`), serving each
 //! connection with hyper (HTTP/1.1, h2c, HTTP/2 after TLS; `h2_preface`),
 //! parking idle keep-alive connections (`parking`), how a connection ended
-//! (`connection_end`) and giving freed memory back (`malloc_trim`).
+//! (`connection_end`), giving freed memory back (`malloc_trim`) and keeping
+//! the allocator to one heap per worker (`malloc_arenas`).
 //!
 //! May call: every layer below (conn, pipeline, tls, app's upstream pool,
 //! metrics, http, config). Nothing below calls it.
@@ -19,6 +20,7 @@ mod h2_stream;
 mod handler;
 mod http2;
 pub mod listen;
+pub mod malloc_arenas;
 pub mod malloc_trim;
 mod parking;
 mod protocols;

@@ -21,16 +21,20 @@ pub struct ConnWorker {
     pub upstream: UpstreamClient,
 }
 
+/// One worker per CPU thrust may use (cgroup quotas included).
+pub fn count() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub struct Workers {
     workers: Vec<ConnWorker>,
     next: AtomicUsize,
 }
 
 impl Workers {
-    /// Starts one worker per CPU thrust may use (cgroup quotas included).
+    /// Starts `count()` workers.
     pub fn start(target: &Arc<AppTarget>) -> io::Result<Self> {
-        let count = thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = (0..count)
+        let workers = (0..count())
             .map(|index| {
                 let runtime = Builder::new_current_thread().enable_all().build()?;
                 let handle = runtime.handle().clone();
