@@ -1,4 +1,5 @@
 """Helpers for the load benchmarks: tools, ports, /proc accounting, load generators."""
+import contextlib
 import os
 import platform
 import re
@@ -99,6 +100,23 @@ class PeakRss:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+@contextlib.contextmanager
+def fresh_front(cmd, env, port, pids_of, stdout=subprocess.DEVNULL):
+    """A front started for one measurement: yields its /dynamic URL, the pids
+    whose CPU and RSS are its own (`pids_of(proc)`) and their RSS once it has
+    answered; stops it afterwards."""
+    front = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/dynamic"
+        wait_for_200(url)
+        time.sleep(0.3)
+        pids = pids_of(front)
+        yield url, pids, rss_kib(pids)
+    finally:
+        front.terminate()
+        front.wait()
 
 
 def wait_for_200(url, timeout=10.0, insecure=False):

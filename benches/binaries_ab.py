@@ -2,7 +2,9 @@
 which goes first every round, in front of the suite's nginx app, in three
 load shapes: proxied page over HTTP/1.1 (wrk -c50), the same with 1,000 idle
 keep-alive connections open (parked), the same pipelined 16 deep (wrk -c50
-with benches/wrk/pipeline.lua), and h2c (h2load -c4 -m10, H2C_ENABLED=1). Request logs on (thrust's defaults), stdout read by `cat`.
+with benches/wrk/pipeline.lua), and h2c (h2load -c4 -m10, H2C_ENABLED=1);
+on request, page-br: the suite's 20 KB page compressed with brotli for
+every request (wrk -c50). Request logs on (thrust's defaults), stdout read by `cat`.
 Prints each run and the median per binary and shape.
 
 Usage: python3 benches/binaries_ab.py BINARY [BINARY ...]
@@ -32,8 +34,10 @@ def start(bench, binary, extra):
     return thrust, sink, port, url
 
 
-def wrk_requests(url, seconds, script=None):
+def wrk_requests(url, seconds, script=None, headers=()):
     cmd = ["wrk", "-t1", "-c50", f"-d{seconds}s", url]
+    for header in headers:
+        cmd += ["-H", header]
     if script:
         cmd += ["-s", os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk", script)]
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
@@ -57,9 +61,12 @@ def measure(bench, binary, shape, work):
         requests = h2load(url, SECONDS, os.path.join(work, "h2load.log"))["requests"]
     else:
         script = "pipeline.lua" if shape == "pipelined" else None
-        wrk_requests(url, 1, script)  # warm-up
+        headers = ["Accept-Encoding: br"] if shape == "page-br" else []
+        if shape == "page-br":
+            url = url.replace("/dynamic", "/page")
+        wrk_requests(url, 1, script, headers)  # warm-up
         before = cpu_seconds([thrust.pid])
-        requests = wrk_requests(url, SECONDS, script)
+        requests = wrk_requests(url, SECONDS, script, headers)
     used = cpu_seconds([thrust.pid]) - before
     for s in idle:
         s.close()

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, process_tree, rss_kib, wait_for_200  # noqa: E402
+from benchlib import free_port, fresh_front, process_tree, rss_kib  # noqa: E402
 import suite  # noqa: E402
 
 COUNT = int(os.environ.get("COUNT", "1000"))
@@ -33,13 +33,7 @@ def app_connections(app_port):
 
 
 def measure(bench, name, cmd, env, port, pids_of):
-    front = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/dynamic"
-        wait_for_200(url)
-        time.sleep(0.3)
-        pids = pids_of(front)
-        before = rss_kib(pids)
+    with fresh_front(cmd, env, port, pids_of) as (url, pids, before):
         conns = suite.open_idle_connections(url, COUNT)
         time.sleep(IDLE)
         held = rss_kib(pids)
@@ -53,9 +47,6 @@ def measure(bench, name, cmd, env, port, pids_of):
         print(f"{name}: RSS {before / 1024:.1f} MiB idle, {held / 1024:.1f} MiB with {open_now} idle connections "
               f"({per_conn:.1f} KiB each; {upstream} app connections open), "
               f"{after / 1024:.1f} MiB {SETTLE:g} s after they closed", flush=True)
-    finally:
-        front.terminate()
-        front.wait()
 
 
 def main():

@@ -57,6 +57,10 @@ SCENARIOS = [
              script="pipeline.lua"),
     Scenario("proxy, request log off on both: small dynamic page", "/dynamic", "wrk", connections=50,
              fronts=("nginx, log off", "thrust, log off")),
+    Scenario("proxy: 20 KB page compressed on the fly, gzip", "/page", "wrk", connections=50, encoding="gzip",
+             fronts=("nginx", "thrust")),
+    Scenario("proxy: 20 KB page compressed on the fly, br", "/page", "wrk", connections=50, encoding="br",
+             fronts=("nginx", "thrust")),
     Scenario("cached asset: 100 KiB JS, identity", "/assets/app.js", "wrk"),
     Scenario("cached asset: 100 KiB JS, gzip", "/assets/app.js", "wrk", encoding="gzip",
              fronts=("nginx", "nginx gzip_static", "thrust")),
@@ -90,6 +94,15 @@ class Bench:
             f.write(self.asset)
         with open(os.path.join(work, "assets/app.js.gz"), "wb") as f:
             f.write(gzip.compress(self.asset, 6))
+        # A listing page: markup repeated row after row, the words and numbers varying.
+        words = ["invoice", "customer", "shipped", "pending", "refund", "order", "account", "total"]
+        rows = "".join(f'<tr class="row"><td><a href="/orders/{1000 + i * 7}">#{1000 + i * 7}</a></td>'
+                       f'<td>{words[i % 8]} {words[(i * 3) % 8]}</td><td>{(i * 37) % 997}.{i % 100:02d} EUR</td></tr>\n'
+                       for i in range(400))
+        self.page = (f"<!DOCTYPE html><html><head><title>Orders</title></head><body><table>\n{rows}"
+                     )[:20_000].encode()
+        with open(os.path.join(work, "page.html"), "wb") as f:
+            f.write(self.page)
         self.one_mib = os.urandom(1024 * 1024)
         with open(os.path.join(work, "files/1m.bin"), "wb") as f:
             f.write(self.one_mib)
@@ -186,6 +199,8 @@ class Bench:
     def expected(self, scenario):
         if scenario.path == "/dynamic":
             return DYNAMIC_BODY.encode()
+        if scenario.path == "/page":
+            return self.page
         if scenario.path == "/assets/app.js":
             return self.asset
         if scenario.path == "/files/1m.bin":
