@@ -229,6 +229,30 @@ NGINX_JSON_LOG = """    log_format json escape=json '{{"time":"$time_iso8601","p
     access_log {work}/access.log json;"""
 
 
+def nginx_proxy_conf(server=(), location=('proxy_set_header Connection "";',), listen="",
+                     connections=4096, keepalive=64):
+    """nginx proxying everything to the app as the scripts' own fronts do: two
+    workers, the JSON access log, a pool of keep-alive connections to the app.
+    A str.format template of work, app_port, port and log (NGINX_JSON_LOG),
+    like the fronts TestAppFronts starts; `server` and `location` are lines
+    for those blocks (they may hold placeholders of their own), `listen` what
+    follows the address on the listen line."""
+    def block(lines, indent):
+        return "".join(f"{' ' * indent}{line}\n" for line in lines)
+    return ("worker_processes 2;\n"
+            f"events {{{{ worker_connections {connections}; }}}}\n"
+            "http {{\n{log}\n"
+            f"    upstream app {{{{ server 127.0.0.1:{{app_port}}; keepalive {keepalive}; }}}}\n"
+            "    server {{\n"
+            f"        listen 127.0.0.1:{{port}}{listen};\n"
+            + block(server, 8)
+            + "        location / {{\n"
+            "            proxy_pass http://app;\n"
+            "            proxy_http_version 1.1;\n"
+            + block(location, 12)
+            + "        }}\n    }}\n}}\n")
+
+
 class TestAppFronts:
     """tests/apps/app.py on a free port with fronts before it: each thrust
     binary with its defaults (request log on, read by `cat`) and nginx

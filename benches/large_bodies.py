@@ -19,31 +19,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import TestAppFronts, cpu_seconds  # noqa: E402
+from benchlib import TestAppFronts, cpu_seconds, nginx_proxy_conf  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 MB = int(os.environ.get("MB", "100"))
 
-NGINX_CONF = """
-worker_processes 2;
-events {{ worker_connections 1024; }}
-http {{
-{log}
-    upstream app {{ server 127.0.0.1:{app_port}; keepalive 16; }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 0;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_request_buffering off;
-            proxy_buffering off;
-            {buffers}
-        }}
-    }}
-}}
-"""
+NGINX_CONF = nginx_proxy_conf(
+    connections=1024, keepalive=16, server=["client_max_body_size 0;"],
+    location=['proxy_set_header Connection "";', "proxy_request_buffering off;", "proxy_buffering off;",
+              "{buffers}"])
 
 
 def timed(cmd, pids):

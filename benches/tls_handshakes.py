@@ -15,34 +15,17 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import NGINX_JSON_LOG, cpu_seconds, free_port, process_tree  # noqa: E402
+from benchlib import NGINX_JSON_LOG, cpu_seconds, free_port, nginx_proxy_conf, process_tree  # noqa: E402
 import suite  # noqa: E402
 
 SECONDS = int(os.environ.get("SECONDS", "5"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CLIENTS = 2
 
-NGINX_CONF = """
-worker_processes 2;
-events {{ worker_connections 4096; }}
-http {{
-{log}
-    upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
+NGINX_CONF = nginx_proxy_conf(
+    listen=" ssl",
+    server=["ssl_certificate {cert};", "ssl_certificate_key {key};", "ssl_protocols TLSv1.2 TLSv1.3;",
+            "ssl_session_cache off;", "ssl_session_tickets off;"])
 
 
 def certificate(work, kind):

@@ -21,31 +21,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import TestAppFronts, cpu_seconds  # noqa: E402
+from benchlib import TestAppFronts, cpu_seconds, nginx_proxy_conf  # noqa: E402
 
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "100"))
 SECONDS = float(os.environ.get("SECONDS", "5"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 MESSAGE = b"hello, echo"
 
-NGINX_CONF = """
-worker_processes 2;
-events {{ worker_connections 4096; }}
-http {{
-{log}
-    upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout 60s;
-        }}
-    }}
-}}
-"""
+NGINX_CONF = nginx_proxy_conf(location=[
+    "proxy_set_header Upgrade $http_upgrade;", 'proxy_set_header Connection "upgrade";',
+    "proxy_read_timeout 60s;"])
 
 
 async def echo_loop(port, deadline, counts):
