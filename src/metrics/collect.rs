@@ -37,25 +37,41 @@ fn gauge(
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    value: i64,
+    value: u64,
 ) -> Result<(), std::fmt::Error> {
-    let metric = ConstGauge::new(value);
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     metric.encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+/// One gauge family: a value for each value of the one label.
+fn labelled_gauges<'a>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, unit): (&str, &str, Option<&Unit>),
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (label_value, value) in values {
+        let labels = [(label, label_value)];
+        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+            .encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for Collected {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let current = self.0.app_state();
-        let mut states = encoder.encode_descriptor(
-            "app_state",
-            "1 for the state the app is in: starting (booting, or down after a failure), ready, draining (thrust is stopping), stopped",
-            None,
-            MetricType::Gauge,
+        labelled_gauges(
+            &mut encoder,
+            (
+                "app_state",
+                "1 for the state the app is in: starting (booting, or down after a failure), ready, draining (thrust is stopping), stopped",
+                None,
+            ),
+            "state",
+            STATES.map(|state| (state, u64::from(state == current))),
         )?;
-        for state in STATES {
-            let labels = [("state", state)];
-            ConstGauge::new(i64::from(state == current)).encode(states.encode_family(&labels)?)?;
-        }
 
         let (urls, bytes) = self.0.cache_held();
         gauge(
@@ -63,44 +79,44 @@ impl Collector for Collected {
             "cache_entries",
             "URLs with a response in the cache",
             None,
-            i64::try_from(urls).unwrap_or(i64::MAX),
+            urls,
         )?;
         gauge(
             &mut encoder,
             "cache",
             "Bytes the cache holds, as counted against CACHE_SIZE",
             Some(&Unit::Bytes),
-            i64::try_from(bytes).unwrap_or(i64::MAX),
+            bytes,
         )?;
 
         if let Some(heap) = super::heap::read() {
-            let mut family = encoder.encode_descriptor(
-                "heap",
-                "Bytes the allocator has given out and not had back (in_use), and holds free for reuse (free, some of it already returned to the system)",
-                Some(&Unit::Bytes),
-                MetricType::Gauge,
+            labelled_gauges(
+                &mut encoder,
+                (
+                    "heap",
+                    "Bytes the allocator has given out and not had back (in_use), and holds free for reuse (free, some of it already returned to the system)",
+                    Some(&Unit::Bytes),
+                ),
+                "state",
+                [("in_use", heap.in_use), ("free", heap.free)],
             )?;
-            for (state, bytes) in [("in_use", heap.in_use), ("free", heap.free)] {
-                let labels = [("state", state)];
-                ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX))
-                    .encode(family.encode_family(&labels)?)?;
-            }
         }
 
         let expiries = self.0.certificate_expiries();
         if !expiries.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                "certificate_expiry_timestamp",
-                "When the certificate served for a domain expires (Unix time)",
-                Some(&Unit::Seconds),
-                MetricType::Gauge,
+            labelled_gauges(
+                &mut encoder,
+                (
+                    "certificate_expiry_timestamp",
+                    "When the certificate served for a domain expires (Unix time)",
+                    Some(&Unit::Seconds),
+                ),
+                "domain",
+                expiries.iter().map(|(domain, at)| {
+                    let seconds = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    (domain.as_str(), seconds)
+                }),
             )?;
-            for (domain, at) in expiries {
-                let seconds = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let labels = [("domain", domain.as_str())];
-                ConstGauge::new(i64::try_from(seconds).unwrap_or(i64::MAX))
-                    .encode(family.encode_family(&labels)?)?;
-            }
         }
         Ok(())
     }
