@@ -15,7 +15,12 @@ from one sample to the next while the cache stores and evicts, and a leak
 shows as peaks that keep rising. Requests that fail are counted; the goal is
 none.
 
-Usage: python3 reliability/soak.py [--minutes 30]
+With --rate, the request and handshake threads share that many requests a
+second between them, evenly; without it they send as fast as thrust
+answers. scripts/test paces its two-minute soak so that the packaging
+checks beside it get a core: the soak checks memory and failures, not speed.
+
+Usage: python3 reliability/soak.py [--minutes 30] [--rate REQUESTS_PER_SECOND]
 """
 import argparse
 import base64
@@ -49,6 +54,20 @@ class Counts:
             table[key] = table.get(key, 0) + 1
 
 
+class Pace:
+    """Spaces one thread's requests `interval` seconds apart (none: no wait)."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self.due = time.monotonic()
+
+    def wait(self, stop):
+        if self.interval is None:
+            return
+        self.due += self.interval
+        stop.wait(max(0.0, self.due - time.monotonic()))
+
+
 def heap_in_use_kib(thrust):
     """The allocator's bytes in use (thrust_heap_bytes on /metrics), in KiB."""
     conn = http.client.HTTPConnection("127.0.0.1", thrust.metrics_port, timeout=10)
@@ -65,9 +84,10 @@ def heap_in_use_kib(thrust):
 def keep_alive_requests(kind, next_request):
     """A load thread: requests from `next_request()` (a path and headers)
     on one keep-alive connection, opened again after a failure."""
-    def run(port, stop, counts):
+    def run(port, stop, counts, pace):
         conn = None
         while not stop.is_set():
+            pace.wait(stop)
             path, headers = next_request()
             try:
                 conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -88,7 +108,8 @@ assets = keep_alive_requests("asset", lambda: (
     {"Accept-Encoding": random.choice(["gzip", "br", "zstd", "identity"])}))
 
 
-def events(port, stop, counts):
+def events(port, stop, counts, _pace):
+    """Streams of five events 0.2 s apart: paced by the app."""
     while not stop.is_set():
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -100,7 +121,8 @@ def events(port, stop, counts):
             counts.add("event stream", False, type(e).__name__)
 
 
-def websockets(port, stop, counts):
+def websockets(port, stop, counts, _pace):
+    """Five echoes per connection, 50 ms between connections."""
     while not stop.is_set():
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -129,11 +151,12 @@ def websockets(port, stop, counts):
         time.sleep(0.05)
 
 
-def handshakes(port, stop, counts):
+def handshakes(port, stop, counts, pace):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     while not stop.is_set():
+        pace.wait(stop)
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
                 with context.wrap_socket(raw, server_hostname="localhost") as s:
@@ -152,6 +175,7 @@ def handshakes(port, stop, counts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, help="requests a second over all request threads")
     args = parser.parse_args()
     prepare()
     cert_dir = subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip()
@@ -172,7 +196,9 @@ def main():
         stop, counts = threading.Event(), Counts()
         loads = [(pages, thrust.port)] * 3 + [(assets, thrust.port)] * 3 + [(events, thrust.port)] * 2 \
             + [(websockets, thrust.port)] + [(handshakes, tls.https_port)] * 2
-        threads = [threading.Thread(target=f, args=(port, stop, counts)) for f, port in loads]
+        paced = sum(1 for f, _ in loads if f not in (events, websockets))
+        interval = paced / args.rate if args.rate else None
+        threads = [threading.Thread(target=f, args=(port, stop, counts, Pace(interval))) for f, port in loads]
         for t in threads:
             t.start()
         samples = []
