@@ -8,9 +8,9 @@ use std::io::Write;
 
 use bytes::Bytes;
 
+use super::gzip::GzipStream;
 use crate::config::Encoding;
 
-const GZIP_LEVEL: u32 = 6;
 const BROTLI_QUALITY: u32 = 5;
 const ZSTD_LEVEL: i32 = 3;
 /// Window for a body of unknown length: 256 KiB matches nearly all of what
@@ -60,7 +60,7 @@ impl Jitter {
 }
 
 enum Codec {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(GzipStream),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
@@ -79,16 +79,7 @@ impl Compressor {
     pub fn new(encoding: Encoding, padding: usize, size: Option<u64>) -> std::io::Result<Self> {
         let window = window_log(size);
         let (codec, brotli_padding) = match encoding {
-            Encoding::Gzip => {
-                let mut builder = flate2::GzBuilder::new();
-                if padding > 0 {
-                    builder = builder.comment(vec![b' '; padding]);
-                }
-                (
-                    Codec::Gzip(builder.write(Vec::new(), flate2::Compression::new(GZIP_LEVEL))),
-                    0,
-                )
-            }
+            Encoding::Gzip => (Codec::Gzip(GzipStream::new(padding)), 0),
             Encoding::Brotli => {
                 let writer = brotli::CompressorWriter::new(
                     Vec::new(),
@@ -116,11 +107,7 @@ impl Compressor {
     /// Compresses a chunk and flushes; returns the bytes ready to send.
     pub fn chunk(&mut self, data: &[u8]) -> std::io::Result<Bytes> {
         let out = match &mut self.codec {
-            Codec::Gzip(w) => {
-                w.write_all(data)?;
-                w.flush()?;
-                w.get_mut()
-            }
+            Codec::Gzip(stream) => return Ok(Bytes::from(stream.chunk(data)?)),
             Codec::Brotli(w) => {
                 w.write_all(data)?;
                 w.flush()?;
@@ -143,7 +130,7 @@ impl Compressor {
     /// Ends the stream; returns its last bytes.
     pub fn finish(self) -> std::io::Result<Bytes> {
         let out = match self.codec {
-            Codec::Gzip(w) => w.finish()?,
+            Codec::Gzip(stream) => stream.finish()?,
             Codec::Brotli(w) => w.into_inner(),
             Codec::Zstd(w) => w.finish()?,
         };

@@ -2,6 +2,7 @@
 //! streaming body that does it.
 
 pub mod codec;
+mod gzip;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
