@@ -23,7 +23,7 @@ static RELEASED: AtomicUsize = AtomicUsize::new(0);
 const BATCH: usize = 64;
 
 /// The time from one trim to the next, at least, in multiples of how long
-/// the first took.
+/// the earlier one took.
 const SPACING: u32 = 100;
 
 /// Counts a connection closed or parked.
