@@ -3,7 +3,8 @@ which goes first every round, in front of the suite's nginx app, in three
 load shapes: proxied page over HTTP/1.1 (wrk -c50), the same with 1,000 idle
 keep-alive connections open (parked), the same pipelined 16 deep (wrk -c50
 with benches/wrk/pipeline.lua), and h2c (h2load -c4 -m10, H2C_ENABLED=1);
-on request, page-br: the suite's 20 KB page compressed with brotli for
+on request, h2tls: h2 over TLS with the suite's certificate (h2load -c4
+-m10); page-br: the suite's 20 KB page compressed with brotli for
 every request (wrk -c50). Request logs on (thrust's defaults), stdout read by `cat`.
 Prints each run and the median per binary and shape.
 
@@ -30,7 +31,9 @@ def start(bench, binary, extra):
     thrust = subprocess.Popen([binary, "sleep", "infinity"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     sink = subprocess.Popen(["cat"], stdin=thrust.stdout, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/dynamic"
-    wait_for_200(url)
+    wait_for_200(url if "HTTPS_PORT" not in extra else f"http://127.0.0.1:{port}/up")
+    if "HTTPS_PORT" in extra:
+        url = f"https://127.0.0.1:{extra['HTTPS_PORT']}/dynamic"
     return thrust, sink, port, url
 
 
@@ -46,6 +49,10 @@ def wrk_requests(url, seconds, script=None, headers=()):
 
 def measure(bench, binary, shape, work):
     extra = {"H2C_ENABLED": "1"} if shape == "h2c" else {}
+    if shape == "h2tls":
+        # With TLS on, the HTTP port answers /up and redirects the rest.
+        extra = {"HTTPS_PORT": str(free_port()), "SSL_CERT_PATH": f"{work}/cert.pem",
+                 "SSL_KEY_PATH": f"{work}/key.pem"}
     thrust, sink, port, url = start(bench, binary, extra)
     idle = []
     if shape == "idle":
@@ -55,7 +62,7 @@ def measure(bench, binary, shape, work):
             idle.append(s)
         for s in idle:
             s.recv(65536)
-    if shape == "h2c":
+    if shape in ("h2c", "h2tls"):
         h2load(url, 1, os.path.join(work, "h2load.log"))  # warm-up
         before = cpu_seconds([thrust.pid])
         requests = h2load(url, SECONDS, os.path.join(work, "h2load.log"))["requests"]

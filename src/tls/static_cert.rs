@@ -47,8 +47,7 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, Cert
             "no PKCS#8, RSA or EC private key in the file ({e})"
         ))
     })?;
-    let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+    let certified = CertifiedKey::from_der(chain, key, &super::crypto_provider()).map_err(|e| {
         key_err(format!(
             "does not match the certificate in SSL_CERT_PATH ({e})"
         ))

@@ -17,7 +17,7 @@ pub fn http_client() -> Result<Box<dyn HttpClient>, String> {
             found.errors
         ));
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(crate::tls::crypto_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -46,10 +46,6 @@ pub struct Acme {
     store: Store,
 }
 
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
 /// A chain and key in PEM, ready for rustls, with the chain's end of validity.
 pub(crate) fn certified(
     chain_pem: &[u8],
@@ -68,7 +64,8 @@ pub(crate) fn certified(
         at(parsed.validity().not_after),
     );
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| e.to_string())?;
-    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| e.to_string())?;
+    let certified = CertifiedKey::from_der(chain, key, &crate::tls::crypto_provider())
+        .map_err(|e| e.to_string())?;
     Ok((Arc::new(certified), from, until))
 }
 
@@ -442,7 +439,7 @@ fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
     // Built without `from_der`'s consistency check: that parses the
     // certificate with webpki, which rejects the critical acmeIdentifier
     // extension this certificate exists to carry.
-    let signing_key = provider()
+    let signing_key = crate::tls::crypto_provider()
         .key_provider
         .load_private_key(key_der)
         .map_err(|e| e.to_string())?;
