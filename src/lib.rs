@@ -205,6 +205,26 @@ fn certificates(config: &Config) -> Result<Option<Certificates>, u8> {
     }
 }
 
+/// With THRUST_HTTP3: the QUIC endpoint on the UDP port of the HTTPS
+/// listener's number (the passed socket's, with socket activation).
+fn quic_endpoint(
+    config: &Config,
+    certificates: &Certificates,
+    https: &tokio::net::TcpListener,
+) -> Result<quinn::Endpoint, u8> {
+    let port = https.local_addr().map_or(config.https_port, |a| a.port());
+    let socket = server::listen::bind_udp(port, "HTTPS_PORT").map_err(|e| cannot_start(e, 1))?;
+    let tls = tls::quic_config(certificates).map_err(|e| {
+        eprintln!("thrust: HTTP/3 setup failed: {e}");
+        2
+    })?;
+    let idle = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
+    server::http3::endpoint(socket, tls, idle).map_err(|e| {
+        eprintln!("thrust: HTTP/3 setup failed: {e}");
+        2
+    })
+}
+
 /// thrust's listening sockets.
 struct Ports {
     http: tokio::net::TcpListener,
@@ -230,11 +250,17 @@ fn open_ports(config: &Config, certificates: Option<&Certificates>) -> Result<Po
                 eprintln!("thrust: TLS setup failed: {e}");
                 2
             })?;
+            let quic = if config.http3 {
+                Some(quic_endpoint(config, certificates, &listener)?)
+            } else {
+                None
+            };
             certificates.keep_current();
             Some(server::Https {
                 listener,
                 handshaker: Arc::new(handshaker),
                 http2: config.http2,
+                quic,
             })
         }
     };
@@ -290,6 +316,8 @@ fn log_started(ports: &Ports, max_connections: usize, memory_limit: u64) {
         Some(https) => tracing::info!(
             http = %address(&ports.http),
             https = %address(&https.listener),
+            http3 = %https.quic.as_ref().and_then(|q| q.local_addr().ok())
+                .map_or_else(|| "off".to_string(), |a| format!("udp {a}")),
             max_connections,
             memory_limit_mib = memory_limit >> 20,
             "Server started"

@@ -70,6 +70,7 @@ fn bad_values_stop_startup_naming_the_variable() {
         ("HTTP_READ_TIMEOUT", "1.5", "seconds"),
         ("SSL_KEY_PATH", "/nonexistent/key.pem", "SSL_CERT_PATH"),
         ("TLS_DOMAIN", "example.com,*.example.com", "DNS-01"),
+        ("THRUST_HTTP3", "1", "unless TLS is on"),
     ] {
         let out = thrust(&["sh", "-c", &touch], &[(name, value)]);
         assert_eq!(out.status.code(), Some(2), "{name}={value}");

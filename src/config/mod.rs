@@ -93,6 +93,8 @@ pub struct Config {
     pub acme: AcmeSettings,
     pub http2: bool,
     pub h2c: bool,
+    /// THRUST_HTTP3: QUIC on the HTTPS port's UDP twin.
+    pub http3: bool,
     pub cache_size: u64,
     pub max_cache_item_size: u64,
     pub x_sendfile: bool,
@@ -157,6 +159,7 @@ impl Config {
             acme: tls::acme(&env, domains)?,
             http2: env.boolean("THRUST_HTTP2", tls_on)?,
             h2c: env.boolean("H2C_ENABLED", false)?,
+            http3: sections::http3(&env, tls_on)?,
             cache_size: env.number("CACHE_SIZE", 64 << 20)?,
             max_cache_item_size: env.number("MAX_CACHE_ITEM_SIZE", 1 << 20)?,
             x_sendfile: env.boolean("X_SENDFILE_ENABLED", true)?,
@@ -421,6 +424,15 @@ mod tests {
         );
         assert_eq!(c.trusted_proxies, TrustedProxies::Nobody);
         assert!(c.http2);
+    }
+
+    #[test]
+    fn http3_is_off_by_default_and_needs_tls() {
+        assert!(!parse(&[("TLS_DOMAIN", "example.com")]).unwrap().http3);
+        let on = [("TLS_DOMAIN", "example.com"), ("THRUST_HTTP3", "1")];
+        assert!(parse(&on).unwrap().http3);
+        let e = parse(&[("THRUST_HTTP3", "1")]).unwrap_err();
+        assert_eq!(e.variable, "THRUST_HTTP3");
     }
 
     #[test]

@@ -31,6 +31,19 @@ pub fn max_connections(env: &Env) -> Result<Option<usize>, ConfigError> {
     }
 }
 
+/// THRUST_HTTP3: QUIC is TLS 1.3 inside, so without TLS there is nothing to
+/// serve it with; asked for then, start-up stops rather than ignore it.
+pub fn http3(env: &Env, tls_on: bool) -> Result<bool, ConfigError> {
+    let on = env.boolean("THRUST_HTTP3", false)?;
+    if on && !tls_on {
+        return Err(env.invalid(
+            "THRUST_HTTP3",
+            "off unless TLS is on (TLS_DOMAIN, or SSL_CERT_PATH and SSL_KEY_PATH)",
+        ));
+    }
+    Ok(on)
+}
+
 pub fn send_file_header(env: &Env) -> Result<SendFileHeader, ConfigError> {
     match env.text("THRUST_SEND_FILE_HEADER") {
         None => Ok(SendFileHeader::XSendfile),

@@ -71,6 +71,7 @@ pub const VARIABLES: &[Variable] = &[
     var("THRUST_ACME_RENEW_WITHIN", &[], Kind::Seconds, "a third of the lifetime", "renew a certificate this many seconds before it expires (at most two thirds of its lifetime: longer is clamped, with a warning)"),
     var("STORAGE_PATH", &[], Kind::Text, "./storage/thruster", "where the ACME account key and certificates are kept (0600)"),
     var("THRUST_HTTP2", &[], Kind::Bool, "on when TLS is on", "offer `h2` by ALPN on the TLS port"),
+    var("THRUST_HTTP3", &[], Kind::Bool, "off", "also serve HTTP/3 over QUIC on UDP at `HTTPS_PORT` (needs TLS), advertised by `Alt-Svc` on TLS responses"),
     var("H2C_ENABLED", &[], Kind::Bool, "off", "HTTP/2 prior-knowledge cleartext on the HTTP port"),
     var("CACHE_SIZE", &[], Kind::Bytes, "67108864", "total bytes of the in-memory response cache"),
     var("MAX_CACHE_ITEM_SIZE", &[], Kind::Bytes, "1048576", "largest cacheable response body"),

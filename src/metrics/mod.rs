@@ -32,7 +32,7 @@ const METHODS: [&str; 8] = [
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const CACHE_OUTCOMES: [&str; 3] = ["hit", "miss", "bypass"];
 const ENCODINGS: [&str; 3] = ["zstd", "br", "gzip"];
-const PROTOCOLS: [&str; 3] = ["http/1.1", "h2", "h2c"];
+const PROTOCOLS: [&str; 4] = ["http/1.1", "h2", "h2c", "h3"];
 
 /// Request durations, in seconds: from a cached asset to a slow page.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -54,6 +54,7 @@ pub enum Protocol {
     Http1 = 0,
     H2 = 1,
     H2c = 2,
+    H3 = 3,
 }
 
 pub struct Metrics {
@@ -68,7 +69,7 @@ pub struct Metrics {
     upstream_connect_errors: Counter,
     upstream_timeouts: Counter,
     bad_gateway: Counter,
-    open_connections: [Gauge; 3],
+    open_connections: [Gauge; 4],
     parked: Gauge,
     restarts: [Counter; 2],
 }

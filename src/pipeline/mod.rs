@@ -8,6 +8,7 @@
 //! log, conn's per-connection state, http, config), never the server: the
 //! server calls `handle`.
 
+mod alt_svc;
 pub mod cache;
 pub mod compression;
 mod early_hints;
@@ -178,6 +179,8 @@ pub async fn handle(
     mut req: Request<ClientBody>,
 ) -> Response<Body> {
     let in_flight = conn.state.begin();
+    let alt_svc = (app.config.http3 && conn.https && req.version() != Version::HTTP_3)
+        .then(|| alt_svc::value(&req));
     if req.version() == Version::HTTP_2 {
         conn.state.set_multiplexed();
         if let Some(counted) = &conn.counted {
@@ -190,7 +193,7 @@ pub async fn handle(
         .client(conn.remote, req.headers());
     let mut facts = RequestFacts::of(&req, client);
 
-    let (response, passing_health_check) = if let Some((status, text)) = refused(&conn, &req) {
+    let (mut response, passing_health_check) = if let Some((status, text)) = refused(&conn, &req) {
         (proxy::plain(status, text, true), false)
     } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
         let response = health::answer(
@@ -218,6 +221,12 @@ pub async fn handle(
         facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
         (serve_app(&app, &conn, req).await, false)
     };
+    if let Some(offer) = alt_svc {
+        response
+            .headers_mut()
+            .entry(header::ALT_SVC)
+            .or_insert(offer);
+    }
     reported(&app, response, facts, in_flight, passing_health_check)
 }
 
@@ -239,6 +248,14 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
         // the cache key could each take a different one.
         let hosts = req.headers().get_all(header::HOST).iter().count();
         (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
+    })
+    .or_else(|| {
+        // Extended CONNECT (WebSocket over HTTP/3) is not offered, and a
+        // plain CONNECT is nothing a front server forwards.
+        (req.version() == Version::HTTP_3 && req.method() == Method::CONNECT).then_some((
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not served over HTTP/3\n",
+        ))
     })
 }
 

@@ -1,6 +1,6 @@
 //! Serving one client connection on a worker: hyper's HTTP/1.1 connection
-//! or thrust's HTTP/2 one (`http2`) over thrust's socket wrapper, until it
-//! closes or thrust stops.
+//! or thrust's HTTP/2 one (`http2`) over thrust's socket wrapper, or an
+//! HTTP/3 one over QUIC (`http3`), until it closes or thrust stops.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ use super::connection_end::ended;
 use super::h2_preface;
 use super::handler::Handler;
 use super::http2;
+use super::http3;
 use super::parking::{self, Readable};
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
@@ -115,6 +116,38 @@ impl Shared {
         io.read_first(first);
         let (stop, live) = (self.stop.clone(), self.live.clone());
         parking::serve(builder, io, state, handler, stop, live).await;
+    }
+
+    /// Serves one QUIC connection: its handshake within the opening time,
+    /// then HTTP/3 until it closes or thrust stops.
+    pub async fn serve_quic(&self, incoming: quinn::Incoming, upstream: UpstreamClient) {
+        let remote = incoming.remote_address();
+        let connecting = match incoming.accept() {
+            Ok(connecting) => connecting,
+            Err(e) => {
+                return tracing::debug!(error = %e, remote = %remote, "QUIC connection not accepted")
+            }
+        };
+        let connection = match tokio::time::timeout(self.opening, connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => {
+                return tracing::debug!(error = %e, remote = %remote, "QUIC handshake failed")
+            }
+            Err(_) => return tracing::debug!(remote = %remote, "QUIC handshake timed out"),
+        };
+        let counted = self.count(Protocol::H3);
+        let state = Arc::new(ConnState::default());
+        // No HTTP/1 head will come: nothing for the head scanner.
+        state.set_multiplexed();
+        let handler = self.handler(state, remote, true, upstream, counted);
+        let live = self.live.clone();
+        let served = http3::serve(connection, handler, self.opening, self.stop.clone()).await;
+        if let Err(e) = served {
+            if !e.is_h3_no_error() {
+                tracing::debug!(error = %e, remote = %remote, "HTTP/3 connection ended with an error");
+            }
+        }
+        drop(live);
     }
 
     /// Which protocol the connection speaks: known from the listener or

@@ -8,19 +8,19 @@ use std::pin::{pin, Pin};
 use std::task::{ready, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, DATE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio::sync::oneshot;
 
 use super::handler::Handler;
+use super::stream_head;
 use crate::conn::interim::{StreamHints, StreamHintsWaiting};
 use crate::http::body::client::{ClientBody, StreamBody};
 use crate::http::body::Body;
-use crate::http::date;
 use crate::http::headers::content_length;
 use crate::http::upgrade::{PendingStream, StreamIo};
-use crate::pipeline::{self, forwarding};
+use crate::pipeline;
 
 pub async fn serve(
     handler: Handler,
@@ -49,20 +49,10 @@ pub async fn serve(
     drop(hints_waiting);
 
     let (mut parts, body) = response.into_parts();
-    forwarding::strip_hop_by_hop(&mut parts.headers, false);
-    parts.headers.entry(DATE).or_insert_with(date::now);
+    let end = stream_head::ready(&mut parts, &body, head_only);
     if let Some((handed, recv)) = tunnel {
         if parts.status.is_success() {
             return open_tunnel(respond, parts, handed, recv);
-        }
-    }
-    let end = head_only || body.is_end_stream();
-    if !end {
-        if let Some(length) = body.size_hint().exact() {
-            parts
-                .headers
-                .entry(CONTENT_LENGTH)
-                .or_insert_with(|| HeaderValue::from(length));
         }
     }
     match respond.send_response(Response::from_parts(parts, ()), end) {

@@ -13,11 +13,11 @@ use super::handler::Handler;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
 /// Streams one client may have open at once.
-const MAX_STREAMS: u32 = 250;
+pub const MAX_STREAMS: u32 = 250;
 /// Flow-control windows: how much a client may send ahead, per stream and
 /// per connection.
-const STREAM_WINDOW: u32 = 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 1024 * 1024;
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Bytes of an answer h2 holds per stream beyond the client's window.
 const SEND_BUFFER: usize = 400 * 1024;
 /// Streams a client may make thrust reset for its errors before the

@@ -28,6 +28,15 @@ pub fn bind(port: u16, variable: &'static str) -> Result<TcpListener, BindError>
     socket.listen(1024).map_err(wrap)
 }
 
+/// Binds UDP 0.0.0.0:`port`, for QUIC (HTTP/3).
+pub fn bind_udp(port: u16, variable: &'static str) -> Result<std::net::UdpSocket, BindError> {
+    std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port))).map_err(|source| BindError {
+        port,
+        variable,
+        source,
+    })
+}
+
 /// Serves a listening socket passed by the service manager (socket
 /// activation) as if thrust had bound it.
 pub fn adopt(

@@ -3,7 +3,8 @@
 //! Owns binding or adopting the listening sockets (`activation` for sockets
 //! a service manager passes), admitting connections within the limit
 //! (`admission`), the per-CPU worker threads (`workers`), serving each
-//! connection with hyper (HTTP/1.1, h2c, HTTP/2 after TLS; `h2_preface`),
+//! connection with hyper (HTTP/1.1, h2c, HTTP/2 after TLS; `h2_preface`)
+//! or over QUIC (HTTP/3, `http3`),
 //! parking idle keep-alive connections (`parking`), how a connection ended
 //! (`connection_end`), giving freed memory back (`malloc_trim`) and keeping
 //! the allocator to one heap per worker (`malloc_arenas`).
@@ -17,14 +18,17 @@ mod connection;
 mod connection_end;
 mod h2_preface;
 mod h2_stream;
+mod h3_stream;
 mod handler;
 mod http2;
+pub mod http3;
 pub mod listen;
 pub mod malloc_arenas;
 pub mod malloc_trim;
 mod parking;
 mod protocols;
 mod proxy_protocol;
+mod stream_head;
 pub mod workers;
 
 use std::future::Future;
@@ -44,11 +48,13 @@ use connection::Shared;
 use protocols::Protocols;
 use workers::Workers;
 
-/// The HTTPS side: its listener, the TLS acceptor and whether h2 is offered.
+/// The HTTPS side: its listener, the TLS acceptor, whether h2 is offered,
+/// and with THRUST_HTTP3 the QUIC endpoint on its UDP twin.
 pub struct Https {
     pub listener: TcpListener,
     pub handshaker: Arc<Handshaker>,
     pub http2: bool,
+    pub quic: Option<quinn::Endpoint>,
 }
 
 pub struct Server {
@@ -151,6 +157,34 @@ async fn take_over(
     }
 }
 
+/// Moves a new QUIC connection to the next worker and serves it there.
+fn dispatch_quic(
+    workers: &Workers,
+    shared: &Arc<Shared>,
+    incoming: quinn::Incoming,
+    admitted: Admitted,
+) {
+    let worker = workers.next();
+    let upstream = worker.upstream.clone();
+    let shared = shared.clone();
+    worker.handle.spawn(async move {
+        let _admitted = admitted;
+        shared.serve_quic(incoming, upstream).await
+    });
+}
+
+/// The next QUIC connection attempt on `endpoint`; pending forever when
+/// there is none (or it has closed).
+async fn accept_quic(endpoint: Option<&quinn::Endpoint>) -> quinn::Incoming {
+    match endpoint {
+        Some(endpoint) => match endpoint.accept().await {
+            Some(incoming) => incoming,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// The next connection on `listener`, with Nagle's algorithm off; pending
 /// forever when there is no listener.
 async fn accept(listener: Option<&TcpListener>, name: &'static str) -> (TcpStream, SocketAddr) {
@@ -216,8 +250,21 @@ impl Server {
                     let tls = Some((handshaker, secure.clone()));
                     dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }
+                incoming = accept_quic(https.as_ref().and_then(|h| h.quic.as_ref())) => {
+                    // Over the limit: refused before any handshake is spent.
+                    let Some(admitted) = self.admission.admit() else {
+                        incoming.refuse();
+                        continue;
+                    };
+                    dispatch_quic(&self.workers, &shared, incoming, admitted);
+                }
             }
         };
+        // New QUIC connections are refused from here on; open ones get
+        // their GOAWAY through `stop`.
+        if let Some(endpoint) = https.as_ref().and_then(|h| h.quic.as_ref()) {
+            endpoint.set_server_config(None);
+        }
         drop(http);
         drop(https);
         let limit = self.app.config.shutdown_timeout;

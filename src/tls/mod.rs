@@ -142,6 +142,21 @@ fn config_with(
     Ok(Arc::new(config))
 }
 
+/// The TLS inside QUIC, for HTTP/3: TLS 1.3 only (QUIC has no other),
+/// ALPN `h3`, the certificates the TCP listener serves. Without 0-RTT:
+/// early data can be replayed, and thrust cannot tell which requests the
+/// app would mind seeing twice. An ACME name whose first order is still in
+/// flight fails its QUIC handshake (the resolver cannot wait there); the
+/// client then stays on TCP, where the handshake waits.
+pub fn quic_config(certificates: &Certificates) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates.resolver());
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Performs TLS handshakes for the HTTPS listener.
 pub enum Handshaker {
     Static(TlsAcceptor),

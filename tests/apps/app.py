@@ -46,7 +46,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- request helpers -------------------------------------------------
     def read_body(self):
-        """Reads the whole body (Content-Length or chunked); returns (bytes, count)."""
+        """Reads the whole body (Content-Length or chunked); returns (bytes,
+        count). Its SHA-256 is left in self.body_digest."""
+        self.body_digest = hashlib.sha256()
         te = self.headers.get("Transfer-Encoding", "")
         if "chunked" in te.lower():
             total, parts = 0, []
@@ -66,6 +68,7 @@ class Handler(BaseHTTPRequestHandler):
                         raise ConnectionError("truncated chunk")
                     remaining -= len(data)
                     total += len(data)
+                    self.body_digest.update(data)
                     if total <= 1 << 16:
                         parts.append(data)
                 self.rfile.readline(16)
@@ -76,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             data = self.rfile.read(min(length - total, 1 << 16))
             if not data:
                 raise ConnectionError("truncated body")
+            self.body_digest.update(data)
             if total < 1 << 16:
                 parts.append(data)
             total += len(data)
@@ -142,6 +146,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_upload(self, query, body, body_len):
         self.send(200, str(body_len))
+
+    def route_digest(self, query, body, body_len):
+        """The request body's length and SHA-256."""
+        self.send(200, "%d %s" % (body_len, self.body_digest.hexdigest()))
 
     def route_download(self, query, body, body_len):
         size = int(query.get("bytes", "0"))

@@ -1,0 +1,84 @@
+//! HTTP/3: QUIC connections on the UDP twin of the HTTPS port (quinn), the
+//! h3 crate's HTTP/3 over each, every request stream served by the
+//! pipeline (`h3_stream`). The limits are HTTP/2's (`http2`): streams per
+//! connection, flow-control windows, the head's size, the idle timeout.
+
+use std::io;
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio::sync::watch;
+
+use super::h3_stream;
+use super::handler::Handler;
+use super::http2::{CONNECTION_WINDOW, MAX_STREAMS, STREAM_WINDOW};
+use crate::http::head_scan::MAX_HEAD_BYTES;
+
+/// Unidirectional streams a client may open: HTTP/3 needs three (control,
+/// QPACK encoder and decoder); a few more for extensions thrust ignores.
+const UNI_STREAMS: u32 = 8;
+/// Bytes of answers a connection holds beyond what the client has taken.
+const SEND_WINDOW: u64 = 1024 * 1024;
+
+/// The QUIC endpoint on `socket`, with `tls` (`tls::quic_config`); must be
+/// made inside the runtime that drives it.
+pub fn endpoint(
+    socket: UdpSocket,
+    tls: Arc<rustls::ServerConfig>,
+    idle: Option<Duration>,
+) -> io::Result<quinn::Endpoint> {
+    let crypto = QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(MAX_STREAMS.into())
+        .max_concurrent_uni_streams(UNI_STREAMS.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
+        .send_window(SEND_WINDOW)
+        // HTTP_IDLE_TIMEOUT, as on TCP; QUIC cannot go beyond its own cap.
+        .max_idle_timeout(idle.and_then(|d| quinn::IdleTimeout::try_from(d).ok()));
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport));
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Serves one QUIC connection's requests; when `stop` turns true, GOAWAY,
+/// then the open requests finish. `opening`: how long a request stream has
+/// to send its head.
+pub async fn serve(
+    connection: quinn::Connection,
+    handler: Handler,
+    opening: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), h3::error::ConnectionError> {
+    let mut connection = h3::server::builder()
+        .max_field_section_size(MAX_HEAD_BYTES as u64)
+        .build::<_, Bytes>(h3_quinn::Connection::new(connection))
+        .await?;
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            next = connection.accept() => match next? {
+                Some(resolver) => {
+                    tokio::spawn(h3_stream::serve(handler.clone(), resolver, opening));
+                }
+                // After a GOAWAY either way, once the last request is done.
+                None => return Ok(()),
+            },
+            _ = &mut stopped, if !stopping => {
+                stopping = true;
+                connection.shutdown(0).await?;
+            }
+        }
+    }
+}
