@@ -6,15 +6,28 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-/// thrust with a static certificate for app.test and HTTP/3 on.
+/// thrust with a static certificate for app.test and HTTP/3 on, in front
+/// of the Python test app.
 fn start_h3(dir: &Path, extra: &[(&'static str, &str)]) -> (Thrust, u16, PathBuf) {
     let (cert, key) = self_signed_app_test(dir);
     let https_port = free_port();
-    let mut options = Options::app()
+    let options = with_h3(Options::app(), &cert, &key, https_port, extra);
+    (Thrust::start_ready(options), https_port, cert)
+}
+
+fn with_h3<'a>(
+    options: Options<'a>,
+    cert: &Path,
+    key: &Path,
+    https_port: u16,
+    extra: &[(&'a str, &str)],
+) -> Options<'a> {
+    let mut options = options
         .env("SSL_CERT_PATH", cert.to_string_lossy())
         .env("SSL_KEY_PATH", key.to_string_lossy())
         .env("HTTPS_PORT", https_port.to_string())
@@ -22,15 +35,22 @@ fn start_h3(dir: &Path, extra: &[(&'static str, &str)]) -> (Thrust, u16, PathBuf
     for (name, value) in extra {
         options = options.env(name, *value);
     }
-    (Thrust::start_ready(options), https_port, cert)
+    options
 }
 
-/// The HTTP/3 client's answers (one JSON object per request) for `target`
-/// on app.test at 127.0.0.1:`port`, trusting `ca`.
-fn h3(port: u16, ca: &Path, target: &str, args: &[&str]) -> Vec<Value> {
+/// Runs the HTTP/3 client for `target` on `host` at 127.0.0.1:`port`,
+/// trusting `ca`: whether it succeeded, its answers (one JSON object per
+/// request) and what it printed on stderr.
+fn h3_run(
+    port: u16,
+    ca: &Path,
+    host: &str,
+    target: &str,
+    args: &[&str],
+) -> (bool, Vec<Value>, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("target/tools/aioquic/bin/python");
-    let url = format!("https://app.test:{port}{target}");
+    let url = format!("https://{host}:{port}{target}");
     let out = Command::new(&python)
         .arg(root.join("tests/apps/h3_client.py"))
         .args(["--connect", "127.0.0.1", "--ca", ca.to_str().unwrap()])
@@ -43,15 +63,18 @@ fn h3(port: u16, ca: &Path, target: &str, args: &[&str]) -> Vec<Value> {
                 python.display()
             )
         });
-    let answers: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let answers = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+        .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
-    assert!(
-        out.status.success(),
-        "h3_client {url}: {answers:?} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), answers, stderr)
+}
+
+/// The HTTP/3 client's answers for `target` on app.test; it must succeed.
+fn h3(port: u16, ca: &Path, target: &str, args: &[&str]) -> Vec<Value> {
+    let (ok, answers, stderr) = h3_run(port, ca, "app.test", target, args);
+    assert!(ok, "h3_client {target}: {answers:?} {stderr}");
     answers
 }
 
@@ -99,7 +122,7 @@ fn requests_over_http3_reach_the_app_and_are_logged_as_http3() {
         assert_eq!(header(answer, "alt-svc"), None);
     }
     let logged = thrust
-        .wait_log(std::time::Duration::from_secs(5), |line| {
+        .wait_log(Duration::from_secs(5), |line| {
             line["msg"] == "Request" && line["path"] == "/echo"
         })
         .expect("a request log line");
@@ -180,4 +203,138 @@ fn an_event_stream_arrives_as_the_app_writes_it() {
         .collect();
     assert!(chunks.len() >= 3, "{chunks:?}");
     assert!(chunks[chunks.len() - 1] - chunks[0] >= 0.8, "{chunks:?}");
+}
+
+#[test]
+fn cached_assets_come_from_the_cache_compressed_as_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_thrust, port, ca) = start_h3(dir.path(), &[]);
+    let script: String = (0..400)
+        .map(|i| format!("function f{i}() {{ return {i}; }}\n"))
+        .collect();
+    let file = dir.path().join("app.js");
+    std::fs::write(&file, &script).unwrap();
+    let target = format!("/asset?path={}", file.display());
+    let args = ["--header", "Accept-Encoding: br", "--digest"];
+    let first = h3(port, &ca, &target, &args);
+    assert_eq!(header(&first[0], "x-cache"), Some("miss"), "{first:?}");
+    // Stored once its variants are made, on the blocking pool.
+    let mut answers = Vec::new();
+    let stored = wait_until(Duration::from_secs(5), || {
+        answers = h3(port, &ca, &target, &args);
+        header(&answers[0], "x-cache") == Some("hit")
+    });
+    let hit = &answers[0];
+    assert!(stored, "{hit}");
+    assert_eq!(hit["status"], 200, "{hit}");
+    assert_eq!(header(hit, "content-encoding"), Some("br"), "{hit}");
+    assert!(hit["length"].as_u64().unwrap() < script.len() as u64 / 2);
+    // The same stored variant, byte for byte, as a client over TCP gets.
+    let over_tcp = dir.path().join("over-tcp.br");
+    run_tool(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "10",
+            "-H",
+            "Accept-Encoding: br",
+            "-o",
+            over_tcp.to_str().unwrap(),
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &format!("app.test:{port}:127.0.0.1"),
+            &format!("https://app.test:{port}{target}"),
+        ],
+    );
+    assert_eq!(hit["sha256"], sha256_of(&over_tcp));
+}
+
+fn sha256_of(file: &Path) -> String {
+    let out = run_tool("sha256sum", &[file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn files_the_app_names_are_sent_whole_and_in_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_thrust, port, ca) = start_h3(dir.path(), &[]);
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let target = format!(
+        "/sendfile?path={}&type=application/octet-stream",
+        file.display()
+    );
+    let answers = h3(port, &ca, &target, &["--header", "Range: bytes=10-19"]);
+    let part = &answers[0];
+    assert_eq!(part["status"], 206, "{part}");
+    assert_eq!(header(part, "content-range"), Some("bytes 10-19/100000"));
+    assert_eq!(
+        part["body"],
+        String::from_utf8_lossy(&bytes[10..20]).as_ref()
+    );
+    let whole = &h3(port, &ca, &target, &["--digest"])[0];
+    assert_eq!(whole["status"], 200, "{whole}");
+    assert_eq!(whole["sha256"], sha256_of(&file));
+}
+
+#[test]
+fn a_reloaded_certificate_is_served_over_quic_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_cert, first_key) = self_signed_app_test(dir.path());
+    let (live_cert, live_key) = (dir.path().join("live.crt"), dir.path().join("live.key"));
+    std::fs::copy(&first_cert, &live_cert).unwrap();
+    std::fs::copy(&first_key, &live_key).unwrap();
+    let port = free_port();
+    let options = with_h3(Options::app(), &live_cert, &live_key, port, &[]);
+    let _thrust = Thrust::start_ready(options);
+    assert!(h3_run(port, &first_cert, "app.test", "/", &[]).0);
+
+    let names = vec!["app.test".to_string(), "renamed.test".to_string()];
+    let second = rcgen::generate_simple_self_signed(names).unwrap();
+    let second_ca = dir.path().join("second.crt");
+    std::fs::write(&second_ca, second.cert.pem()).unwrap();
+    std::fs::write(&live_key, second.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&live_cert, second.cert.pem()).unwrap();
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        h3_run(port, &second_ca, "renamed.test", "/", &[]).0
+    });
+    assert!(reloaded, "the new certificate is served over QUIC");
+    let (old_trusted, answers, _) = h3_run(port, &first_cert, "app.test", "/", &[]);
+    assert!(!old_trusted, "the old certificate is gone: {answers:?}");
+}
+
+#[test]
+fn requests_in_flight_finish_after_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_app_test(dir.path());
+    let port = free_port();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let puma = Options::command(&[
+        "puma",
+        "-C",
+        root.join("demo/puma.rb").to_str().unwrap(),
+        root.join("tests/apps/early_hints.ru").to_str().unwrap(),
+    ])
+    .env("RELEASE_DIR", release.path().to_str().unwrap());
+    let mut thrust = Thrust::start(with_h3(puma, &cert, &key, port, &[]));
+    thrust.wait_ready();
+    let ca = cert.clone();
+    let client = std::thread::spawn(move || h3_run(port, &ca, "app.test", "/page?late", &[]));
+    let arrived = release.path().join("late.arrived");
+    assert!(wait_until(Duration::from_secs(10), || arrived.exists()));
+    thrust.signal(nix::sys::signal::Signal::SIGTERM);
+    std::fs::write(release.path().join("late"), b"").unwrap();
+    let (ok, answers, stderr) = client.join().unwrap();
+    assert!(ok, "{answers:?} {stderr}");
+    assert_eq!(answers[0]["status"], 200, "{answers:?}");
+    assert_eq!(answers[0]["body"], "<!doctype html><p>rendered</p>\n");
+    assert!(thrust.wait_exit(Duration::from_secs(10)).is_some());
 }
