@@ -338,3 +338,47 @@ fn requests_in_flight_finish_after_sigterm() {
     assert_eq!(answers[0]["body"], "<!doctype html><p>rendered</p>\n");
     assert!(thrust.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+#[test]
+fn quic_connections_count_against_the_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (thrust, port, ca) = start_h3(dir.path(), &[("THRUST_MAX_CONNECTIONS", "1")]);
+    // The one place taken by a TCP keep-alive connection...
+    let mut held = connect(thrust.port);
+    std::io::Write::write_all(&mut held, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, answers, _) = h3_run(port, &ca, "app.test", "/", &["--timeout", "3"]);
+    assert!(!ok, "refused while the limit is reached: {answers:?}");
+    // ...and free again once it closes.
+    drop(held);
+    let served = wait_until(Duration::from_secs(5), || {
+        h3_run(port, &ca, "app.test", "/", &[]).0
+    });
+    assert!(served);
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_a_bounded_part_of_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (thrust, port, ca) = start_h3(dir.path(), &[]);
+    let before = thrust.memory_kib().0;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut client = Command::new(root.join("target/tools/aioquic/bin/python"))
+        .arg(root.join("tests/apps/h3_client.py"))
+        .args(["--connect", "127.0.0.1", "--ca", ca.to_str().unwrap()])
+        .args(["--digest", "--timeout", "60"])
+        .arg(format!("https://app.test:{port}/download?bytes=500000000"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The client stops: nothing it has not acknowledged is sent on, and the
+    // app's answer waits in the app rather than in thrust.
+    let pid = nix::unistd::Pid::from_raw(client.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let grown_kib = thrust.memory_kib().0.saturating_sub(before);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    assert!(grown_kib < 24 * 1024, "thrust grew by {grown_kib} KiB");
+}
