@@ -110,7 +110,7 @@ async fn serve(config: Config, command: Vec<String>) -> u8 {
 /// Err: the exit code, the reason already reported.
 async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, Lifecycle), u8> {
     let certificates = certificates(&config)?;
-    let ports = open_ports(&config, certificates.as_ref())?;
+    let mut ports = open_ports(&config, certificates.as_ref())?;
     let readiness = Arc::new(Readiness::default());
     let fd_limit = app::fd_limit::raise();
     let memory_limit = config::memory_budget::memory_limit();
@@ -125,6 +125,11 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     let target = AppTarget::new(config.worker.clone());
     let workers = Workers::start(&target)
         .map_err(|e| cannot_start(format!("cannot start worker threads: {e}"), 1))?;
+    if let (Some(https), Some(pending)) = (ports.https.as_mut(), ports.quic.take()) {
+        let endpoint = pending.open(&workers.quic_home().handle);
+        https.quic =
+            Some(endpoint.map_err(|e| cannot_start(format!("cannot open HTTP/3: {e}"), 1))?);
+    }
     let deep_check = deep_check(&config);
     let (restart_requests, restarts) = tokio::sync::mpsc::channel(4);
     let config = Arc::new(config);
@@ -205,13 +210,13 @@ fn certificates(config: &Config) -> Result<Option<Certificates>, u8> {
     }
 }
 
-/// With THRUST_HTTP3: the QUIC endpoint on the UDP port of the HTTPS
-/// listener's number (the passed socket's, with socket activation).
+/// With THRUST_HTTP3: QUIC on the UDP port of the HTTPS listener's number
+/// (the passed socket's, with socket activation).
 fn quic_endpoint(
     config: &Config,
     certificates: &Certificates,
     https: &tokio::net::TcpListener,
-) -> Result<quinn::Endpoint, u8> {
+) -> Result<server::http3::Pending, u8> {
     let port = https.local_addr().map_or(config.https_port, |a| a.port());
     let socket = server::listen::bind_udp(port, "HTTPS_PORT").map_err(|e| cannot_start(e, 1))?;
     let tls = tls::quic_config(certificates).map_err(|e| {
@@ -219,7 +224,7 @@ fn quic_endpoint(
         2
     })?;
     let idle = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
-    server::http3::endpoint(socket, tls, idle).map_err(|e| {
+    server::http3::prepare(socket, tls, idle).map_err(|e| {
         eprintln!("thrust: HTTP/3 setup failed: {e}");
         2
     })
@@ -229,6 +234,8 @@ fn quic_endpoint(
 struct Ports {
     http: tokio::net::TcpListener,
     https: Option<server::Https>,
+    /// With THRUST_HTTP3, until the workers run: then it is `https.quic`.
+    quic: Option<server::http3::Pending>,
     metrics: Option<tokio::net::TcpListener>,
 }
 
@@ -241,6 +248,7 @@ fn open_ports(config: &Config, certificates: Option<&Certificates>) -> Result<Po
     };
     let http = listen(passed.http.take(), config.http_port, "HTTP_PORT")
         .map_err(|e| cannot_start(e, 1))?;
+    let mut quic = None;
     let https = match certificates {
         None => None,
         Some(certificates) => {
@@ -250,17 +258,15 @@ fn open_ports(config: &Config, certificates: Option<&Certificates>) -> Result<Po
                 eprintln!("thrust: TLS setup failed: {e}");
                 2
             })?;
-            let quic = if config.http3 {
-                Some(quic_endpoint(config, certificates, &listener)?)
-            } else {
-                None
-            };
+            if config.http3 {
+                quic = Some(quic_endpoint(config, certificates, &listener)?);
+            }
             certificates.keep_current();
             Some(server::Https {
                 listener,
                 handshaker: Arc::new(handshaker),
                 http2: config.http2,
-                quic,
+                quic: None,
             })
         }
     };
@@ -276,6 +282,7 @@ fn open_ports(config: &Config, certificates: Option<&Certificates>) -> Result<Po
     Ok(Ports {
         http,
         https,
+        quic,
         metrics,
     })
 }

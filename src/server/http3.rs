@@ -23,13 +23,19 @@ const UNI_STREAMS: u32 = 8;
 /// Bytes of answers a connection holds beyond what the client has taken.
 const SEND_WINDOW: u64 = 1024 * 1024;
 
-/// The QUIC endpoint on `socket`, with `tls` (`tls::quic_config`); must be
-/// made inside the runtime that drives it.
-pub fn endpoint(
+/// The UDP socket and QUIC configuration, checked at start-up; the endpoint
+/// itself is opened once the workers run (`open`).
+pub struct Pending {
+    socket: UdpSocket,
+    server: quinn::ServerConfig,
+}
+
+/// QUIC on `socket` with `tls` (`tls::quic_config`).
+pub fn prepare(
     socket: UdpSocket,
     tls: Arc<rustls::ServerConfig>,
     idle: Option<Duration>,
-) -> io::Result<quinn::Endpoint> {
+) -> io::Result<Pending> {
     let crypto = QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -42,12 +48,24 @@ pub fn endpoint(
         .max_idle_timeout(idle.and_then(|d| quinn::IdleTimeout::try_from(d).ok()));
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+    Ok(Pending { socket, server })
+}
+
+impl Pending {
+    /// Opens the endpoint on the runtime of `home`, the worker that serves
+    /// every QUIC connection: quinn runs the endpoint's and each
+    /// connection's driver where the endpoint was made, so the requests'
+    /// tasks there never wait on another thread (spread over the workers,
+    /// each request crossed threads twice).
+    pub fn open(self, home: &tokio::runtime::Handle) -> io::Result<quinn::Endpoint> {
+        let _entered = home.enter();
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(self.server),
+            self.socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+    }
 }
 
 /// Serves one QUIC connection's requests; when `stop` turns true, GOAWAY,

@@ -157,14 +157,14 @@ async fn take_over(
     }
 }
 
-/// Moves a new QUIC connection to the next worker and serves it there.
+/// Serves a new QUIC connection on the worker its endpoint runs on.
 fn dispatch_quic(
     workers: &Workers,
     shared: &Arc<Shared>,
     incoming: quinn::Incoming,
     admitted: Admitted,
 ) {
-    let worker = workers.next();
+    let worker = workers.quic_home();
     let upstream = worker.upstream.clone();
     let shared = shared.clone();
     worker.handle.spawn(async move {

@@ -61,6 +61,12 @@ impl Workers {
             .collect()
     }
 
+    /// The worker that serves HTTP/3: all QUIC connections share one UDP
+    /// endpoint, whose drivers run on one thread (`http3::Pending::open`).
+    pub fn quic_home(&self) -> &ConnWorker {
+        &self.workers[0]
+    }
+
     /// The worker for the next connection, in turn.
     pub fn next(&self) -> &ConnWorker {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
