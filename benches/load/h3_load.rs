@@ -6,9 +6,12 @@
 //! req -x509`, which marks itself a CA, will do); SERVER_NAME is sent.
 //!
 //! Usage: h3_load HOST:PORT SERVER_NAME CERT_FILE PATH CONNECTIONS STREAMS WARMUP SECONDS
-//! Prints one JSON line: requests answered 2xx in the measured seconds,
-//! errors, requests per second, latency percentiles in ms.
+//! Prints one JSON line (`tally::report`): requests answered 2xx in the
+//! measured seconds, errors, requests per second, latency percentiles in ms.
 //! benches/http3.py runs it.
+
+#[path = "tally.rs"]
+mod tally;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -20,17 +23,12 @@ use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tokio::time::Instant;
 
+use tally::Seen;
+
 struct Plan {
     url: http::Uri,
     warm_until: Instant,
     end: Instant,
-}
-
-/// What one stream worker saw after warm-up: latencies (µs) and failures.
-#[derive(Default)]
-struct Seen {
-    latencies: Vec<u32>,
-    errors: u64,
 }
 
 fn usage() -> ExitCode {
@@ -113,11 +111,10 @@ fn main() -> ExitCode {
         let mut all = Seen::default();
         for worker in workers {
             if let Ok(seen) = worker.await {
-                all.latencies.extend(seen.latencies);
-                all.errors += seen.errors;
+                all.add(seen);
             }
         }
-        report(&all, seconds);
+        tally::report(all, seconds as f64);
         ExitCode::SUCCESS
     })
 }
@@ -207,11 +204,7 @@ async fn requests(mut sender: Sender, plan: Arc<Plan>) -> Seen {
             continue;
         }
         match ok {
-            Ok(true) => {
-                let micros = started.elapsed().as_micros();
-                seen.latencies
-                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
-            }
+            Ok(true) => seen.answered(started.elapsed()),
             Ok(false) | Err(_) => seen.errors += 1,
         }
         if ok.is_err() {
@@ -231,22 +224,4 @@ async fn one_request(sender: &mut Sender, url: &http::Uri) -> Result<bool, h3::e
         chunk.advance(chunk.remaining());
     }
     Ok(response.status().is_success())
-}
-
-fn report(all: &Seen, seconds: u64) {
-    let mut latencies = all.latencies.clone();
-    latencies.sort_unstable();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |&us| f64::from(us) / 1000.0)
-    };
-    println!(
-        "{{\"requests\": {}, \"errors\": {}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}}}",
-        latencies.len(),
-        all.errors,
-        latencies.len() as f64 / seconds as f64,
-        percentile(50),
-        percentile(99)
-    );
 }

@@ -9,6 +9,9 @@
 //! Prints one JSON line: requests answered after warm-up, errors, latency
 //! percentiles in ms. benches/many_clients.py runs it.
 
+#[path = "tally.rs"]
+mod tally;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use tally::Seen;
+
 struct Plan {
     addr: SocketAddr,
     request: Vec<u8>,
@@ -24,13 +29,6 @@ struct Plan {
     period: Duration,
     warm_until: Instant,
     end: Instant,
-}
-
-/// What one client saw: latencies (µs) of requests due after warm-up, and failures.
-#[derive(Default)]
-struct Seen {
-    latencies: Vec<u32>,
-    errors: u64,
 }
 
 fn usage() -> ExitCode {
@@ -87,37 +85,14 @@ fn main() -> ExitCode {
         let mut all = Seen::default();
         for task in tasks {
             if let Ok(seen) = task.await {
-                all.latencies.extend(seen.latencies);
-                all.errors += seen.errors;
+                all.add(seen);
             } else {
                 all.errors += 1;
             }
         }
-        report(all, seconds);
+        tally::report(all, seconds);
     });
     ExitCode::SUCCESS
-}
-
-fn report(mut all: Seen, seconds: f64) {
-    all.latencies.sort_unstable();
-    let ms = |p: f64| {
-        let n = all.latencies.len();
-        if n == 0 {
-            return 0.0;
-        }
-        let at = ((n as f64 * p / 100.0) as usize).min(n - 1);
-        f64::from(all.latencies[at]) / 1000.0
-    };
-    println!(
-        "{{\"requests\":{},\"errors\":{},\"rps\":{:.1},\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}}",
-        all.latencies.len(),
-        all.errors,
-        all.latencies.len() as f64 / seconds,
-        ms(50.0),
-        ms(99.0),
-        ms(99.9),
-        ms(100.0)
-    );
 }
 
 /// One client: connects at its place in the first period, then sends a
@@ -142,9 +117,7 @@ async fn client(plan: std::sync::Arc<Plan>, n: u32, start: Instant) -> Seen {
         };
         match answered {
             Ok(()) if due >= plan.warm_until => {
-                let waited = due.elapsed().as_micros();
-                seen.latencies
-                    .push(u32::try_from(waited).unwrap_or(u32::MAX));
+                seen.answered(due.elapsed());
             }
             Ok(()) => {}
             Err(_) => {
