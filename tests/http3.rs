@@ -382,3 +382,53 @@ fn a_client_that_stops_reading_holds_a_bounded_part_of_the_answer() {
     client.wait().unwrap();
     assert!(grown_kib < 24 * 1024, "thrust grew by {grown_kib} KiB");
 }
+
+#[test]
+fn connection_specific_headers_are_refused_before_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let (thrust, port, ca) = start_h3(dir.path(), &[]);
+    let body = dir.path().join("body");
+    std::fs::write(&body, b"hello").unwrap();
+    for header in [
+        "Transfer-Encoding: chunked",
+        "Connection: keep-alive",
+        "Upgrade: websocket",
+        "TE: gzip",
+    ] {
+        let args = [
+            "--method",
+            "POST",
+            "--data-file",
+            body.to_str().unwrap(),
+            "--header",
+            header,
+        ];
+        let answer = &h3(port, &ca, "/refused", &args)[0];
+        assert_eq!(answer["status"], 400, "{header}: {answer}");
+    }
+    assert!(thrust.app_requests("/refused").is_empty());
+    // TE: trailers is the one TE HTTP/3 allows.
+    let answer = &h3(port, &ca, "/allowed", &["--header", "TE: trailers"])[0];
+    assert_eq!(answer["status"], 200, "{answer}");
+}
+
+#[test]
+fn open_quic_connections_are_counted_as_h3() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    let (_thrust, port, ca) =
+        start_h3(dir.path(), &[("THRUST_METRICS_PORT", &metrics.to_string())]);
+    let ca_copy = ca.clone();
+    let stream =
+        std::thread::spawn(move || h3(port, &ca_copy, "/sse?n=3&interval=1", &["--times"]));
+    let key = "thrust_open_connections{protocol=\"h3\"}";
+    let counted = wait_until(Duration::from_secs(5), || {
+        scrape(metrics).get(key) == Some(&1.0)
+    });
+    assert!(counted, "{:?}", scrape(metrics).get(key));
+    assert_eq!(stream.join().unwrap()[0]["status"], 200);
+    let released = wait_until(Duration::from_secs(5), || {
+        scrape(metrics).get(key) == Some(&0.0)
+    });
+    assert!(released, "{:?}", scrape(metrics).get(key));
+}

@@ -19,6 +19,24 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     text(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether a request carries a field HTTP/2 and HTTP/3 forbid (RFC 9113
+/// §8.2.2, RFC 9114 §4.2): one about the connection rather than the
+/// message, or a TE other than `trailers`.
+pub fn has_connection_specific(headers: &HeaderMap) -> bool {
+    const FORBIDDEN: [&str; 5] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    FORBIDDEN.iter().any(|name| headers.contains_key(*name))
+        || headers
+            .get_all(header::TE)
+            .iter()
+            .any(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+}
+
 /// Adds `Accept-Encoding` to Vary unless it is there already.
 pub fn vary_on_accept_encoding(headers: &mut HeaderMap) {
     let present = headers
@@ -39,5 +57,38 @@ pub fn weaken_etag(headers: &mut HeaderMap) {
             let weak = format!("W/{etag}");
             set(headers, header::ETAG, weak);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn connection_specific_fields_are_found() {
+        assert!(!has_connection_specific(&headers(&[
+            ("te", "trailers"),
+            ("accept", "*/*")
+        ])));
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            let h: HeaderMap = [(HeaderName::from_static(name), HeaderValue::from_static("x"))]
+                .into_iter()
+                .collect();
+            assert!(has_connection_specific(&h), "{name}");
+        }
+        assert!(has_connection_specific(&headers(&[("te", "gzip")])));
     }
 }

@@ -39,6 +39,7 @@ use crate::conn::state::{ConnState, InFlight};
 use crate::http::body::client::ClientBody;
 use crate::http::body::Body;
 use crate::http::head_scan::Head;
+use crate::http::headers;
 use crate::metrics::{Metrics, OpenClientConnection};
 use crate::tls::Certificates;
 use cache::CacheRequest;
@@ -256,6 +257,15 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
             StatusCode::NOT_IMPLEMENTED,
             "CONNECT is not served over HTTP/3\n",
         ))
+    })
+    .or_else(|| {
+        // Malformed in HTTP/3 (RFC 9114 §4.2); the h2 crate refuses these
+        // itself, the h3 crate does not.
+        (req.version() == Version::HTTP_3 && headers::has_connection_specific(req.headers()))
+            .then_some((
+                StatusCode::BAD_REQUEST,
+                "connection-specific header in an HTTP/3 request\n",
+            ))
     })
 }
 
