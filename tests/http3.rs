@@ -432,3 +432,24 @@ fn open_quic_connections_are_counted_as_h3() {
     });
     assert!(released, "{:?}", scrape(metrics).get(key));
 }
+
+#[test]
+fn a_body_that_disagrees_with_its_content_length_gets_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_thrust, port, ca) = start_h3(dir.path(), &[]);
+    let body = dir.path().join("body");
+    std::fs::write(&body, b"hello").unwrap();
+    for declared in ["3", "10"] {
+        let length = format!("Content-Length: {declared}");
+        let args = [
+            "--method",
+            "POST",
+            "--data-file",
+            body.to_str().unwrap(),
+            "--header",
+            &length,
+        ];
+        let answer = &h3(port, &ca, "/upload", &args)[0];
+        assert_eq!(answer["status"], 400, "{declared}: {answer}");
+    }
+}
