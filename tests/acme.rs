@@ -670,3 +670,17 @@ fn certificates_thruster_stored_are_used_until_renewal() {
         assert_eq!(pebble.orders(), 0, "{algorithm}: no new order");
     }
 }
+
+#[test]
+fn http3_serves_the_ordered_certificate() {
+    let site = Site::new();
+    let pebble = Pebble::start(site.http, site.https, None);
+    let t = site.thrust(&pebble, &[("THRUST_HTTP3", "1")]);
+    t.wait_ready();
+    assert!(obtained(&t, Duration::from_secs(30)), "{}", t.log_text());
+    let root = pebble.issuing_root();
+    let (ok, answers, stderr) = h3_client(site.https, &root, "app.test", "/", &[]);
+    assert!(ok, "{answers:?} {stderr}");
+    assert_eq!(answers[0]["status"], 200, "{answers:?}");
+    assert_eq!(answers[0]["body"], "hello from app\n");
+}

@@ -38,42 +38,9 @@ fn with_h3<'a>(
     options
 }
 
-/// Runs the HTTP/3 client for `target` on `host` at 127.0.0.1:`port`,
-/// trusting `ca`: whether it succeeded, its answers (one JSON object per
-/// request) and what it printed on stderr.
-fn h3_run(
-    port: u16,
-    ca: &Path,
-    host: &str,
-    target: &str,
-    args: &[&str],
-) -> (bool, Vec<Value>, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/tools/aioquic/bin/python");
-    let url = format!("https://{host}:{port}{target}");
-    let out = Command::new(&python)
-        .arg(root.join("tests/apps/h3_client.py"))
-        .args(["--connect", "127.0.0.1", "--ca", ca.to_str().unwrap()])
-        .args(args)
-        .arg(&url)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{} is required ({e}): run scripts/install-deps",
-                python.display()
-            )
-        });
-    let answers = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.success(), answers, stderr)
-}
-
 /// The HTTP/3 client's answers for `target` on app.test; it must succeed.
 fn h3(port: u16, ca: &Path, target: &str, args: &[&str]) -> Vec<Value> {
-    let (ok, answers, stderr) = h3_run(port, ca, "app.test", target, args);
+    let (ok, answers, stderr) = h3_client(port, ca, "app.test", target, args);
     assert!(ok, "h3_client {target}: {answers:?} {stderr}");
     answers
 }
@@ -106,6 +73,12 @@ fn header<'a>(answer: &'a Value, name: &str) -> Option<&'a str> {
 fn requests_over_http3_reach_the_app_and_are_logged_as_http3() {
     let dir = tempfile::tempdir().unwrap();
     let (thrust, port, ca) = start_h3(dir.path(), &[]);
+    // The health check is thrust's own answer over HTTP/3 too.
+    let up = &h3(port, &ca, "/up", &[])[0];
+    assert_eq!(
+        (up["status"].as_u64(), up["body"].as_str()),
+        (Some(200), Some("OK"))
+    );
     let answers = h3(port, &ca, "/echo?from=h3", &["--repeat", "2"]);
     assert_eq!(answers.len(), 2, "{answers:?}");
     for answer in &answers {
@@ -294,7 +267,7 @@ fn a_reloaded_certificate_is_served_over_quic_too() {
     let port = free_port();
     let options = with_h3(Options::app(), &live_cert, &live_key, port, &[]);
     let _thrust = Thrust::start_ready(options);
-    assert!(h3_run(port, &first_cert, "app.test", "/", &[]).0);
+    assert!(h3_client(port, &first_cert, "app.test", "/", &[]).0);
 
     let names = vec!["app.test".to_string(), "renamed.test".to_string()];
     let second = rcgen::generate_simple_self_signed(names).unwrap();
@@ -303,10 +276,10 @@ fn a_reloaded_certificate_is_served_over_quic_too() {
     std::fs::write(&live_key, second.signing_key.serialize_pem()).unwrap();
     std::fs::write(&live_cert, second.cert.pem()).unwrap();
     let reloaded = wait_until(Duration::from_secs(10), || {
-        h3_run(port, &second_ca, "renamed.test", "/", &[]).0
+        h3_client(port, &second_ca, "renamed.test", "/", &[]).0
     });
     assert!(reloaded, "the new certificate is served over QUIC");
-    let (old_trusted, answers, _) = h3_run(port, &first_cert, "app.test", "/", &[]);
+    let (old_trusted, answers, _) = h3_client(port, &first_cert, "app.test", "/", &[]);
     assert!(!old_trusted, "the old certificate is gone: {answers:?}");
 }
 
@@ -327,7 +300,7 @@ fn requests_in_flight_finish_after_sigterm() {
     let mut thrust = Thrust::start(with_h3(puma, &cert, &key, port, &[]));
     thrust.wait_ready();
     let ca = cert.clone();
-    let client = std::thread::spawn(move || h3_run(port, &ca, "app.test", "/page?late", &[]));
+    let client = std::thread::spawn(move || h3_client(port, &ca, "app.test", "/page?late", &[]));
     let arrived = release.path().join("late.arrived");
     assert!(wait_until(Duration::from_secs(10), || arrived.exists()));
     thrust.signal(nix::sys::signal::Signal::SIGTERM);
@@ -347,12 +320,12 @@ fn quic_connections_count_against_the_connection_limit() {
     let mut held = connect(thrust.port);
     std::io::Write::write_all(&mut held, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, answers, _) = h3_run(port, &ca, "app.test", "/", &["--timeout", "3"]);
+    let (ok, answers, _) = h3_client(port, &ca, "app.test", "/", &["--timeout", "3"]);
     assert!(!ok, "refused while the limit is reached: {answers:?}");
     // ...and free again once it closes.
     drop(held);
     let served = wait_until(Duration::from_secs(5), || {
-        h3_run(port, &ca, "app.test", "/", &[]).0
+        h3_client(port, &ca, "app.test", "/", &[]).0
     });
     assert!(served);
 }

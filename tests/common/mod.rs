@@ -619,3 +619,36 @@ pub fn self_signed_app_test(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     (cert, key)
 }
+
+/// Runs the HTTP/3 client for `target` on `host` at 127.0.0.1:`port`,
+/// trusting `ca`: whether it succeeded, its answers (one JSON object per
+/// request) and what it printed on stderr.
+pub fn h3_client(
+    port: u16,
+    ca: &Path,
+    host: &str,
+    target: &str,
+    args: &[&str],
+) -> (bool, Vec<Value>, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/tools/aioquic/bin/python");
+    let url = format!("https://{host}:{port}{target}");
+    let out = Command::new(&python)
+        .arg(root.join("tests/apps/h3_client.py"))
+        .args(["--connect", "127.0.0.1", "--ca", ca.to_str().unwrap()])
+        .args(args)
+        .arg(&url)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} is required ({e}): run scripts/install-deps",
+                python.display()
+            )
+        });
+    let answers = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), answers, stderr)
+}
