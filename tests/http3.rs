@@ -45,6 +45,30 @@ fn h3(port: u16, ca: &Path, target: &str, args: &[&str]) -> Vec<Value> {
     answers
 }
 
+/// thrust with HTTP/3 in front of Puma running tests/apps/early_hints.ru,
+/// whose /page?NAME waits for the file NAME in `release`; with
+/// `early_hints`, Puma sends the app's 103s.
+fn start_puma_h3(dir: &Path, release: &Path, early_hints: bool) -> (Thrust, u16, PathBuf) {
+    let (cert, key) = self_signed_app_test(dir);
+    let port = free_port();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("demo/puma.rb");
+    let app = root.join("tests/apps/early_hints.ru");
+    let mut command = vec![
+        "puma",
+        "-C",
+        config.to_str().unwrap(),
+        app.to_str().unwrap(),
+    ];
+    if early_hints {
+        command.insert(1, "--early-hints");
+    }
+    let puma = Options::command(&command).env("RELEASE_DIR", release.to_str().unwrap());
+    let thrust = Thrust::start(with_h3(puma, &cert, &key, port, &[]));
+    thrust.wait_ready();
+    (thrust, port, cert)
+}
+
 /// The head of curl's answer for / on app.test over TCP+TLS, lower-cased.
 fn tcp_head(port: u16, ca: &Path) -> String {
     let out = run_tool(
@@ -287,18 +311,7 @@ fn a_reloaded_certificate_is_served_over_quic_too() {
 fn requests_in_flight_finish_after_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let release = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_app_test(dir.path());
-    let port = free_port();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let puma = Options::command(&[
-        "puma",
-        "-C",
-        root.join("demo/puma.rb").to_str().unwrap(),
-        root.join("tests/apps/early_hints.ru").to_str().unwrap(),
-    ])
-    .env("RELEASE_DIR", release.path().to_str().unwrap());
-    let mut thrust = Thrust::start(with_h3(puma, &cert, &key, port, &[]));
-    thrust.wait_ready();
+    let (mut thrust, port, cert) = start_puma_h3(dir.path(), release.path(), false);
     let ca = cert.clone();
     let client = std::thread::spawn(move || h3_client(port, &ca, "app.test", "/page?late", &[]));
     let arrived = release.path().join("late.arrived");
@@ -425,4 +438,27 @@ fn a_body_that_disagrees_with_its_content_length_gets_400() {
         let answer = &h3(port, &ca, "/upload", &args)[0];
         assert_eq!(answer["status"], 400, "{declared}: {answer}");
     }
+}
+
+#[test]
+fn early_hints_reach_http3_clients_before_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = tempfile::tempdir().unwrap();
+    let (_thrust, port, cert) = start_puma_h3(dir.path(), release.path(), true);
+    let ca = cert.clone();
+    let client = std::thread::spawn(move || h3(port, &ca, "/page?h3", &["--times"]));
+    let arrived = release.path().join("h3.arrived");
+    assert!(wait_until(Duration::from_secs(10), || arrived.exists()));
+    std::fs::write(release.path().join("h3"), b"").unwrap();
+    let answer = &client.join().unwrap()[0];
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["body"], "<!doctype html><p>rendered</p>\n");
+    let hints = answer["informational"].as_array().unwrap();
+    assert_eq!(hints.len(), 2, "{answer}");
+    assert!(hints.iter().all(|h| h["status"] == 103));
+    let links = hints[0]["headers"]["link"].to_string();
+    assert!(links.contains("application-4f1e2a9b.css"), "{links}");
+    assert!(hints[1]["headers"]["link"]
+        .to_string()
+        .contains("logo-1b2c3d4e.svg"));
 }

@@ -21,14 +21,14 @@ use crate::conn::state::ConnState;
 pub enum Hints {
     /// An HTTP/1.1 connection's queue.
     Connection(Arc<ConnState>),
-    /// An HTTP/2 stream's task.
+    /// An HTTP/2 or HTTP/3 stream's task.
     Stream(StreamHints),
 }
 
 /// Where hints for `req` go, if its client can take them.
 pub fn route<B>(conn: &ConnInfo, req: &mut Request<B>) -> Option<Hints> {
     match req.version() {
-        Version::HTTP_2 => req
+        Version::HTTP_2 | Version::HTTP_3 => req
             .extensions_mut()
             .remove::<StreamHints>()
             .map(Hints::Stream),

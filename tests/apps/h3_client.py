@@ -1,9 +1,10 @@
 """An HTTP/3 client for thrust's tests, on aioquic.
 
 Sends requests over one QUIC connection and prints, per request, one JSON
-line: {"status", "headers" (lower-case names, lists of values), "body"
-(latin-1 text, or its length and sha256 with --digest), "chunks" (seconds
-from the request to each DATA frame, with --times)}.
+line: {"status", "headers" (lower-case names, lists of values),
+"informational" (the 1xx responses before it, each {"status", "headers"}),
+"body" (latin-1 text, or its length and sha256 with --digest), "chunks"
+(seconds from the request to each DATA frame, with --times)}.
 
 Usage: h3_client.py [--insecure | --ca FILE] [--connect ADDRESS] [--method M] [--header "Name: value"]...
                     [--data-file F] [--digest] [--times] [--repeat N] [--cut-after BYTES] URL
@@ -29,6 +30,7 @@ class Exchange:
     def __init__(self):
         self.status = None
         self.headers = {}
+        self.informational = []
         self.body = bytearray()
         self.chunks = []
         self.started = time.monotonic()
@@ -60,12 +62,17 @@ class Client(QuicConnectionProtocol):
             if exchange is None:
                 continue
             if isinstance(h3_event, HeadersReceived):
+                status, headers = None, {}
                 for name, value in h3_event.headers:
                     name, value = name.decode(), value.decode("latin-1")
-                    if name == ":status" and exchange.status is None:
-                        exchange.status = int(value)
+                    if name == ":status":
+                        status = int(value)
                     elif not name.startswith(":"):
-                        exchange.headers.setdefault(name, []).append(value)
+                        headers.setdefault(name, []).append(value)
+                if status is not None and status < 200:
+                    exchange.informational.append({"status": status, "headers": headers})
+                elif exchange.status is None:
+                    exchange.status, exchange.headers = status, headers
             elif isinstance(h3_event, DataReceived):
                 exchange.body += h3_event.data
                 if h3_event.data:
@@ -133,7 +140,8 @@ async def main():
         for _ in range(args.repeat):
             exchange = await asyncio.wait_for(
                 client.request(args.method, args.url, headers, body, args.cut_after), args.timeout)
-            out = {"status": exchange.status, "headers": exchange.headers, "reset": exchange.reset}
+            out = {"status": exchange.status, "headers": exchange.headers,
+                   "informational": exchange.informational, "reset": exchange.reset}
             if args.digest:
                 out["length"] = len(exchange.body)
                 out["sha256"] = hashlib.sha256(exchange.body).hexdigest()
