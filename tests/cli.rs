@@ -193,6 +193,15 @@ fn check_fails_as_startup_would_and_starts_nothing() {
     let touch = format!("touch {}", touched.display());
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port().to_string();
+    // A UDP port taken where HTTP/3 would listen (its TCP twin is free).
+    let taken_udp = loop {
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            break udp;
+        }
+    };
+    let taken_udp_port = taken_udp.local_addr().unwrap().port().to_string();
     let free = free_port().to_string();
     let https = free_port().to_string();
     let not_executable = dir.path().join("app.sh");
@@ -207,8 +216,9 @@ fn check_fails_as_startup_would_and_starts_nothing() {
         )
         .unwrap();
     }
-    let (cert, wrong_key) = (
+    let (cert, right_key, wrong_key) = (
         one.with_extension("crt").display().to_string(),
+        one.with_extension("key").display().to_string(),
         other.with_extension("key").display().to_string(),
     );
     let not_executable = not_executable.display().to_string();
@@ -237,6 +247,18 @@ fn check_fails_as_startup_would_and_starts_nothing() {
                 ("SSL_KEY_PATH", &wrong_key),
             ],
             2,
+        ),
+        (
+            "HTTP/3's UDP port in use",
+            vec!["sh", "-c", &touch],
+            vec![
+                ("HTTP_PORT", &free),
+                ("HTTPS_PORT", &taken_udp_port),
+                ("SSL_CERT_PATH", &cert),
+                ("SSL_KEY_PATH", &right_key),
+                ("THRUST_HTTP3", "1"),
+            ],
+            1,
         ),
         (
             "missing command",

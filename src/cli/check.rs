@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::app::supervisor;
 use crate::config::{resolved, Config, Tls, Worker};
 use crate::server::activation;
-use crate::server::listen::BindError;
+use crate::server::listen::{self, BindError};
 use crate::tls::acme::store::Store;
 use crate::tls::static_cert::StaticCert;
 
@@ -62,6 +62,11 @@ fn effective(config: &Config) -> Vec<String> {
         on_off(config.http2 && config.tls != Tls::Off),
         on_off(config.h2c)
     ));
+    lines.push(if config.http3 {
+        format!("HTTP/3 on UDP 0.0.0.0:{}", config.https_port)
+    } else {
+        "HTTP/3 off".into()
+    });
     let encodings: Vec<&str> = config.encodings.iter().map(|e| e.token()).collect();
     lines.push(if config.compression {
         format!("compression: {}", encodings.join(", "))
@@ -120,6 +125,12 @@ pub fn run(command: &[String]) -> u8 {
         Ok(passed) => passed.unwrap_or_default(),
         Err(e) => return fail(e, 2),
     };
+    // HTTP/3 listens on UDP at the HTTPS socket's number.
+    let udp_port = passed
+        .https
+        .as_ref()
+        .and_then(|s| s.local_addr().ok())
+        .map_or(config.https_port, |a| a.port());
     let mut ports = vec![(passed.http, config.http_port, "HTTP_PORT")];
     if config.tls != Tls::Off {
         ports.push((passed.https, config.https_port, "HTTPS_PORT"));
@@ -136,6 +147,13 @@ pub fn run(command: &[String]) -> u8 {
                 Ok(()) => println!("  {variable}: port {port} can be listened on"),
                 Err(e) => return fail(e, 1),
             },
+        }
+    }
+
+    if config.http3 {
+        match listen::bind_udp(udp_port, "HTTPS_PORT") {
+            Ok(_) => println!("  HTTPS_PORT: UDP port {udp_port} can be listened on (HTTP/3)"),
+            Err(e) => return fail(e, 1),
         }
     }
 
