@@ -105,6 +105,8 @@ pub struct Config {
     /// THRUST_PUBLIC_DIR, resolved (symlinks followed) at start-up.
     pub public_dir: Option<PathBuf>,
     pub compression: bool,
+    /// THRUST_COMPRESSION_DICTIONARIES.
+    pub dictionaries: bool,
     pub encodings: Vec<Encoding>,
     pub compression_disable_on_auth: bool,
     pub compression_jitter: u32,
@@ -168,6 +170,7 @@ impl Config {
             send_file_roots: sections::send_file_roots(&env)?,
             public_dir: sections::public_dir(&env)?,
             compression: env.boolean("GZIP_COMPRESSION_ENABLED", true)?,
+            dictionaries: env.boolean("THRUST_COMPRESSION_DICTIONARIES", false)?,
             encodings: sections::encodings(&env)?,
             compression_disable_on_auth: env.boolean("GZIP_COMPRESSION_DISABLE_ON_AUTH", false)?,
             compression_jitter: sections::compression_jitter(&env)?,

@@ -83,6 +83,7 @@ pub const VARIABLES: &[Variable] = &[
     var("GZIP_COMPRESSION_ENABLED", &[], Kind::Bool, "on", "response compression (all encodings)"),
     var("THRUST_COMPRESSION", &[], Kind::Text, "zstd,br,gzip", "encodings offered, in server preference order"),
     var("GZIP_COMPRESSION_DISABLE_ON_AUTH", &[], Kind::Bool, "off", "no compression for requests with credentials or private responses"),
+    var("THRUST_COMPRESSION_DICTIONARIES", &[], Kind::Bool, "off", "compression dictionaries (RFC 9842) for stored fingerprinted JS and CSS: earlier versions offered as dictionaries, new versions sent as `dcz` deltas to browsers holding one"),
     var("GZIP_COMPRESSION_JITTER", &[], Kind::Count, "32", "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables"),
     var("MAX_REQUEST_BODY", &[], Kind::Bytes, "0 (no limit)", "larger request bodies get 413"),
     var("BAD_GATEWAY_PAGE", &[], Kind::Text, "./public/502.html", "HTML served with 502 when the app server cannot answer"),

@@ -31,7 +31,7 @@ const METHODS: [&str; 8] = [
 ];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const CACHE_OUTCOMES: [&str; 3] = ["hit", "miss", "bypass"];
-const ENCODINGS: [&str; 3] = ["zstd", "br", "gzip"];
+const ENCODINGS: [&str; 4] = ["zstd", "br", "gzip", "dcz"];
 const PROTOCOLS: [&str; 4] = ["http/1.1", "h2", "h2c", "h3"];
 
 /// Request durations, in seconds: from a cached asset to a slow page.
@@ -64,7 +64,7 @@ pub struct Metrics {
     request_body_bytes: Counter,
     response_body_bytes: Counter,
     cache: [Counter; 3],
-    compressed: [Counter; 3],
+    compressed: [Counter; 4],
     files_sent: Counter,
     upstream_connect_errors: Counter,
     upstream_timeouts: Counter,

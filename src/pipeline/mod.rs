@@ -44,6 +44,7 @@ use crate::metrics::{Metrics, OpenClientConnection};
 use crate::tls::Certificates;
 use cache::CacheRequest;
 use compression::codec::Jitter;
+use compression::dictionary::{Dictionaries, Offer};
 use compression::CompressionRequest;
 use preconditions::Conditions;
 use request_log::RequestFacts;
@@ -93,8 +94,18 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
     let hit = cache_request
         .as_ref()
         .and_then(|c| app.cache.lookup(c, req.headers()));
+    let dictionary = app
+        .cache
+        .dictionary_offer(cache_request.as_ref(), req.headers());
+    let dictionary = dictionary.as_ref().map(|(d, offer)| (*d, offer));
     if let Some(entry) = hit {
-        let mut response = cache::respond(&app.config, &conditions, &compression_request, &entry);
+        let mut response = cache::respond(
+            &app.config,
+            &conditions,
+            &compression_request,
+            &entry,
+            dictionary,
+        );
         cache::mark(&mut response, "hit");
         return compression::apply(&app.config, &app.jitter, &compression_request, response);
     }
@@ -139,12 +150,22 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
             to_store,
             path,
             parts,
-            &conditions,
-            &compression_request,
+            &Asked {
+                conditions: &conditions,
+                compression: &compression_request,
+                dictionary,
+            },
         ),
     };
     cache::mark(&mut response, outcome);
     compression::apply(&app.config, &app.jitter, &compression_request, response)
+}
+
+/// What the client asked about the form of the answer.
+struct Asked<'a> {
+    conditions: &'a Conditions,
+    compression: &'a CompressionRequest,
+    dictionary: Option<(&'a Dictionaries, &'a Offer)>,
 }
 
 /// A file sent in the app's place (named by the app, or below
@@ -156,16 +177,21 @@ fn send_named(
     to_store: Option<CacheRequest>,
     path: std::path::PathBuf,
     parts: http::response::Parts,
-    conditions: &Conditions,
-    compression_request: &CompressionRequest,
+    asked: &Asked,
 ) -> Response<Body> {
     match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
-        Some(entry) => cache::respond(&app.config, conditions, compression_request, &entry),
+        Some(entry) => cache::respond(
+            &app.config,
+            asked.conditions,
+            asked.compression,
+            &entry,
+            asked.dictionary,
+        ),
         None => sendfile::serve(
             &app.config,
             &path,
-            conditions,
-            compression_request,
+            asked.conditions,
+            asked.compression,
             parts,
             conn.state.file_slots(),
         ),

@@ -56,7 +56,7 @@ fn relative_path(encoded: &[u8]) -> Option<PathBuf> {
 
 /// Whether a file name carries a content digest, so that its content never
 /// changes under that name.
-fn fingerprinted(path: &Path) -> bool {
+pub(super) fn fingerprinted(path: &Path) -> bool {
     let Some(name) = path.file_name().map(OsStr::as_bytes) else {
         return false;
     };

@@ -15,6 +15,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Method, Request, Response, StatusCode};
 
 use super::compression::codec::{compress_all, Jitter};
+use super::compression::dictionary::{
+    Dictionaries, Offer, AVAILABLE_DICTIONARY, USE_AS_DICTIONARY,
+};
 use super::compression::{self, CompressionRequest};
 use super::forwarding::{self, Rewrite};
 use super::preconditions::{Conditions, Outcome};
@@ -113,12 +116,14 @@ pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
 
 /// Answers from a stored entry: preconditions and Range on the stored
 /// bytes, and a whole answer in the stored compressed form the client
-/// prefers.
+/// prefers — or, for a fingerprinted asset with THRUST_COMPRESSION_DICTIONARIES,
+/// a delta from the version the client holds.
 pub fn respond(
     config: &Config,
     conditions: &Conditions,
     compression: &CompressionRequest,
     entry: &Entry,
+    dictionary: Option<(&Dictionaries, &Offer)>,
 ) -> Response<Body> {
     let mut headers = entry.headers.clone();
     headers.insert(
@@ -127,11 +132,26 @@ pub fn respond(
     );
     let decided = conditions.evaluate(entry.status, &headers, entry.body.len() as u64);
     let mut body = entry.body.clone();
+    let dictionary = dictionary.filter(|_| entry.status == StatusCode::OK);
+    let delta = dictionary
+        .filter(|_| decided == Outcome::Whole)
+        .and_then(|(dictionaries, offer)| dictionaries.delta(offer));
+    if let Some((_, offer)) = dictionary {
+        // This version is the next one's dictionary; answers differ by the
+        // dictionary the client holds.
+        headers.insert(USE_AS_DICTIONARY, offer.family.header());
+        vary_on_accept_encoding(&mut headers);
+        headers.append(header::VARY, HeaderValue::from(AVAILABLE_DICTIONARY));
+    }
     let variant = matches!(decided, Outcome::Whole | Outcome::NotModified)
         .then(|| compression::choose(config, compression, entry.status, &headers))
         .flatten()
         .and_then(|encoding| entry.variant(encoding).map(|bytes| (encoding, bytes)));
-    if let Some((encoding, bytes)) = variant {
+    if let Some(delta) = delta {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("dcz"));
+        weaken_etag(&mut headers);
+        body = delta;
+    } else if let Some((encoding, bytes)) = variant {
         vary_on_accept_encoding(&mut headers);
         if decided == Outcome::Whole {
             compression::mark_encoded(&mut headers, encoding);
@@ -164,6 +184,8 @@ pub struct Store {
     capturing: CaptureBudget,
     jitter: Arc<Jitter>,
     config: Arc<Config>,
+    /// With THRUST_COMPRESSION_DICTIONARIES.
+    dictionaries: Option<Dictionaries>,
 }
 
 impl Store {
@@ -175,9 +197,25 @@ impl Store {
             capturing: CaptureBudget::new(crate::config::memory_budget::capture_budget(
                 config.cache_size,
             )),
+            dictionaries: config
+                .dictionaries
+                .then(|| Dictionaries::new(config.cache_size / 4)),
             jitter,
             config,
         }
+    }
+
+    /// Dictionary compression's part in answering `request`, when on and
+    /// the target is a fingerprinted script or style.
+    pub fn dictionary_offer(
+        &self,
+        request: Option<&CacheRequest>,
+        headers: &HeaderMap,
+    ) -> Option<(&Dictionaries, Offer)> {
+        let dictionaries = self.dictionaries.as_ref()?;
+        let base = &request?.base;
+        let offer = Offer::of(&base.host, &base.origin, &base.target, headers)?;
+        Some((dictionaries, offer))
     }
 
     /// URLs stored and the bytes they weigh, for /metrics.
@@ -212,6 +250,7 @@ impl Store {
             vary,
             status: parts.status,
             headers,
+            file: None,
         })
     }
 
@@ -233,7 +272,11 @@ impl Store {
                 vary,
                 status,
                 mut headers,
+                file,
             } = plan;
+            let learning = store
+                .dictionary_offer(Some(&request), &request.headers)
+                .filter(|_| status == StatusCode::OK);
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             if status == StatusCode::OK {
                 // Ranges of it are answered from memory.
@@ -256,6 +299,11 @@ impl Store {
                     Vec::new()
                 };
             let count = variants.len();
+            if let Some((dictionaries, offer)) = learning {
+                // Before the entry can be found, so that its first hits
+                // already find the deltas from earlier versions.
+                dictionaries.learn(&offer, &body, file.as_deref());
+            }
             let mut entry = Entry::new(status, headers, body, lifetime);
             entry.variants = variants;
             let target = request.base.target.clone();
@@ -285,6 +333,7 @@ impl Store {
             return None;
         }
         file.describe(path, &mut plan.headers);
+        plan.file = Some(path.to_path_buf());
         // Describing may add `Vary: Accept-Encoding` (a file the app encoded
         // itself): the entry is keyed on what it finally varies on.
         plan.vary = vary_names(&plan.headers)?;
@@ -324,4 +373,6 @@ struct Plan {
     vary: Vec<HeaderName>,
     status: StatusCode,
     headers: HeaderMap,
+    /// The file the body was read from, if it was.
+    file: Option<std::path::PathBuf>,
 }

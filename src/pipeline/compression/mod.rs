@@ -2,6 +2,7 @@
 //! streaming body that does it.
 
 pub mod codec;
+pub mod dictionary;
 mod gzip;
 
 use bytes::Bytes;

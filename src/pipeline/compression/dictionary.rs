@@ -1,0 +1,391 @@
+//! Compression dictionaries (RFC 9842) for fingerprinted JS and CSS, with
+//! THRUST_COMPRESSION_DICTIONARIES. A stored asset named `name-<hex>.js`
+//! is offered to the browser as a dictionary for the later versions of its
+//! name (`Use-As-Dictionary: match="/dir/name-*.js"`); when a browser asks
+//! for a new version holding an old one (`Available-Dictionary`, `dcz` in
+//! Accept-Encoding), the answer is the new version compressed against the
+//! old: a Zstandard frame behind the RFC's 40-byte header.
+//!
+//! Dictionaries are known by their SHA-256 and the scope they were served
+//! in (host, forwarded origin, name pattern), so one is only ever used for
+//! the same asset family of the same site. They come from stored answers
+//! and from the earlier versions lying beside a stored file (what Kamal's
+//! asset bridging keeps after a deploy). Both the dictionaries and the
+//! deltas made from them are held in byte-bounded caches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+pub const USE_AS_DICTIONARY: HeaderName = HeaderName::from_static("use-as-dictionary");
+pub const AVAILABLE_DICTIONARY: HeaderName = HeaderName::from_static("available-dictionary");
+
+/// RFC 9842 §5.2: what precedes the hash and the Zstandard frame.
+const DCZ_MAGIC: [u8; 8] = [0x5e, 0x2a, 0x4d, 0x18, 0x20, 0x00, 0x00, 0x00];
+/// Deltas are made once per (dictionary, asset) and kept: a high level.
+const DCZ_LEVEL: i32 = 19;
+/// 8 MiB, what every decoder must accept (RFC 9659); assets are far smaller.
+const DCZ_WINDOW_LOG: u32 = 23;
+/// Earlier versions read from beside a stored file, newest first.
+const SIBLINGS: usize = 4;
+
+/// The name family of a fingerprinted JS or CSS path: the pattern that
+/// matches its later versions, and what the browser fetches it as.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Family {
+    pattern: String,
+    dest: &'static str,
+}
+
+/// The family of `path` (no query), if it names a fingerprinted JS or CSS
+/// file with nothing in its name a URL pattern would read as syntax.
+pub fn family(path: &str) -> Option<Family> {
+    let (dir, name) = path.rsplit_once('/')?;
+    if !super::super::public_dir::fingerprinted(Path::new(name)) {
+        return None;
+    }
+    let (stem_and_digest, extension) = name.rsplit_once('.')?;
+    let dest = match extension {
+        "js" | "mjs" => "script",
+        "css" => "style",
+        _ => return None,
+    };
+    let (stem, digest) = stem_and_digest.rsplit_once('-')?;
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'))
+    };
+    if stem.is_empty() || digest.len() < 7 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (plain(dir) && plain(stem)).then(|| Family {
+        pattern: format!("{dir}/{stem}-*.{extension}"),
+        dest,
+    })
+}
+
+impl Family {
+    /// The `Use-As-Dictionary` value for an answer of this family.
+    pub fn header(&self) -> HeaderValue {
+        let text = format!("match=\"{}\", match-dest=(\"{}\")", self.pattern, self.dest);
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("match=\"\""))
+    }
+
+    /// Whether a file name beside a version of this family is another one.
+    fn has_sibling(&self, name: &str) -> bool {
+        let Some((prefix, suffix)) = self
+            .pattern
+            .rsplit_once('/')
+            .and_then(|(_, name)| name.split_once('*'))
+        else {
+            return false;
+        };
+        name.len() > prefix.len() + suffix.len()
+            && name.starts_with(prefix)
+            && name.ends_with(suffix)
+            && super::super::public_dir::fingerprinted(Path::new(name))
+    }
+}
+
+/// What a request brings to dictionary compression.
+pub struct Offer {
+    /// Host, forwarded origin and family: where a dictionary may be used.
+    scope: String,
+    /// The scope and the exact target: what a delta is made for.
+    target: String,
+    pub family: Family,
+    /// The dictionary the client holds, when it also accepts `dcz`.
+    wanted: Option<Digest>,
+}
+
+impl Offer {
+    /// For a GET of `target` on `host` (with the forwarded `origin`).
+    pub fn of(host: &str, origin: &str, target: &str, headers: &HeaderMap) -> Option<Offer> {
+        let path = target.split('?').next().unwrap_or(target);
+        let family = family(path)?;
+        let scope = format!("{host}\n{origin}\n{}", family.pattern);
+        let wanted = accepts_dcz(headers).then(|| available(headers)).flatten();
+        Some(Offer {
+            target: format!("{scope}\n{target}"),
+            scope,
+            family,
+            wanted,
+        })
+    }
+}
+
+/// The hash in `Available-Dictionary` (a structured-field byte sequence).
+fn available(headers: &HeaderMap) -> Option<Digest> {
+    let value = headers.get(AVAILABLE_DICTIONARY)?.to_str().ok()?.trim();
+    let encoded = value.strip_prefix(':')?.strip_suffix(':')?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+/// Whether Accept-Encoding lists `dcz` with a non-zero q.
+fn accepts_dcz(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let token = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            token.eq_ignore_ascii_case("dcz") && !refused
+        })
+}
+
+pub fn sha256(bytes: &[u8]) -> Digest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// `body` compressed against `dictionary` (whose hash is `hash`), as `dcz`.
+pub fn dcz(dictionary: &[u8], hash: &Digest, body: &[u8]) -> std::io::Result<Bytes> {
+    let mut compressor = zstd::bulk::Compressor::with_dictionary(DCZ_LEVEL, dictionary)?;
+    compressor.set_parameter(zstd::zstd_safe::CParameter::WindowLog(DCZ_WINDOW_LOG))?;
+    let frame = compressor.compress(body)?;
+    let mut out = Vec::with_capacity(DCZ_MAGIC.len() + hash.len() + frame.len());
+    out.extend_from_slice(&DCZ_MAGIC);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(&frame);
+    Ok(Bytes::from(out))
+}
+
+/// A version that may serve as a dictionary, and where.
+struct Known {
+    scope: String,
+    body: Bytes,
+}
+
+/// The dictionaries thrust knows and the deltas it has made, each within a
+/// byte budget.
+#[derive(Clone)]
+pub struct Dictionaries {
+    known: moka::sync::Cache<Digest, Arc<Known>>,
+    /// (dictionary, `Offer::target`) → the `dcz` body.
+    deltas: moka::sync::Cache<(Digest, String), Bytes>,
+}
+
+impl Dictionaries {
+    /// Within `budget` bytes: half for dictionaries, half for deltas.
+    pub fn new(budget: u64) -> Self {
+        let weigh = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX);
+        Dictionaries {
+            known: moka::sync::Cache::builder()
+                .max_capacity(budget / 2)
+                .weigher(move |_, known: &Arc<Known>| weigh(known.body.len() + known.scope.len()))
+                .build(),
+            deltas: moka::sync::Cache::builder()
+                .max_capacity(budget / 2)
+                .weigher(move |key: &(Digest, String), delta: &Bytes| {
+                    weigh(delta.len() + key.1.len())
+                })
+                .build(),
+        }
+    }
+
+    /// The delta for `offer`'s wanted dictionary, when one was made.
+    pub fn delta(&self, offer: &Offer) -> Option<Bytes> {
+        self.deltas.get(&(offer.wanted?, offer.target.clone()))
+    }
+
+    /// Learns a stored version of `offer`'s family, and its earlier
+    /// versions beside `file` when it came from one; then makes the deltas
+    /// from each of them to `body`. Runs on the blocking pool (hashing and
+    /// compressing are CPU work).
+    pub fn learn(&self, offer: &Offer, body: &Bytes, file: Option<&Path>) {
+        let own = sha256(body);
+        self.known.insert(
+            own,
+            Arc::new(Known {
+                scope: offer.scope.clone(),
+                body: body.clone(),
+            }),
+        );
+        if let Some(file) = file {
+            for sibling in siblings(&offer.family, file) {
+                self.known.insert(
+                    sha256(&sibling),
+                    Arc::new(Known {
+                        scope: offer.scope.clone(),
+                        body: sibling,
+                    }),
+                );
+            }
+        }
+        let earlier: Vec<(Digest, Arc<Known>)> = self
+            .known
+            .iter()
+            .filter(|(hash, known)| **hash != own && known.scope == offer.scope)
+            .map(|(hash, known)| (*hash, known))
+            .collect();
+        for (hash, known) in earlier {
+            let key = (hash, offer.target.clone());
+            if self.deltas.contains_key(&key) {
+                continue;
+            }
+            match dcz(&known.body, &hash, body) {
+                Ok(delta) => self.deltas.insert(key, delta),
+                Err(e) => tracing::debug!(error = %e, "Dictionary delta not made"),
+            }
+        }
+    }
+}
+
+/// Up to `SIBLINGS` earlier versions of `family` beside `file`, newest
+/// first, each no larger than `file` is now times four.
+fn siblings(family: &Family, file: &Path) -> Vec<Bytes> {
+    let (Some(dir), Ok(own)) = (file.parent(), std::fs::metadata(file)) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let limit = own.len().saturating_mul(4);
+    let mut found: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path() != file)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| family.has_sibling(n))
+        })
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let modified = meta.modified().ok()?;
+            (meta.is_file() && meta.len() <= limit).then(|| (modified, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found
+        .into_iter()
+        .take(SIBLINGS)
+        .filter_map(|(_, path)| std::fs::read(path).ok().map(Bytes::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprinted_scripts_and_styles_have_a_family() {
+        let script = family("/assets/application-4f1e2a9b.js").unwrap();
+        assert_eq!(
+            script.header(),
+            "match=\"/assets/application-*.js\", match-dest=(\"script\")"
+        );
+        let style = family("/assets/admin/app.bundle-0123456789abcdef.css").unwrap();
+        assert_eq!(
+            style.header(),
+            "match=\"/assets/admin/app.bundle-*.css\", match-dest=(\"style\")"
+        );
+        for path in [
+            "/assets/application.js",
+            "/assets/application-4f1e2a9b.png",
+            "/assets/app(x)-4f1e2a9b.js",
+            "/assets/-4f1e2a9b.js",
+            "/assets/app-4f1e2.js",
+        ] {
+            assert_eq!(family(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_wanted_dictionary_needs_dcz_and_a_sha256() {
+        let hash = sha256(b"v1");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(hash);
+        let headers = |accept: &'static str, available: String| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static(accept),
+            );
+            h.insert(
+                AVAILABLE_DICTIONARY,
+                HeaderValue::from_str(&available).unwrap(),
+            );
+            h
+        };
+        let target = "/assets/app-4f1e2a9b.js";
+        let offer = |h: &HeaderMap| Offer::of("h", "", target, h).unwrap().wanted;
+        assert_eq!(
+            offer(&headers("dcz, br", format!(":{encoded}:"))),
+            Some(hash)
+        );
+        assert_eq!(offer(&headers("br, gzip", format!(":{encoded}:"))), None);
+        assert_eq!(offer(&headers("dcz;q=0, br", format!(":{encoded}:"))), None);
+        assert_eq!(offer(&headers("dcz", encoded.clone())), None);
+        assert_eq!(offer(&headers("dcz", ":AAAA:".into())), None);
+    }
+
+    #[test]
+    fn a_delta_decodes_with_its_dictionary_to_the_new_version() {
+        let old: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("line {i};\n").into_bytes())
+            .collect();
+        let mut new = old.clone();
+        new.splice(1000..1010, b"changed!!!".iter().copied());
+        let hash = sha256(&old);
+        let delta = dcz(&old, &hash, &new).unwrap();
+        assert_eq!(&delta[..8], &DCZ_MAGIC);
+        assert_eq!(&delta[8..40], &hash);
+        assert!(delta.len() < 200, "{} bytes", delta.len());
+        let mut decoder = zstd::bulk::Decompressor::with_dictionary(&old).unwrap();
+        let decoded = decoder.decompress(&delta[40..], new.len()).unwrap();
+        assert_eq!(decoded, new);
+    }
+
+    #[test]
+    fn earlier_versions_beside_a_file_are_learned_for_its_scope_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("f{i}();\n").into_bytes())
+            .collect();
+        let mut v2 = v1.clone();
+        v2.extend_from_slice(b"extra();\n");
+        std::fs::write(dir.path().join("app-1111111a.js"), &v1).unwrap();
+        std::fs::write(dir.path().join("other-2222222b.js"), b"x").unwrap();
+        let file = dir.path().join("app-3333333c.js");
+        std::fs::write(&file, &v2).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("dcz"),
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(sha256(&v1));
+        headers.insert(
+            AVAILABLE_DICTIONARY,
+            HeaderValue::from_str(&format!(":{encoded}:")).unwrap(),
+        );
+        let dictionaries = Dictionaries::new(64 << 20);
+        let offer = Offer::of("a.test", "", "/assets/app-3333333c.js", &headers).unwrap();
+        dictionaries.learn(&offer, &Bytes::from(v2.clone()), Some(&file));
+        let delta = dictionaries
+            .delta(&offer)
+            .expect("a delta from the version beside it");
+        let mut decoder = zstd::bulk::Decompressor::with_dictionary(&v1).unwrap();
+        assert_eq!(decoder.decompress(&delta[40..], v2.len()).unwrap(), v2);
+        // Another host holding the same bytes gets nothing made for this one.
+        let elsewhere = Offer::of("b.test", "", "/assets/app-3333333c.js", &headers).unwrap();
+        assert!(dictionaries.delta(&elsewhere).is_none());
+    }
+}

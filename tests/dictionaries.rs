@@ -1,0 +1,152 @@
+//! Compression dictionaries (RFC 9842, THRUST_COMPRESSION_DICTIONARIES):
+//! a returning visitor holding version 1 of a fingerprinted script gets
+//! version 2 as a `dcz` delta, decoded here by Python's zstandard with
+//! version 1 as a raw-content dictionary.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+
+/// (head, lower-cased, and raw body) of GET `target` with `headers`.
+fn fetch(port: u16, target: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let url = format!("http://127.0.0.1:{port}{target}");
+    let mut args = vec!["-s", "-D", head.to_str().unwrap(), "--max-time", "10"];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(&url);
+    let out = run_tool("curl", &args);
+    let head = std::fs::read_to_string(&head).unwrap().to_ascii_lowercase();
+    (head, out.stdout)
+}
+
+/// A script of about 300 KB; `version` changes about 1% of its lines.
+fn script(version: u32) -> Vec<u8> {
+    (0..6_000u32)
+        .map(|i| {
+            let changed = if i % 100 == 7 { version } else { 1 };
+            format!("export function f{i}(x) {{ return x * {i} + {changed}; }}\n")
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let out = run_tool("sha256sum", &[file.path().to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `delta` (a dcz body) decoded by Python's zstandard against `dictionary`.
+fn python_decode(dir: &Path, dictionary: &[u8], delta: &[u8]) -> Vec<u8> {
+    let (dict_file, delta_file) = (dir.join("dict"), dir.join("delta"));
+    std::fs::write(&dict_file, dictionary).unwrap();
+    std::fs::write(&delta_file, delta).unwrap();
+    let script = "import sys, zstandard\n\
+        d = zstandard.ZstdCompressionDict(open(sys.argv[1], 'rb').read(), dict_type=zstandard.DICT_TYPE_RAWCONTENT)\n\
+        body = open(sys.argv[2], 'rb').read()\n\
+        out = zstandard.ZstdDecompressor(dict_data=d).decompressobj().decompress(body[40:])\n\
+        sys.stdout.buffer.write(out)\n";
+    let out = run_tool(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            script,
+            dict_file.to_str().unwrap(),
+            delta_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn a_returning_visitor_gets_the_new_version_as_a_delta_from_the_old() {
+    let site = tempfile::tempdir().unwrap();
+    let assets = site.path().join("public/assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    let (v1, v2) = (script(1), script(2));
+    std::fs::write(assets.join("app-1111111a.js"), &v1).unwrap();
+    std::fs::write(assets.join("plain.js"), &v1).unwrap();
+    let t = Thrust::start_ready(
+        Options::app()
+            .env(
+                "THRUST_PUBLIC_DIR",
+                site.path().join("public").to_string_lossy(),
+            )
+            .env("THRUST_COMPRESSION_DICTIONARIES", "1"),
+    );
+
+    // Version 1 is offered as the dictionary for the script's later versions.
+    let (head, _) = fetch(t.port, "/assets/app-1111111a.js", &["Accept-Encoding: br"]);
+    assert!(
+        head.contains("use-as-dictionary: match=\"/assets/app-*.js\", match-dest=(\"script\")"),
+        "{head}"
+    );
+    assert!(head.contains("available-dictionary"), "{head}");
+    // A file without a fingerprint is not.
+    let (head, _) = fetch(t.port, "/assets/plain.js", &["Accept-Encoding: br"]);
+    assert!(!head.contains("use-as-dictionary"), "{head}");
+
+    // The deploy: version 2 under its new name, version 1 left beside it.
+    std::fs::write(assets.join("app-2222222b.js"), &v2).unwrap();
+    let held = base64::engine::general_purpose::STANDARD.encode(hex_bytes(&sha256(&v1)));
+    let available = format!("Available-Dictionary: :{held}:");
+    let asked = ["Accept-Encoding: dcz, br", available.as_str()];
+    let mut answer = (String::new(), Vec::new());
+    let delta_sent = wait_until(Duration::from_secs(10), || {
+        answer = fetch(t.port, "/assets/app-2222222b.js", &asked);
+        answer.0.contains("content-encoding: dcz")
+    });
+    let (head, delta) = answer;
+    assert!(delta_sent, "{head}");
+    assert_eq!(&delta[8..40], &hex_bytes(&sha256(&v1))[..]);
+    let decoded = python_decode(site.path(), &v1, &delta);
+    assert_eq!(
+        sha256(&decoded),
+        sha256(&v2),
+        "decodes to version 2 exactly"
+    );
+    assert!(
+        delta.len() * 10 < v2.len() / 10,
+        "{} bytes for {}",
+        delta.len(),
+        v2.len()
+    );
+    assert!(
+        head.contains("use-as-dictionary: match=\"/assets/app-*.js\""),
+        "{head}"
+    );
+
+    // A hash thrust does not know: brotli, as without dictionaries.
+    let unknown = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let unknown = format!("Available-Dictionary: :{unknown}:");
+    let (head, _) = fetch(
+        t.port,
+        "/assets/app-2222222b.js",
+        &["Accept-Encoding: dcz, br", &unknown],
+    );
+    assert!(head.contains("content-encoding: br"), "{head}");
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
