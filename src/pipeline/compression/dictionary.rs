@@ -14,7 +14,7 @@
 //! deltas made from them are held in byte-bounded caches.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -34,6 +34,10 @@ const DCZ_LEVEL: i32 = 19;
 const DCZ_WINDOW_LOG: u32 = 23;
 /// Earlier versions read from beside a stored file, newest first.
 const SIBLINGS: usize = 4;
+/// Scopes (host, origin, family) remembered per dictionary.
+const SCOPES: usize = 16;
+/// Targets whose stored body's hash is remembered.
+const TARGETS: u64 = 10_000;
 
 /// The name family of a fingerprinted JS or CSS path: the pattern that
 /// matches its later versions, and what the browser fetches it as.
@@ -169,19 +173,31 @@ pub fn dcz(dictionary: &[u8], hash: &Digest, body: &[u8]) -> std::io::Result<Byt
     Ok(Bytes::from(out))
 }
 
-/// A version that may serve as a dictionary, and where.
+/// A version that may serve as a dictionary, and the scopes it was seen
+/// in (the same bytes may be served under several hosts).
 struct Known {
-    scope: String,
     body: Bytes,
+    scopes: Mutex<Vec<String>>,
+}
+
+impl Known {
+    fn in_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .lock()
+            .is_ok_and(|scopes| scopes.iter().any(|s| s == scope))
+    }
 }
 
 /// The dictionaries thrust knows and the deltas it has made, each within a
-/// byte budget.
+/// byte budget. Deltas are keyed by content (dictionary and target hashes),
+/// so the same asset reached under another Host costs no new compression.
 #[derive(Clone)]
 pub struct Dictionaries {
     known: moka::sync::Cache<Digest, Arc<Known>>,
-    /// (dictionary, `Offer::target`) → the `dcz` body.
-    deltas: moka::sync::Cache<(Digest, String), Bytes>,
+    /// `Offer::target` → the SHA-256 of the body stored for it.
+    targets: moka::sync::Cache<String, Digest>,
+    /// (dictionary, target) → the `dcz` body.
+    deltas: moka::sync::Cache<(Digest, Digest), Bytes>,
 }
 
 impl Dictionaries {
@@ -191,54 +207,44 @@ impl Dictionaries {
         Dictionaries {
             known: moka::sync::Cache::builder()
                 .max_capacity(budget / 2)
-                .weigher(move |_, known: &Arc<Known>| weigh(known.body.len() + known.scope.len()))
+                .weigher(move |_, known: &Arc<Known>| weigh(known.body.len()))
                 .build(),
+            targets: moka::sync::Cache::builder().max_capacity(TARGETS).build(),
             deltas: moka::sync::Cache::builder()
                 .max_capacity(budget / 2)
-                .weigher(move |key: &(Digest, String), delta: &Bytes| {
-                    weigh(delta.len() + key.1.len())
-                })
+                .weigher(move |_, delta: &Bytes| weigh(delta.len()))
                 .build(),
         }
     }
 
     /// The delta for `offer`'s wanted dictionary, when one was made.
     pub fn delta(&self, offer: &Offer) -> Option<Bytes> {
-        self.deltas.get(&(offer.wanted?, offer.target.clone()))
+        let wanted = offer.wanted?;
+        let target = self.targets.get(&offer.target)?;
+        self.deltas.get(&(wanted, target))
     }
 
-    /// Learns a stored version of `offer`'s family, and its earlier
+    /// Learns `body`, a stored version of `offer`'s family, and its earlier
     /// versions beside `file` when it came from one; then makes the deltas
-    /// from each of them to `body`. Runs on the blocking pool (hashing and
-    /// compressing are CPU work).
+    /// from each known earlier version in the scope to `body`. Runs on the
+    /// blocking pool (hashing and compressing are CPU work).
     pub fn learn(&self, offer: &Offer, body: &Bytes, file: Option<&Path>) {
         let own = sha256(body);
-        self.known.insert(
-            own,
-            Arc::new(Known {
-                scope: offer.scope.clone(),
-                body: body.clone(),
-            }),
-        );
+        self.targets.insert(offer.target.clone(), own);
+        self.know(own, body.clone(), &offer.scope);
         if let Some(file) = file {
             for sibling in siblings(&offer.family, file) {
-                self.known.insert(
-                    sha256(&sibling),
-                    Arc::new(Known {
-                        scope: offer.scope.clone(),
-                        body: sibling,
-                    }),
-                );
+                self.know(sha256(&sibling), sibling, &offer.scope);
             }
         }
         let earlier: Vec<(Digest, Arc<Known>)> = self
             .known
             .iter()
-            .filter(|(hash, known)| **hash != own && known.scope == offer.scope)
+            .filter(|(hash, known)| **hash != own && known.in_scope(&offer.scope))
             .map(|(hash, known)| (*hash, known))
             .collect();
         for (hash, known) in earlier {
-            let key = (hash, offer.target.clone());
+            let key = (hash, own);
             if self.deltas.contains_key(&key) {
                 continue;
             }
@@ -246,6 +252,26 @@ impl Dictionaries {
                 Ok(delta) => self.deltas.insert(key, delta),
                 Err(e) => tracing::debug!(error = %e, "Dictionary delta not made"),
             }
+        }
+    }
+
+    /// Records that `body` (hashing to `hash`) was served in `scope`.
+    fn know(&self, hash: Digest, body: Bytes, scope: &str) {
+        let known = self.known.get_with(hash, || {
+            Arc::new(Known {
+                body,
+                scopes: Mutex::new(Vec::new()),
+            })
+        });
+        let Ok(mut scopes) = known.scopes.lock() else {
+            return;
+        };
+        if !scopes.iter().any(|s| s == scope) {
+            // Bounded: a flood of made-up Host values cannot grow it.
+            if scopes.len() == SCOPES {
+                scopes.remove(0);
+            }
+            scopes.push(scope.to_string());
         }
     }
 }
@@ -384,8 +410,16 @@ mod tests {
             .expect("a delta from the version beside it");
         let mut decoder = zstd::bulk::Decompressor::with_dictionary(&v1).unwrap();
         assert_eq!(decoder.decompress(&delta[40..], v2.len()).unwrap(), v2);
-        // Another host holding the same bytes gets nothing made for this one.
+        // Another host has nothing learned for it...
         let elsewhere = Offer::of("b.test", "", "/assets/app-3333333c.js", &headers).unwrap();
         assert!(dictionaries.delta(&elsewhere).is_none());
+        // ...and once it has, the delta already made serves it: the same
+        // bytes under another Host cost no compression.
+        dictionaries.deltas.run_pending_tasks();
+        let made = dictionaries.deltas.entry_count();
+        dictionaries.learn(&elsewhere, &Bytes::from(v2.clone()), Some(&file));
+        dictionaries.deltas.run_pending_tasks();
+        assert_eq!(dictionaries.deltas.entry_count(), made);
+        assert_eq!(dictionaries.delta(&elsewhere), Some(delta));
     }
 }
