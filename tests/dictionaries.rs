@@ -132,6 +132,12 @@ fn a_returning_visitor_gets_the_new_version_as_a_delta_from_the_old() {
         head.contains("use-as-dictionary: match=\"/assets/app-*.js\""),
         "{head}"
     );
+    // The log says which encoding and dictionary the answer used.
+    let logged = t.wait_log(Duration::from_secs(5), |line| {
+        line["path"] == "/assets/app-2222222b.js" && line["resp_content_encoding"] == "dcz"
+    });
+    let logged = logged.expect("a log line for the delta");
+    assert_eq!(logged["dictionary"], format!(":{held}:"));
 
     // A hash thrust does not know: brotli, as without dictionaries.
     let unknown = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);

@@ -311,6 +311,7 @@ fn reported(
         let headers = response.headers();
         (
             headers.get(header::CONTENT_TYPE).cloned(),
+            headers.get(header::CONTENT_ENCODING).cloned(),
             headers.get(cache::X_CACHE).cloned(),
         )
     });
@@ -342,8 +343,14 @@ fn reported(
         // Passing health checks would drown the log; they show at debug level.
         if passing_health_check {
             tracing::debug!(status, path = %facts.path(), "Health check answered");
-        } else if let Some((content_type, cache)) = &response_facts {
-            facts.log(status, content_type.as_ref(), sent, cache.as_ref());
+        } else if let Some((content_type, encoding, cache)) = &response_facts {
+            facts.log(
+                status,
+                content_type.as_ref(),
+                sent,
+                encoding.as_ref(),
+                cache.as_ref(),
+            );
         }
     });
     Response::from_parts(parts, crate::http::body::boxed(body))

@@ -21,6 +21,9 @@ pub struct RequestFacts {
     user_agent: Option<HeaderValue>,
     content_length: u64,
     content_type: Option<HeaderValue>,
+    /// The dictionary the client holds (Available-Dictionary), logged when
+    /// the answer was compressed against it.
+    dictionary: Option<HeaderValue>,
     pub request_id: Option<HeaderValue>,
 }
 
@@ -41,6 +44,7 @@ impl RequestFacts {
             user_agent: headers.get(header::USER_AGENT).cloned(),
             content_length: content_length(headers).unwrap_or(0),
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            dictionary: headers.get("available-dictionary").cloned(),
             request_id: None,
         }
     }
@@ -64,6 +68,7 @@ impl RequestFacts {
         status: u16,
         resp_content_type: Option<&HeaderValue>,
         resp_content_length: u64,
+        resp_content_encoding: Option<&HeaderValue>,
         cache: Option<&HeaderValue>,
     ) {
         let proto = match self.version {
@@ -87,7 +92,11 @@ impl RequestFacts {
                 .bytes("cache", cache.map_or(&b"bypass"[..], |v| v.as_bytes()))
                 .text("query", self.uri.query().unwrap_or_default())
                 .text("proto", proto)
-                .bytes("request_id", bytes(self.request_id.as_ref()));
+                .bytes("request_id", bytes(self.request_id.as_ref()))
+                .bytes("resp_content_encoding", bytes(resp_content_encoding));
+            if resp_content_encoding.is_some_and(|e| e == "dcz") {
+                line.bytes("dictionary", bytes(self.dictionary.as_ref()));
+            }
         });
     }
 }
