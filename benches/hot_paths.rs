@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the work thrust does on every request: cache lookups
 //! and inserts, Cache-Control / Vary / Accept-Encoding parsing, the header
-//! rewriting before a request goes to the app, and compressing a cached
-//! variant. `cargo bench` runs them (criterion).
+//! rewriting before a request goes to the app, compressing a cached
+//! variant, and making a compression-dictionary delta. `cargo bench` runs
+//! them (criterion).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,8 +13,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use thrust::hot_paths::{
-    compress_all, negotiate, set_forwarded, set_request_start, strip_hop_by_hop, vary_names,
-    BaseKey, CacheControl, ClientFacts, Encoding, Entry, ResponseCache,
+    compress_all, dcz, negotiate, set_forwarded, set_request_start, sha256, strip_hop_by_hop,
+    vary_names, BaseKey, CacheControl, ClientFacts, Encoding, Entry, ResponseCache,
 };
 
 /// What a browser sends for a page.
@@ -155,5 +156,35 @@ fn compression(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, cache, parsing, header_rewriting, compression);
+/// A 300 KB script-like body; `version` changes 1 line in `every`.
+fn script(version: u32, every: u32) -> Vec<u8> {
+    (0..6_000u32)
+        .map(|i| {
+            let changed = if i % every == 7 { version } else { 1 };
+            format!("export function f{i}(x) {{ return x * {i} + {changed}; }}\n")
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn dictionary_delta(c: &mut Criterion) {
+    let old = script(1, 100);
+    let hash = sha256(&old);
+    let mut group = c.benchmark_group("dcz delta of a 300 KB script, made once at store");
+    group.sample_size(10);
+    for (name, every) in [("1% of lines changed", 100), ("10% of lines changed", 10)] {
+        let new = script(2, every);
+        group.bench_function(name, |b| b.iter(|| dcz(&old, &hash, black_box(&new))));
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    cache,
+    parsing,
+    header_rewriting,
+    compression,
+    dictionary_delta
+);
 criterion_main!(benches);
