@@ -1,7 +1,8 @@
 //! Compression dictionaries (RFC 9842, THRUST_COMPRESSION_DICTIONARIES):
 //! a returning visitor holding version 1 of a fingerprinted script gets
 //! version 2 as a `dcz` delta, decoded here by Python's zstandard with
-//! version 1 as a raw-content dictionary.
+//! version 1 as a raw-content dictionary, and by Debian's headless Chromium
+//! (http://localhost is a secure context), which then runs it.
 
 mod common;
 
@@ -108,13 +109,10 @@ fn a_returning_visitor_gets_the_new_version_as_a_delta_from_the_old() {
     let held = base64::engine::general_purpose::STANDARD.encode(hex_bytes(&sha256(&v1)));
     let available = format!("Available-Dictionary: :{held}:");
     let asked = ["Accept-Encoding: dcz, br", available.as_str()];
-    let mut answer = (String::new(), Vec::new());
-    let delta_sent = wait_until(Duration::from_secs(10), || {
-        answer = fetch(t.port, "/assets/app-2222222b.js", &asked);
-        answer.0.contains("content-encoding: dcz")
-    });
-    let (head, delta) = answer;
-    assert!(delta_sent, "{head}");
+    // The very first request for version 2 (the returning visitor's, right
+    // after the deploy) already gets the delta.
+    let (head, delta) = fetch(t.port, "/assets/app-2222222b.js", &asked);
+    assert!(head.contains("content-encoding: dcz"), "{head}");
     assert_eq!(&delta[8..40], &hex_bytes(&sha256(&v1))[..]);
     let decoded = python_decode(site.path(), &v1, &delta);
     assert_eq!(
@@ -155,4 +153,92 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// The page's text after headless Chromium (with `profile`, kept between
+/// runs as a browser keeps its cache) has loaded it and run its scripts.
+fn chromium_dom(port: u16, profile: &Path) -> String {
+    let url = format!("http://localhost:{port}/index.html");
+    let profile = format!("--user-data-dir={}", profile.display());
+    let out = run_tool(
+        "timeout",
+        &[
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            &profile,
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            &url,
+        ],
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "chromium: {dom} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+#[test]
+fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
+    let site = tempfile::tempdir().unwrap();
+    let public = site.path().join("public");
+    std::fs::create_dir_all(public.join("assets")).unwrap();
+    // A classic script: the functions without `export`.
+    let with_output = |version: u32| {
+        let mut body = String::from_utf8(script(version))
+            .unwrap()
+            .replace("export ", "")
+            .into_bytes();
+        body.extend(
+            format!("document.getElementById('out').textContent = 'version {version} ran';\n")
+                .bytes(),
+        );
+        body
+    };
+    let page = |name: &str| {
+        let html = format!(
+            "<!doctype html><html><body><p id=\"out\">no script</p>\
+             <script src=\"/assets/{name}\"></script></body></html>"
+        );
+        std::fs::write(public.join("index.html"), html).unwrap();
+    };
+    std::fs::write(public.join("assets/app-1111111a.js"), with_output(1)).unwrap();
+    page("app-1111111a.js");
+    let t = Thrust::start(
+        Options::app()
+            .env("THRUST_PUBLIC_DIR", public.to_string_lossy())
+            .env("THRUST_COMPRESSION_DICTIONARIES", "1"),
+    );
+    t.wait_listening();
+    let profile = site.path().join("profile");
+    let dom = chromium_dom(t.port, &profile);
+    assert!(dom.contains("version 1 ran"), "{dom}\n{}", t.log_text());
+
+    // The deploy: a new fingerprint, the old file kept beside it.
+    std::fs::write(public.join("assets/app-2222222b.js"), with_output(2)).unwrap();
+    page("app-2222222b.js");
+    let dom = chromium_dom(t.port, &profile);
+    assert!(dom.contains("version 2 ran"), "{dom}");
+    let sent = |path: &str| {
+        t.wait_log(Duration::from_secs(5), |l| {
+            l["msg"] == "Request" && l["path"] == path
+        })
+        .unwrap_or_else(|| panic!("no log line for {path}"))
+    };
+    let first = sent("/assets/app-1111111a.js");
+    let second = sent("/assets/app-2222222b.js");
+    assert_eq!(second["resp_content_encoding"], "dcz", "{second}");
+    let (whole, delta) = (
+        first["resp_content_length"].as_u64().unwrap(),
+        second["resp_content_length"].as_u64().unwrap(),
+    );
+    assert!(
+        delta * 10 < whole,
+        "{delta} bytes as dcz, {whole} for version 1"
+    );
 }

@@ -144,18 +144,21 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
             Some(request) => app.cache.capture(request, response),
             None => response,
         },
-        Named::File(path, parts) => send_named(
-            app,
-            conn,
-            to_store,
-            path,
-            parts,
-            &Asked {
-                conditions: &conditions,
-                compression: &compression_request,
-                dictionary,
-            },
-        ),
+        Named::File(path, parts) => {
+            send_named(
+                app,
+                conn,
+                to_store,
+                path,
+                parts,
+                &Asked {
+                    conditions: &conditions,
+                    compression: &compression_request,
+                    dictionary,
+                },
+            )
+            .await
+        }
     };
     cache::mark(&mut response, outcome);
     compression::apply(&app.config, &app.jitter, &compression_request, response)
@@ -171,14 +174,19 @@ struct Asked<'a> {
 /// A file sent in the app's place (named by the app, or below
 /// THRUST_PUBLIC_DIR): stored when it may be and fits, then answered from
 /// the entry; otherwise streamed from disk.
-fn send_named(
+async fn send_named(
     app: &App,
     conn: &ConnInfo,
     to_store: Option<CacheRequest>,
     path: std::path::PathBuf,
     parts: http::response::Parts,
-    asked: &Asked,
+    asked: &Asked<'_>,
 ) -> Response<Body> {
+    if let Some((dictionaries, offer)) = asked.dictionary {
+        if offer.wants_delta() && dictionaries.delta(offer).is_none() {
+            app.cache.learn_file(dictionaries, offer, &path).await;
+        }
+    }
     match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
         Some(entry) => cache::respond(
             &app.config,

@@ -101,6 +101,7 @@ impl Family {
 }
 
 /// What a request brings to dictionary compression.
+#[derive(Clone)]
 pub struct Offer {
     /// Host, forwarded origin and family: where a dictionary may be used.
     scope: String,
@@ -112,6 +113,11 @@ pub struct Offer {
 }
 
 impl Offer {
+    /// Whether the client holds a dictionary and takes `dcz`.
+    pub fn wants_delta(&self) -> bool {
+        self.wanted.is_some()
+    }
+
     /// For a GET of `target` on `host` (with the forwarded `origin`).
     pub fn of(host: &str, origin: &str, target: &str, headers: &HeaderMap) -> Option<Offer> {
         let path = target.split('?').next().unwrap_or(target);
