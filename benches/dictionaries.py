@@ -7,7 +7,13 @@ for dcz hits against br hits (wrk -t1 -c8, 5 s after 1 s of warm-up).
 thrust serves the scripts from THRUST_PUBLIC_DIR; each "deploy" writes the
 new version beside the old one, as Kamal's asset bridging leaves it.
 
-Usage: python3 benches/dictionaries.py BINARY
+With JS_FILE, a real script is version 1, and the versions 2 are it with
+ten short comments inserted at even intervals (small change) or with every
+tenth 1 KB block reversed (large change); without, a generated script of
+similar one-line functions is used (brotli compresses that far better than
+real code).
+
+Usage: python3 benches/dictionaries.py BINARY [JS_FILE]
 """
 import base64
 import hashlib
@@ -27,6 +33,26 @@ SECONDS = 5
 def script(version, every):
     return "".join(f"export function f{i}(x) {{ return x * {i} + {version if i % every == 7 else 1}; }}\n"
                    for i in range(6000)).encode()
+
+
+def small_change(real):
+    step = len(real) // 10
+    parts = [real[i:i + step] for i in range(0, len(real), step)]
+    return b"\n/* deployed */\n".join(parts)
+
+
+def large_change(real):
+    blocks = [real[i:i + 1024] for i in range(0, len(real), 1024)]
+    return b"".join(block[::-1] if n % 10 == 5 else block for n, block in enumerate(blocks))
+
+
+def versions(real):
+    """(label, version 1, version 2) for the small and the large change."""
+    if real is None:
+        return [("1% of lines", script(1, 100), script(2, 100)),
+                ("10% of lines", script(1, 10), script(3, 10))]
+    return [("10 comments inserted", real, small_change(real)),
+            ("every tenth 1 KB block reversed", real, large_change(real))]
 
 
 def get(port, path, headers):
@@ -51,9 +77,10 @@ def wrk_cpu(pid, port, path, headers):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     binary = sys.argv[1]
+    real = open(sys.argv[2], "rb").read() if len(sys.argv) == 3 else None
     work = tempfile.mkdtemp(prefix="thrust-dictionaries-")
     assets = os.path.join(work, "public/assets")
     os.makedirs(assets)
@@ -71,8 +98,7 @@ def main():
         print("| change | version 2 identity bytes | br bytes | dcz bytes | dcz / br |")
         print("|---|---|---|---|---|")
         hits = {}
-        for n, (label, every) in enumerate((("1% of lines", 100), ("10% of lines", 10))):
-            old, new = script(1, every), script(2 + n, every)
+        for n, (label, old, new) in enumerate(versions(real)):
             old_name, new_name = f"app{n}-{1111111 + n:x}a.js", f"app{n}-{2222222 + n:x}b.js"
             with open(os.path.join(assets, old_name), "wb") as f:
                 f.write(old)
@@ -89,7 +115,7 @@ def main():
             assert encoding == "dcz", encoding
             print(f"| {label} | {len(new):,} | {br:,} | {dcz:,} | {dcz / br:.3f} |")
             hits[label] = (new_name, asked)
-        name, asked = hits["1% of lines"]
+        name, asked = next(iter(hits.values()))
         print()
         print("| hit | req/s | thrust CPU µs/req |")
         print("|---|---|---|")
