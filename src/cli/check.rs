@@ -69,7 +69,12 @@ fn effective(config: &Config) -> Vec<String> {
     });
     let encodings: Vec<&str> = config.encodings.iter().map(|e| e.token()).collect();
     lines.push(if config.compression {
-        format!("compression: {}", encodings.join(", "))
+        let dictionaries = if config.dictionaries {
+            " (dcz deltas for fingerprinted JS and CSS)"
+        } else {
+            ""
+        };
+        format!("compression: {}{dictionaries}", encodings.join(", "))
     } else {
         "compression off".into()
     });
