@@ -197,8 +197,8 @@ impl Store {
             capturing: CaptureBudget::new(crate::config::memory_budget::capture_budget(
                 config.cache_size,
             )),
-            dictionaries: config
-                .dictionaries
+            // Compression off means no Content-Encoding at all, dcz included.
+            dictionaries: (config.dictionaries && config.compression)
                 .then(|| Dictionaries::new(config.cache_size / 4)),
             jitter,
             config,
