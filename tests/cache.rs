@@ -289,8 +289,11 @@ fn thirty_thousand_distinct_urls_keep_memory_bounded() {
         cache_size / 1024
     );
     // The cache holds at most CACHE_SIZE; the allowance covers allocator
-    // slack and moka's bookkeeping.
-    let allowance_kib = 16 * 1024;
+    // slack, moka's bookkeeping and the compressor states the blocking
+    // threads that made the variants keep (15 threads on 2 CPUs). Measured
+    // growth: 22.5-25.4 MiB with CACHE_SIZE 8 MiB; without the cache's
+    // bound, 30,000 URLs and their variants would add well over 100 MiB.
+    let allowance_kib = 20 * 1024;
     assert!(
         rss_after <= rss_before + cache_size / 1024 + allowance_kib,
         "RSS {rss_after} KiB after 30,000 URLs (before: {rss_before} KiB, cache {} KiB)",
