@@ -222,6 +222,18 @@ fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
     // The deploy: a new fingerprint, the old file kept beside it.
     std::fs::write(public.join("assets/app-2222222b.js"), with_output(2)).unwrap();
     page("app-2222222b.js");
+    // Written within the same second as the first page, it would carry the
+    // same Last-Modified, and Chromium's revalidation would get a 304.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let index = public.join("index.html");
+    run_tool(
+        "touch",
+        &["-d", &format!("@{later}"), index.to_str().unwrap()],
+    );
     let dom = chromium_dom(t.port, &profile);
     assert!(dom.contains("version 2 ran"), "{dom}");
     let sent = |path: &str| {

@@ -15,6 +15,12 @@ use super::malloc_trim;
 use crate::app::target::AppTarget;
 use crate::app::upstream::{self, UpstreamClient};
 
+/// Threads a worker keeps for its blocking work (storing compressed
+/// variants, making dictionary deltas, malloc_trim): each of those is
+/// already bounded by a semaphore or runs alone, and every thread that has
+/// compressed keeps its compressor state and may hold heap pages.
+const BLOCKING_THREADS: usize = 2;
+
 /// One worker thread: where to spawn its tasks and its app connection pool.
 pub struct ConnWorker {
     pub handle: Handle,
@@ -36,7 +42,10 @@ impl Workers {
     pub fn start(target: &Arc<AppTarget>) -> io::Result<Self> {
         let workers = (0..count())
             .map(|index| {
-                let runtime = Builder::new_current_thread().enable_all().build()?;
+                let runtime = Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(BLOCKING_THREADS)
+                    .build()?;
                 let handle = runtime.handle().clone();
                 thread::Builder::new()
                     .name(format!("thrust-worker-{index}"))
