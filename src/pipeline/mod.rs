@@ -182,19 +182,23 @@ async fn send_named(
     parts: http::response::Parts,
     asked: &Asked<'_>,
 ) -> Response<Body> {
-    if let Some((dictionaries, offer)) = asked.dictionary {
-        if offer.wants_delta() && dictionaries.delta(offer).is_none() {
-            app.cache.learn_file(dictionaries, offer, &path).await;
-        }
-    }
     match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
-        Some(entry) => cache::respond(
-            &app.config,
-            asked.conditions,
-            asked.compression,
-            &entry,
-            asked.dictionary,
-        ),
+        Some(entry) => {
+            if let Some((dictionaries, offer)) = asked.dictionary {
+                if offer.wants_delta() && dictionaries.delta(offer).is_none() {
+                    app.cache
+                        .learn_file(dictionaries, offer, &entry, &path)
+                        .await;
+                }
+            }
+            cache::respond(
+                &app.config,
+                asked.conditions,
+                asked.compression,
+                &entry,
+                asked.dictionary,
+            )
+        }
         None => sendfile::serve(
             &app.config,
             &path,

@@ -315,23 +315,27 @@ impl Store {
         });
     }
 
-    /// For a file a client holding a dictionary asks for, when no delta
-    /// for it was made yet (its first request since it was deployed):
-    /// learns the file and the versions beside it now, on the blocking pool
-    /// and within the storing slots (none free: nothing is learned and the
-    /// answer is compressed as usual), so this very answer can be a delta.
-    pub async fn learn_file(&self, dictionaries: &Dictionaries, offer: &Offer, path: &Path) {
+    /// For a file just stored (`entry`, read from `path`) that a client
+    /// holding a dictionary asks for, when no delta for it was made yet
+    /// (its first request since it was deployed): learns it and the
+    /// versions beside it now, on the blocking pool and within the storing
+    /// slots (none free: nothing is learned and the answer is compressed as
+    /// usual), so this very answer can be a delta.
+    pub async fn learn_file(
+        &self,
+        dictionaries: &Dictionaries,
+        offer: &Offer,
+        entry: &Entry,
+        path: &Path,
+    ) {
         let Ok(permit) = self.storing.clone().try_acquire_owned() else {
             return;
         };
         let (dictionaries, offer, path) = (dictionaries.clone(), offer.clone(), path.to_path_buf());
-        let limit = self.config.max_cache_item_size;
+        let body = entry.body.clone();
         let learned = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() <= limit);
-            if let Some(body) = fits.then(|| std::fs::read(&path).ok()).flatten() {
-                dictionaries.learn(&offer, &Bytes::from(body), Some(&path));
-            }
+            dictionaries.learn(&offer, &body, Some(&path));
         });
         let _ = learned.await;
     }
