@@ -42,11 +42,14 @@ const SCOPES: usize = 16;
 /// Targets whose stored body's hash is remembered.
 const TARGETS: u64 = 10_000;
 
-/// The name family of a fingerprinted JS or CSS path: the pattern that
-/// matches its later versions, and what the browser fetches it as.
+/// The name family of a fingerprinted JS or CSS path: its directory, what
+/// every version's name starts (`name-`) and ends (`.js`) with, and what
+/// the browser fetches it as.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Family {
-    pattern: String,
+    dir: String,
+    prefix: String,
+    suffix: String,
     dest: &'static str,
 }
 
@@ -72,30 +75,31 @@ pub fn family(path: &str) -> Option<Family> {
         return None;
     }
     (plain(dir) && plain(stem)).then(|| Family {
-        pattern: format!("{dir}/{stem}-*.{extension}"),
+        dir: dir.to_string(),
+        prefix: format!("{stem}-"),
+        suffix: format!(".{extension}"),
         dest,
     })
 }
 
 impl Family {
+    /// The URL pattern that matches every version (`/dir/name-*.js`).
+    fn pattern(&self) -> String {
+        format!("{}/{}*{}", self.dir, self.prefix, self.suffix)
+    }
+
     /// The `Use-As-Dictionary` value for an answer of this family.
     pub fn header(&self) -> HeaderValue {
-        let text = format!("match=\"{}\", match-dest=(\"{}\")", self.pattern, self.dest);
+        let pattern = self.pattern();
+        let text = format!("match=\"{pattern}\", match-dest=(\"{}\")", self.dest);
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("match=\"\""))
     }
 
     /// Whether a file name beside a version of this family is another one.
     fn has_sibling(&self, name: &str) -> bool {
-        let Some((prefix, suffix)) = self
-            .pattern
-            .rsplit_once('/')
-            .and_then(|(_, name)| name.split_once('*'))
-        else {
-            return false;
-        };
-        name.len() > prefix.len() + suffix.len()
-            && name.starts_with(prefix)
-            && name.ends_with(suffix)
+        name.len() > self.prefix.len() + self.suffix.len()
+            && name.starts_with(&self.prefix)
+            && name.ends_with(&self.suffix)
             && super::super::public_dir::fingerprinted(Path::new(name))
     }
 }
@@ -122,7 +126,7 @@ impl Offer {
     pub fn of(host: &str, origin: &str, target: &str, headers: &HeaderMap) -> Option<Offer> {
         let path = target.split('?').next().unwrap_or(target);
         let family = family(path)?;
-        let scope = format!("{host}\n{origin}\n{}", family.pattern);
+        let scope = format!("{host}\n{origin}\n{}", family.pattern());
         let wanted = accepts_dcz(headers).then(|| available(headers)).flatten();
         Some(Offer {
             target: format!("{scope}\n{target}"),
