@@ -69,6 +69,22 @@ fn start_puma_h3(dir: &Path, release: &Path, early_hints: bool) -> (Thrust, u16,
     (thrust, port, cert)
 }
 
+/// The answer to a POST of the 5 bytes `hello` to `target` with `header`
+/// added, over HTTP/3.
+fn post_hello(dir: &Path, port: u16, ca: &Path, target: &str, header: &str) -> Value {
+    let body = dir.join("hello");
+    std::fs::write(&body, b"hello").unwrap();
+    let args = [
+        "--method",
+        "POST",
+        "--data-file",
+        body.to_str().unwrap(),
+        "--header",
+        header,
+    ];
+    h3(port, ca, target, &args).remove(0)
+}
+
 /// The head of curl's answer for / on app.test over TCP+TLS, lower-cased.
 fn tcp_head(port: u16, ca: &Path) -> String {
     let out = run_tool(
@@ -373,23 +389,13 @@ fn a_client_that_stops_reading_holds_a_bounded_part_of_the_answer() {
 fn connection_specific_headers_are_refused_before_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let (thrust, port, ca) = start_h3(dir.path(), &[]);
-    let body = dir.path().join("body");
-    std::fs::write(&body, b"hello").unwrap();
     for header in [
         "Transfer-Encoding: chunked",
         "Connection: keep-alive",
         "Upgrade: websocket",
         "TE: gzip",
     ] {
-        let args = [
-            "--method",
-            "POST",
-            "--data-file",
-            body.to_str().unwrap(),
-            "--header",
-            header,
-        ];
-        let answer = &h3(port, &ca, "/refused", &args)[0];
+        let answer = post_hello(dir.path(), port, &ca, "/refused", header);
         assert_eq!(answer["status"], 400, "{header}: {answer}");
     }
     assert!(thrust.app_requests("/refused").is_empty());
@@ -423,19 +429,9 @@ fn open_quic_connections_are_counted_as_h3() {
 fn a_body_that_disagrees_with_its_content_length_gets_400() {
     let dir = tempfile::tempdir().unwrap();
     let (_thrust, port, ca) = start_h3(dir.path(), &[]);
-    let body = dir.path().join("body");
-    std::fs::write(&body, b"hello").unwrap();
     for declared in ["3", "10"] {
         let length = format!("Content-Length: {declared}");
-        let args = [
-            "--method",
-            "POST",
-            "--data-file",
-            body.to_str().unwrap(),
-            "--header",
-            &length,
-        ];
-        let answer = &h3(port, &ca, "/upload", &args)[0];
+        let answer = post_hello(dir.path(), port, &ca, "/upload", &length);
         assert_eq!(answer["status"], 400, "{declared}: {answer}");
     }
 }
