@@ -220,15 +220,13 @@ fn quic_endpoint(
 ) -> Result<server::http3::Pending, u8> {
     let port = https.local_addr().map_or(config.https_port, |a| a.port());
     let socket = server::listen::bind_udp(port, "HTTPS_PORT").map_err(|e| cannot_start(e, 1))?;
-    let tls = tls::quic_config(certificates).map_err(|e| {
+    let failed = |e: String| {
         eprintln!("thrust: HTTP/3 setup failed: {e}");
         2
-    })?;
+    };
+    let tls = tls::quic_config(certificates).map_err(|e| failed(e.to_string()))?;
     let idle = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
-    server::http3::prepare(socket, tls, idle).map_err(|e| {
-        eprintln!("thrust: HTTP/3 setup failed: {e}");
-        2
-    })
+    server::http3::prepare(socket, tls, idle).map_err(|e| failed(e.to_string()))
 }
 
 /// thrust's listening sockets.
