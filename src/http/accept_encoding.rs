@@ -1,6 +1,8 @@
 //! Accept-Encoding negotiation (RFC 9110 §12.5.3): the client's q-values
 //! first, the server's order (THRUST_COMPRESSION) breaking ties.
 
+use http::{header, HeaderMap};
+
 use crate::config::Encoding;
 
 impl Encoding {
@@ -84,6 +86,21 @@ pub fn negotiate(accept_encoding: Option<&str>, offered: &[Encoding]) -> Option<
     best.map(|(encoding, _)| encoding)
 }
 
+/// Whether any Accept-Encoding header lists `coding` by name with a
+/// q-value above 0, read by the same rules as `negotiate` (a malformed q
+/// is 0). The wildcard does not count: `dcz` needs a client that knows it.
+pub fn lists(headers: &HeaderMap, coding: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let (name, params) = item.split_once(';').unwrap_or((item, ""));
+            name.trim().eq_ignore_ascii_case(coding) && quality(params) > 0
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +145,21 @@ mod tests {
             Some(Gzip)
         );
         assert_eq!(negotiate(Some(&"x, ".repeat(10_000)), &ALL), None);
+    }
+
+    #[test]
+    fn a_coding_is_listed_by_the_same_q_rules() {
+        let with = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, http::HeaderValue::from_static(v));
+            }
+            headers
+        };
+        assert!(lists(&with(&["gzip, dcz"]), "dcz"));
+        assert!(lists(&with(&["br", "DCZ;q=0.5"]), "dcz"));
+        for refused in ["dcz;q=0", "dcz;q=0.000", "dcz;q=x", "dcz;q=2", "*", "gzip"] {
+            assert!(!lists(&with(&[refused]), "dcz"), "{refused}");
+        }
     }
 }

@@ -14,9 +14,38 @@ pub fn set(headers: &mut HeaderMap, name: HeaderName, value: impl TryInto<Header
     }
 }
 
-/// The declared Content-Length, when it is a number.
+/// The declared Content-Length, when it is well-formed (`declared_length`).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    text(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
+    declared_length(headers).ok().flatten()
+}
+
+/// A Content-Length that is not one plain decimal number.
+#[derive(Debug, PartialEq)]
+pub struct MalformedLength;
+
+/// The declared Content-Length: `Ok(None)` when there is none. Each value
+/// must be digits only (RFC 9110 §8.6; Rust's own parser would take `+5`),
+/// and several values, in one header as a list or in several, must agree,
+/// as hyper requires of HTTP/1 requests.
+pub fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, MalformedLength> {
+    let mut declared = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let digits = item.trim_ascii();
+            // 19 digits always fit in a u64.
+            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(MalformedLength);
+            }
+            let n = digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if declared.is_some_and(|earlier| earlier != n) {
+                return Err(MalformedLength);
+            }
+            declared = Some(n);
+        }
+    }
+    Ok(declared)
 }
 
 /// Whether a request carries a field HTTP/2 and HTTP/3 forbid (RFC 9113
@@ -69,6 +98,20 @@ mod tests {
             .iter()
             .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
             .collect()
+    }
+
+    #[test]
+    fn a_content_length_must_be_plain_digits_and_agree() {
+        let length = |v: &'static str| declared_length(&headers(&[("content-length", v)]));
+        assert_eq!(length("5"), Ok(Some(5)));
+        assert_eq!(length("5, 5"), Ok(Some(5)));
+        assert_eq!(length("18446744073709551615"), Err(MalformedLength));
+        assert_eq!(declared_length(&HeaderMap::new()), Ok(None));
+        for bad in ["+5", "-1", "0x10", "5 5", "", "5, 6", "1e3"] {
+            assert_eq!(length(bad), Err(MalformedLength), "{bad}");
+        }
+        let two = headers(&[("content-length", "5"), ("content-length", "6")]);
+        assert_eq!(declared_length(&two), Err(MalformedLength));
     }
 
     #[test]

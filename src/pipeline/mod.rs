@@ -289,6 +289,21 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
         (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
     })
     .or_else(|| {
+        // hyper refuses these in HTTP/1 heads and the h2 crate in HTTP/2
+        // ones; the h3 crate passes them on.
+        headers::declared_length(req.headers())
+            .is_err()
+            .then_some((StatusCode::BAD_REQUEST, "malformed Content-Length\n"))
+    })
+    .or_else(|| {
+        // RFC 9113 §8.3.1, RFC 9114 §4.3.1: the app and the cache key could
+        // each take a different one.
+        (multiplexed(req) && !authority_matches_host(req)).then_some((
+            StatusCode::BAD_REQUEST,
+            "Host differs from the request's :authority\n",
+        ))
+    })
+    .or_else(|| {
         // Extended CONNECT (WebSocket over HTTP/3) is not offered, and a
         // plain CONNECT is nothing a front server forwards.
         (req.version() == Version::HTTP_3 && req.method() == Method::CONNECT).then_some((
@@ -305,6 +320,31 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
                 "connection-specific header in an HTTP/3 request\n",
             ))
     })
+}
+
+/// Whether `req` came on a multiplexed stream (HTTP/2 or HTTP/3), where
+/// the target's authority is a pseudo-header of its own.
+fn multiplexed(req: &Request<ClientBody>) -> bool {
+    matches!(req.version(), Version::HTTP_2 | Version::HTTP_3)
+}
+
+/// Whether a Host header, if there is one, names what :authority names:
+/// compared without case and without the scheme's default port.
+fn authority_matches_host(req: &Request<ClientBody>) -> bool {
+    let (Some(authority), Some(host)) = (req.uri().authority(), req.headers().get(header::HOST))
+    else {
+        return true;
+    };
+    let default_port = if req.uri().scheme_str() == Some("http") {
+        ":80"
+    } else {
+        ":443"
+    };
+    let plain = |name: &[u8]| -> Vec<u8> {
+        let name = name.strip_suffix(default_port.as_bytes()).unwrap_or(name);
+        name.to_ascii_lowercase()
+    };
+    plain(authority.as_str().as_bytes()) == plain(host.as_bytes())
 }
 
 /// `response` with a body that, once it has ended, counts the request in

@@ -2,14 +2,14 @@
 //! implementation hyper itself is built on — instead of through hyper's
 //! server, which cannot send informational responses: with h2's own
 //! streams, the app's 103 Early Hints reach HTTP/2 clients
-//! (`h2_stream`). The settings are those hyper's server used.
+//! (`stream::h2`). The settings are those hyper's server used.
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::h2_stream;
 use super::handler::Handler;
+use super::stream;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
 /// Streams one client may have open at once.
@@ -59,7 +59,7 @@ where
         tokio::select! {
             next = connection.accept() => match next {
                 Some(Ok((req, respond))) => {
-                    tokio::spawn(h2_stream::serve(handler.clone(), req, respond));
+                    tokio::spawn(stream::h2::serve(handler.clone(), req, respond));
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,

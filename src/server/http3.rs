@@ -1,6 +1,6 @@
 //! HTTP/3: QUIC connections on the UDP twin of the HTTPS port (quinn), the
 //! h3 crate's HTTP/3 over each, every request stream served by the
-//! pipeline (`h3_stream`). The limits are HTTP/2's (`http2`): streams per
+//! pipeline (`stream::h3`). The limits are HTTP/2's (`http2`): streams per
 //! connection, flow-control windows, the head's size, the idle timeout.
 
 use std::io;
@@ -12,9 +12,9 @@ use bytes::Bytes;
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio::sync::watch;
 
-use super::h3_stream;
 use super::handler::Handler;
 use super::http2::{CONNECTION_WINDOW, MAX_STREAMS, STREAM_WINDOW};
+use super::stream;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
 /// Unidirectional streams a client may open: HTTP/3 needs three (control,
@@ -77,25 +77,26 @@ pub async fn serve(
     opening: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), h3::error::ConnectionError> {
-    let mut connection = h3::server::builder()
+    let mut h3 = h3::server::builder()
         .max_field_section_size(MAX_HEAD_BYTES as u64)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection))
+        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
         .await?;
     let stopped = stop.changed();
     tokio::pin!(stopped);
     let mut stopping = false;
     loop {
         tokio::select! {
-            next = connection.accept() => match next? {
+            next = h3.accept() => match next? {
                 Some(resolver) => {
-                    tokio::spawn(h3_stream::serve(handler.clone(), resolver, opening));
+                    let (handler, connection) = (handler.clone(), connection.clone());
+                    tokio::spawn(stream::h3::serve(handler, resolver, connection, opening));
                 }
                 // After a GOAWAY either way, once the last request is done.
                 None => return Ok(()),
             },
             _ = &mut stopped, if !stopping => {
                 stopping = true;
-                connection.shutdown(0).await?;
+                h3.shutdown(0).await?;
             }
         }
     }

@@ -17,8 +17,6 @@ pub mod admission;
 mod connection;
 mod connection_end;
 mod h2_preface;
-mod h2_stream;
-mod h3_stream;
 mod handler;
 mod http2;
 pub mod http3;
@@ -28,7 +26,7 @@ pub mod malloc_trim;
 mod parking;
 mod protocols;
 mod proxy_protocol;
-mod stream_head;
+mod stream;
 pub mod workers;
 
 use std::future::Future;

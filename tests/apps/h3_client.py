@@ -7,12 +7,17 @@ line: {"status", "headers" (lower-case names, lists of values),
 (seconds from the request to each DATA frame, with --times)}.
 
 Usage: h3_client.py [--insecure | --ca FILE] [--connect ADDRESS] [--method M] [--header "Name: value"]...
-                    [--data-file F] [--digest] [--times] [--repeat N] [--cut-after BYTES] URL
+                    [--data-file F] [--digest] [--times] [--repeat N] [--cut-after BYTES]
+                    [--close-when FILE] URL
+
+--close-when: once FILE exists, close the whole QUIC connection without
+waiting for the answer.
 """
 import argparse
 import asyncio
 import hashlib
 import json
+import os
 import ssl
 import sys
 import time
@@ -80,7 +85,7 @@ class Client(QuicConnectionProtocol):
             if getattr(h3_event, "stream_ended", False) and not exchange.done.done():
                 exchange.done.set_result(None)
 
-    async def request(self, method, url, headers, body, cut_after):
+    async def request(self, method, url, headers, body, cut_after, close_when=None):
         parts = urlsplit(url)
         stream_id = self._quic.get_next_available_stream_id()
         exchange = self.exchanges[stream_id] = Exchange()
@@ -100,6 +105,11 @@ class Client(QuicConnectionProtocol):
             if not body:
                 self.h3.send_data(stream_id, b"", end_stream=True)
         self.transmit()
+        if close_when is not None:
+            while not os.path.exists(close_when):
+                await asyncio.sleep(0.02)
+            self.close()
+            return exchange
         if cut_after is not None:
             while len(exchange.body) < cut_after and not exchange.done.done():
                 await asyncio.sleep(0.01)
@@ -124,6 +134,7 @@ async def main():
     parser.add_argument("--times", action="store_true")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--cut-after", type=int)
+    parser.add_argument("--close-when")
     parser.add_argument("--timeout", type=float, default=20)
     args = parser.parse_args()
 
@@ -139,7 +150,8 @@ async def main():
                        create_protocol=Client, wait_connected=True) as client:
         for _ in range(args.repeat):
             exchange = await asyncio.wait_for(
-                client.request(args.method, args.url, headers, body, args.cut_after), args.timeout)
+                client.request(args.method, args.url, headers, body, args.cut_after, args.close_when),
+                args.timeout)
             out = {"status": exchange.status, "headers": exchange.headers,
                    "informational": exchange.informational, "reset": exchange.reset}
             if args.digest:

@@ -20,6 +20,8 @@ use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::http::accept_encoding;
+
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
 
@@ -127,7 +129,9 @@ impl Offer {
         let path = target.split('?').next().unwrap_or(target);
         let family = family(path)?;
         let scope = format!("{host}\n{origin}\n{}", family.pattern());
-        let wanted = accepts_dcz(headers).then(|| available(headers)).flatten();
+        let wanted = accept_encoding::lists(headers, "dcz")
+            .then(|| available(headers))
+            .flatten();
         Some(Offer {
             target: format!("{scope}\n{target}"),
             scope,
@@ -145,26 +149,6 @@ fn available(headers: &HeaderMap) -> Option<Digest> {
         .decode(encoded)
         .ok()?;
     bytes.try_into().ok()
-}
-
-/// Whether Accept-Encoding lists `dcz` with a non-zero q.
-fn accepts_dcz(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';');
-            let token = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            token.eq_ignore_ascii_case("dcz") && !refused
-        })
 }
 
 pub fn sha256(bytes: &[u8]) -> Digest {
