@@ -12,6 +12,7 @@ pub mod config;
 mod conn;
 mod http;
 pub mod log;
+mod memory;
 mod metrics;
 mod pipeline;
 mod server;
@@ -180,7 +181,7 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
         jitter,
         config: config.clone(),
     });
-    tokio::spawn(server::malloc_trim::keep_trimmed());
+    tokio::spawn(memory::trim::keep_trimmed());
     let server = Server {
         app,
         h2c: config.h2c,

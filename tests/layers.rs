@@ -90,7 +90,10 @@ fn each_kind_of_violation_is_reported() {
         plant(copy.path(), file, line);
         let (code, text) = check(copy.path());
         assert_eq!(code, 1, "{line}: {text}");
-        assert!(text.lines().any(|l| l.starts_with(expected)), "{line}:\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(expected)),
+            "{line}:\n{text}"
+        );
     }
 }
 

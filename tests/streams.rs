@@ -241,6 +241,9 @@ fn a_malformed_content_length_never_reaches_the_app() {
     )
     .unwrap();
     assert_eq!(http1.status, 400);
+    // The five bytes a "+5" would have let through, as the app might read it.
+    let hello = dir.path().join("hello");
+    std::fs::write(&hello, b"hello").unwrap();
     // HTTP/2: the h2 crate refuses the stream itself (RST_STREAM with
     // PROTOCOL_ERROR, as RFC 9113 §8.1.1 allows for malformed requests).
     let port = https.to_string();
@@ -257,7 +260,14 @@ fn a_malformed_content_length_never_reaches_the_app() {
         &ca,
         "app.test",
         "/length",
-        &["--header", "Content-Length: +5"],
+        &[
+            "--method",
+            "POST",
+            "--data-file",
+            hello.to_str().unwrap(),
+            "--header",
+            "Content-Length: +5",
+        ],
     );
     assert!(ok, "{stderr}");
     assert_eq!(http3[0]["status"], 400, "{http3:?}");

@@ -48,7 +48,7 @@ pub fn main() -> ExitCode {
         }
     };
     // Before the log writer, the first thread thrust starts.
-    crate::server::malloc_arenas::cap(crate::server::workers::count());
+    crate::memory::arenas::cap(crate::server::workers::count());
     crate::log::init(config.debug);
     let code = crate::run(config, args);
     crate::log::flush();

@@ -84,7 +84,8 @@ impl ConnState {
         self.upgraded.load(Ordering::Acquire)
     }
 
-    /// HTTP/2: bytes between requests are frames, not a request head.
+    /// HTTP/2 or HTTP/3: the connection carries streams of frames, never an
+    /// HTTP/1 request head to scan.
     pub fn set_multiplexed(&self) {
         self.multiplexed.store(true, Ordering::Release);
     }

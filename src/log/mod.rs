@@ -57,13 +57,13 @@ impl<S: Subscriber> Layer<S> for JsonLines {
     }
 }
 
-/// Waits (a bounded time) until every line logged so far is on stdout:
-/// called once, before thrust exits.
 /// Writes one line directly: time, level, msg, then what `fields` adds.
 pub fn line(level: &str, msg: &str, fields: impl FnOnce(&mut json::Line)) {
     json::build(level, msg, fields, sink::append);
 }
 
+/// Waits (a bounded time) until every line logged so far is on stdout:
+/// called once, before thrust exits.
 pub fn flush() {
     sink::flush(Duration::from_secs(2));
 }

@@ -9,6 +9,7 @@
 //! server calls `handle`.
 
 mod alt_svc;
+mod asset_name;
 pub mod cache;
 pub mod compression;
 mod early_hints;

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
+use super::asset_name;
+
 /// What a year of immutable caching is sent as.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -54,28 +56,12 @@ fn relative_path(encoded: &[u8]) -> Option<PathBuf> {
     (!path.as_os_str().is_empty()).then_some(path)
 }
 
-/// Whether a file name carries a content digest, so that its content never
-/// changes under that name.
-pub(super) fn fingerprinted(path: &Path) -> bool {
-    let Some(name) = path.file_name().map(OsStr::as_bytes) else {
-        return false;
-    };
-    if name.windows(10).any(|w| w == b".digested.") {
-        return true;
-    }
-    // `-` then at least 7 hex digits, then the extension.
-    name.split(|&b| b == b'-').skip(1).any(|after| {
-        let digits = after.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-        digits >= 7 && after.get(digits) == Some(&b'.')
-    })
-}
-
 /// The response head thrust answers a public file with, before the file
 /// describes itself (type, length, validators).
 pub fn head(path: &Path) -> http::response::Parts {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::OK;
-    if fingerprinted(path) {
+    if asset_name::fingerprinted(path) {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
@@ -113,20 +99,6 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(refused)
             );
-        }
-    }
-
-    #[test]
-    fn digests_in_names_mark_immutable_files() {
-        for name in [
-            "application-4f4d5a3b.css",
-            "app-0123456789abcdef.js",
-            "app-Xy12Ab34.digested.js",
-        ] {
-            assert!(fingerprinted(Path::new(name)), "{name}");
-        }
-        for name in ["robots.txt", "my-file.css", "app-12345.css", "favicon.ico"] {
-            assert!(!fingerprinted(Path::new(name)), "{name}");
         }
     }
 }

@@ -37,7 +37,7 @@ impl ConnectionError for std::io::Error {
 }
 
 pub fn ended<E: ConnectionError>(result: Result<(), E>) {
-    crate::server::malloc_trim::released();
+    crate::memory::trim::released();
     let Err(e) = result else { return };
     if e.is_http2_on_http1() && warning_due() {
         tracing::warn!(

@@ -1,5 +1,7 @@
-//! The hyper service of one client connection: each request goes to the
-//! pipeline with what the connection knows.
+//! What one client connection's requests are served with: the app and
+//! what the connection knows. For HTTP/1 it is hyper's service; HTTP/2 and
+//! HTTP/3 streams take it to the stream loop (`stream::serve`). Either way
+//! the request reaches `pipeline::handle` as a `Request<ClientBody>`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +16,7 @@ use crate::http::body::client::ClientBody;
 use crate::http::body::Body;
 use crate::pipeline::{self, App, ConnInfo};
 
-/// What hyper calls for each request of one client connection.
+/// What each request of one client connection is served with.
 #[derive(Clone)]
 pub struct Handler {
     pub app: Arc<App>,

@@ -3,14 +3,14 @@
 //! Owns binding or adopting the listening sockets (`activation` for sockets
 //! a service manager passes), admitting connections within the limit
 //! (`admission`), the per-CPU worker threads (`workers`), serving each
-//! connection with hyper (HTTP/1.1, h2c, HTTP/2 after TLS; `h2_preface`)
-//! or over QUIC (HTTP/3, `http3`),
-//! parking idle keep-alive connections (`parking`), how a connection ended
-//! (`connection_end`), giving freed memory back (`malloc_trim`) and keeping
-//! the allocator to one heap per worker (`malloc_arenas`).
+//! connection: HTTP/1.1 with hyper, HTTP/2 (h2c, or after TLS; `h2_preface`)
+//! on the h2 crate (`http2`), HTTP/3 on quinn and the h3 crate (`http3`),
+//! each HTTP/2 or HTTP/3 request stream the same way (`stream`); parking
+//! idle keep-alive connections (`parking`), and how a connection ended
+//! (`connection_end`).
 //!
 //! May call: every layer below (conn, pipeline, tls, app's upstream pool,
-//! metrics, http, config). Nothing below calls it.
+//! metrics, http, memory). Nothing below calls it.
 
 pub mod activation;
 pub mod admission;
@@ -21,8 +21,6 @@ mod handler;
 mod http2;
 pub mod http3;
 pub mod listen;
-pub mod malloc_arenas;
-pub mod malloc_trim;
 mod parking;
 mod protocols;
 mod proxy_protocol;

@@ -32,8 +32,8 @@ use super::handler::Handler;
 use crate::conn::socket::ConnIo;
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
+use crate::memory::trim;
 use crate::server::connection_end::ended;
-use crate::server::malloc_trim;
 
 /// How long a connection idles between requests before it is parked: long
 /// enough that a busy client's next request finds its connection as it left
@@ -98,7 +98,7 @@ pub async fn serve<S>(
         io = parts.io.into_inner();
         let unread = !parts.read_buf.is_empty();
         io.unpark(parts.read_buf);
-        malloc_trim::released();
+        trim::released();
         if unread {
             continue;
         }

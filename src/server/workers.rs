@@ -11,9 +11,9 @@ use std::thread;
 
 use tokio::runtime::{Builder, Handle};
 
-use super::malloc_trim;
 use crate::app::target::AppTarget;
 use crate::app::upstream::{self, UpstreamClient};
+use crate::memory::trim;
 
 /// Threads a worker keeps for its blocking work (storing compressed
 /// variants, making dictionary deltas, malloc_trim): each of those is
@@ -91,7 +91,7 @@ async fn trim_every_second(upstream: UpstreamClient) {
     loop {
         tick.tick().await;
         for _ in 0..upstream.trim() {
-            malloc_trim::released();
+            trim::released();
         }
     }
 }

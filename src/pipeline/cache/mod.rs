@@ -254,11 +254,14 @@ impl Store {
         })
     }
 
-    /// Stores `body` as the planned response's. Compressing the variants is
-    /// CPU work: it runs off the I/O threads, a bounded number at a time.
-    /// When all slots are busy (a flood of new URLs) the response is simply
-    /// not stored, so no queue grows.
-    fn keep(&self, plan: Plan, body: Bytes) {
+    /// Stores `body` as the planned response's, with what is made from it
+    /// at store time: its compressed variants and, for a fingerprinted
+    /// script or stylesheet with dictionaries on, what the dictionaries
+    /// learn (it and the versions beside it, and the deltas between them).
+    /// That is CPU work: it runs off the I/O threads, a bounded number at a
+    /// time. When all slots are busy (a flood of new URLs) the response is
+    /// simply not stored, so no queue grows.
+    fn store_with_variants(&self, plan: Plan, body: Bytes) {
         let Ok(permit) = self.storing.clone().try_acquire_owned() else {
             tracing::debug!(target = %plan.request.base.target, "Cache busy storing, response not stored");
             return;
@@ -369,7 +372,7 @@ impl Store {
             body.clone(),
             plan.lifetime,
         );
-        self.keep(plan, body);
+        self.store_with_variants(plan, body);
         Some(answer)
     }
 
@@ -385,7 +388,7 @@ impl Store {
             body,
             self.config.max_cache_item_size,
             self.capturing.clone(),
-            move |bytes| store.keep(plan, bytes),
+            move |bytes| store.store_with_variants(plan, bytes),
         );
         Response::from_parts(parts, body::boxed(body))
     }

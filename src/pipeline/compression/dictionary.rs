@@ -10,8 +10,9 @@
 //! in (host, forwarded origin, name pattern), so one is only ever used for
 //! the same asset family of the same site. They come from stored answers
 //! and from the earlier versions lying beside a stored file (what Kamal's
-//! asset bridging keeps after a deploy). Both the dictionaries and the
-//! deltas made from them are held in byte-bounded caches.
+//! asset bridging keeps after a deploy). The dictionaries and the deltas
+//! made from them are held in caches bounded in bytes (half of the budget
+//! each), the names pointing at them in one bounded by count.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::http::accept_encoding;
+use crate::pipeline::asset_name;
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -59,7 +61,7 @@ pub struct Family {
 /// file with nothing in its name a URL pattern would read as syntax.
 pub fn family(path: &str) -> Option<Family> {
     let (dir, name) = path.rsplit_once('/')?;
-    if !super::super::public_dir::fingerprinted(Path::new(name)) {
+    if !asset_name::fingerprinted(Path::new(name)) {
         return None;
     }
     let (stem_and_digest, extension) = name.rsplit_once('.')?;
@@ -102,7 +104,7 @@ impl Family {
         name.len() > self.prefix.len() + self.suffix.len()
             && name.starts_with(&self.prefix)
             && name.ends_with(&self.suffix)
-            && super::super::public_dir::fingerprinted(Path::new(name))
+            && asset_name::fingerprinted(Path::new(name))
     }
 }
 
