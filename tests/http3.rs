@@ -348,7 +348,9 @@ fn quic_connections_count_against_the_connection_limit() {
     // The one place taken by a TCP keep-alive connection...
     let mut held = connect(thrust.port);
     std::io::Write::write_all(&mut held, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
-    std::thread::sleep(Duration::from_millis(300));
+    // Answered: the connection holds its place.
+    let up = read_response(&mut std::io::BufReader::new(&held), false).unwrap();
+    assert_eq!(up.status, 200);
     let (ok, answers, _) = h3_client(port, &ca, "app.test", "/", &["--timeout", "3"]);
     assert!(!ok, "refused while the limit is reached: {answers:?}");
     // ...and free again once it closes.
@@ -373,12 +375,24 @@ fn a_client_that_stops_reading_holds_a_bounded_part_of_the_answer() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(wait_until(Duration::from_secs(10), || !thrust
+        .app_requests("/download")
+        .is_empty()));
     // The client stops: nothing it has not acknowledged is sent on, and the
     // app's answer waits in the app rather than in thrust.
     let pid = nix::unistd::Pid::from_raw(client.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Until thrust's memory has settled: two samples 300 ms apart within
+    // 64 KiB of each other.
+    let mut last = thrust.memory_kib().0;
+    let settled = wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = thrust.memory_kib().0;
+        let steady = now.abs_diff(last) < 64;
+        last = now;
+        steady
+    });
+    assert!(settled, "thrust's memory kept moving");
     let grown_kib = thrust.memory_kib().0.saturating_sub(before);
     client.kill().unwrap();
     client.wait().unwrap();

@@ -53,22 +53,23 @@ impl Drop for Copy {
     }
 }
 
-/// A body copied as it streams, handed to `on_complete` once whole.
+/// A body copied as it streams, handed to `on_done` once whole (`None`
+/// when the copy was abandoned: past a bound, or its source failed).
 pub type Capture<F> = Filtered<Body, Copying<F>>;
 
 /// The copy under way (none once abandoned) and who gets it when complete.
 pub struct Copying<F> {
     copy: Option<Copy>,
     limit: u64,
-    on_complete: Option<F>,
+    on_done: Option<F>,
 }
 
 /// `inner`, copied up to `limit` bytes within `budget`.
-pub fn capture<F: FnOnce(Bytes)>(
+pub fn capture<F: FnOnce(Option<Bytes>)>(
     inner: Body,
     limit: u64,
     budget: CaptureBudget,
-    on_complete: F,
+    on_done: F,
 ) -> Capture<F> {
     let copying = Copying {
         copy: Some(Copy {
@@ -76,12 +77,12 @@ pub fn capture<F: FnOnce(Bytes)>(
             budget,
         }),
         limit,
-        on_complete: Some(on_complete),
+        on_done: Some(on_done),
     };
     Filtered::new(inner, copying)
 }
 
-impl<F: FnOnce(Bytes)> Copying<F> {
+impl<F: FnOnce(Option<Bytes>)> Copying<F> {
     /// Adds `data` to the copy, or abandons the copy when it would pass the
     /// item limit or the shared budget.
     fn keep(&mut self, data: &[u8]) {
@@ -90,7 +91,7 @@ impl<F: FnOnce(Bytes)> Copying<F> {
         };
         let grown = (held.bytes.len() + data.len()) as u64;
         if grown > self.limit || !held.budget.take(data.len() as u64) {
-            self.copy = None;
+            self.abandon();
             return;
         }
         held.bytes.extend_from_slice(data);
@@ -99,16 +100,24 @@ impl<F: FnOnce(Bytes)> Copying<F> {
     /// Hands the copied body over, once; its budget is free again (what is
     /// stored is bounded by CACHE_SIZE).
     fn complete(&mut self) {
-        if let (Some(mut held), Some(done)) = (self.copy.take(), self.on_complete.take()) {
+        if let (Some(mut held), Some(done)) = (self.copy.take(), self.on_done.take()) {
             let bytes = std::mem::take(&mut held.bytes).freeze();
             held.budget.give_back(bytes.len() as u64);
             drop(held);
-            done(bytes);
+            done(Some(bytes));
+        }
+    }
+
+    /// Drops the copy (its budget back) and says so, once.
+    fn abandon(&mut self) {
+        self.copy = None;
+        if let Some(done) = self.on_done.take() {
+            done(None);
         }
     }
 }
 
-impl<F: FnOnce(Bytes)> FrameFilter<BoxError> for Copying<F> {
+impl<F: FnOnce(Option<Bytes>)> FrameFilter<BoxError> for Copying<F> {
     type Error = BoxError;
 
     fn frame(&mut self, frame: Frame<Bytes>, last: bool) -> Result<Option<Frame<Bytes>>, BoxError> {
@@ -129,7 +138,7 @@ impl<F: FnOnce(Bytes)> FrameFilter<BoxError> for Copying<F> {
     }
 
     fn failed(&mut self, error: BoxError) -> BoxError {
-        self.copy = None;
+        self.abandon();
         error
     }
 }
@@ -138,14 +147,14 @@ impl<F: FnOnce(Bytes)> FrameFilter<BoxError> for Copying<F> {
 mod tests {
     use super::*;
 
-    fn copying(budget: &CaptureBudget, limit: u64) -> Copying<fn(Bytes)> {
+    fn copying(budget: &CaptureBudget, limit: u64) -> Copying<fn(Option<Bytes>)> {
         Copying {
             copy: Some(Copy {
                 bytes: BytesMut::new(),
                 budget: budget.clone(),
             }),
             limit,
-            on_complete: None,
+            on_done: None,
         }
     }
 

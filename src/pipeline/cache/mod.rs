@@ -388,7 +388,13 @@ impl Store {
             body,
             self.config.max_cache_item_size,
             self.capturing.clone(),
-            move |bytes| store.store_with_variants(plan, bytes),
+            move |copied| match copied {
+                Some(bytes) => store.store_with_variants(plan, bytes),
+                // Said at debug level, so a test can know the decision.
+                None => {
+                    tracing::debug!(target = %plan.request.base.target, "Response not stored: larger than MAX_CACHE_ITEM_SIZE or the capture budget, or cut short")
+                }
+            },
         );
         Response::from_parts(parts, body::boxed(body))
     }
