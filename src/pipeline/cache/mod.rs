@@ -380,7 +380,11 @@ impl Store {
     /// body (abandoned past MAX_CACHE_ITEM_SIZE) to store once it is complete.
     pub fn capture(&self, request: CacheRequest, response: Response<Body>) -> Response<Body> {
         let (parts, body) = response.into_parts();
+        let target = tracing::enabled!(tracing::Level::DEBUG).then(|| request.base.target.clone());
         let Some(plan) = self.plan(request, &parts) else {
+            if let Some(target) = target {
+                tracing::debug!(target = %target, "Response not stored: its head does not allow it or it is larger than MAX_CACHE_ITEM_SIZE");
+            }
             return Response::from_parts(parts, body);
         };
         let store = self.clone();
