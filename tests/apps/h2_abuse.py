@@ -23,13 +23,16 @@ import h2.exceptions
 import h2.settings
 
 
-def connect(port, settings=None):
+def connect(port, settings=None, validate=True):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="app.test")
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    # validate=False: headers go out as given, even ones HTTP/2 forbids.
+    config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                       validate_outbound_headers=validate, normalize_outbound_headers=validate)
+    conn = h2.connection.H2Connection(config)
     conn.initiate_connection()
     if settings:
         conn.update_settings(settings)
@@ -41,10 +44,14 @@ def request(conn, stream_id, path, extra=()):
     conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"), (":path", path), (":authority", "app.test")] + list(extra), end_stream=True)
 
 
-def pump(sock, conn, result, seconds, stop=lambda r: False):
+def pump(sock, conn, result, seconds, stop=lambda r: False, read=False, tick=lambda: None):
+    """Reads and answers frames for `seconds` or until `stop(result)`,
+    counting what the server sends in `result`; with `read`, the answers'
+    bytes are taken (window credit given back); `tick` runs between reads."""
     deadline = time.time() + seconds
-    sock.settimeout(0.5)
+    sock.settimeout(0.05 if read else 0.5)
     while time.time() < deadline and not stop(result):
+        tick()
         try:
             data = sock.recv(65535)
         except socket.timeout:
@@ -68,6 +75,13 @@ def pump(sock, conn, result, seconds, stop=lambda r: False):
                 result.setdefault("reset_codes", []).append(int(event.error_code)) if len(result.get("reset_codes", [])) < 5 else None
             elif isinstance(event, h2.events.ResponseReceived):
                 result["responses"] = result.get("responses", 0) + 1
+                status = dict(event.headers).get(":status", "")
+                if not status.startswith("1"):
+                    result["status"] = int(status)
+            elif isinstance(event, h2.events.StreamEnded):
+                result["ended"] = result.get("ended", 0) + 1
+            elif isinstance(event, h2.events.DataReceived) and read:
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         try:
             sock.sendall(conn.data_to_send())
         except OSError:
