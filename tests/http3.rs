@@ -345,12 +345,18 @@ fn requests_in_flight_finish_after_sigterm() {
 fn quic_connections_count_against_the_connection_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (thrust, port, ca) = start_h3(dir.path(), &[("THRUST_MAX_CONNECTIONS", "1")]);
-    // The one place taken by a TCP keep-alive connection...
-    let mut held = connect(thrust.port);
-    std::io::Write::write_all(&mut held, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
-    // Answered: the connection holds its place.
-    let up = read_response(&mut std::io::BufReader::new(&held), false).unwrap();
-    assert_eq!(up.status, 200);
+    // The one place taken by a TCP keep-alive connection, once answered
+    // (until the start-up check's connection is let go, it gets 503)...
+    let mut held = None;
+    let admitted = wait_until(Duration::from_secs(5), || {
+        let mut stream = connect(thrust.port);
+        std::io::Write::write_all(&mut stream, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
+        let up = read_response(&mut std::io::BufReader::new(&stream), false);
+        let ok = up.is_ok_and(|r| r.status == 200);
+        held = ok.then_some(stream);
+        ok
+    });
+    assert!(admitted, "the keep-alive connection was never admitted");
     let (ok, answers, _) = h3_client(port, &ca, "app.test", "/", &["--timeout", "3"]);
     assert!(!ok, "refused while the limit is reached: {answers:?}");
     // ...and free again once it closes.

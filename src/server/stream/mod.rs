@@ -88,14 +88,19 @@ pub async fn serve<S: ClientStream>(mut stream: S, handler: Handler, mut req: Re
     // Boxed: the spawned task then holds a pointer, not the pipeline's
     // whole state machine.
     let mut answer = Box::pin(pipeline::handle(handler.app, handler.conn, req));
+    // The client's leaving is looked at only before waiting: it costs a
+    // lock in h2 and quinn, and a send to a stream that is gone fails anyway.
     let answered = poll_fn(|cx| {
-        if stream.poll_cancelled(cx).is_ready() {
-            return Poll::Ready(Err(Gone));
-        }
         if let Poll::Ready(Err(gone)) = send_hints(&mut stream, &mut deadline, &mut waiting, cx) {
             return Poll::Ready(Err(gone));
         }
-        answer.as_mut().poll(cx).map(Ok)
+        if let Poll::Ready(response) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Ok(response));
+        }
+        match stream.poll_cancelled(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Gone)),
+            Poll::Pending => Poll::Pending,
+        }
     })
     .await;
     drop(answer);
@@ -145,11 +150,9 @@ fn send_hints<S: ClientStream>(
 /// Waits until the stream takes another message, within the write
 /// deadline, and while the client is still there.
 async fn ready<S: ClientStream>(stream: &mut S, deadline: &mut WriteDeadline) -> Result<(), Gone> {
-    poll_fn(|cx| {
-        if stream.poll_cancelled(cx).is_ready() {
-            return Poll::Ready(Err(Gone));
-        }
-        deadline.poll_ready(stream, cx)
+    poll_fn(|cx| match deadline.poll_ready(stream, cx) {
+        Poll::Pending if stream.poll_cancelled(cx).is_ready() => Poll::Ready(Err(Gone)),
+        taken => taken,
     })
     .await
 }
@@ -165,15 +168,15 @@ enum Step {
 async fn send_body<S: ClientStream>(mut stream: S, mut deadline: WriteDeadline, mut body: Body) {
     loop {
         let step = poll_fn(|cx| {
-            if stream.poll_cancelled(cx).is_ready() {
-                return Poll::Ready(Step::Gone);
-            }
-            match deadline.poll_ready(&mut stream, cx) {
-                Poll::Pending => return Poll::Pending,
+            let next = match deadline.poll_ready(&mut stream, cx) {
                 Poll::Ready(Err(Gone)) => return Poll::Ready(Step::Gone),
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(())) => Pin::new(&mut body).poll_frame(cx).map(Step::Frame),
+                Poll::Pending => Poll::Pending,
+            };
+            match next {
+                Poll::Pending if stream.poll_cancelled(cx).is_ready() => Poll::Ready(Step::Gone),
+                next => next,
             }
-            Pin::new(&mut body).poll_frame(cx).map(Step::Frame)
         })
         .await;
         let (started, last) = match step {
