@@ -292,8 +292,7 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
     .or_else(|| {
         // hyper refuses these in HTTP/1 heads and the h2 crate in HTTP/2
         // ones; the h3 crate passes them on.
-        headers::declared_length(req.headers())
-            .is_err()
+        (req.version() == Version::HTTP_3 && headers::declared_length(req.headers()).is_err())
             .then_some((StatusCode::BAD_REQUEST, "malformed Content-Length\n"))
     })
     .or_else(|| {
@@ -341,11 +340,11 @@ fn authority_matches_host(req: &Request<ClientBody>) -> bool {
     } else {
         ":443"
     };
-    let plain = |name: &[u8]| -> Vec<u8> {
-        let name = name.strip_suffix(default_port.as_bytes()).unwrap_or(name);
-        name.to_ascii_lowercase()
-    };
-    plain(authority.as_str().as_bytes()) == plain(host.as_bytes())
+    let port = default_port.as_bytes();
+    let authority = authority.as_str().as_bytes();
+    let authority = authority.strip_suffix(port).unwrap_or(authority);
+    let host = host.as_bytes();
+    authority.eq_ignore_ascii_case(host.strip_suffix(port).unwrap_or(host))
 }
 
 /// `response` with a body that, once it has ended, counts the request in

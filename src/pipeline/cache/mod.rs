@@ -229,15 +229,20 @@ impl Store {
 
     /// How a miss's response is to be stored, if it may be.
     fn plan(&self, mut request: CacheRequest, parts: &response::Parts) -> Option<Plan> {
-        if request.method != Method::GET || request.is_range() {
+        let lifetime = (request.method == Method::GET && !request.is_range())
+            .then(|| {
+                storable(
+                    parts.status,
+                    &parts.headers,
+                    self.config.max_cache_item_size,
+                )
+            })
+            .flatten();
+        let (Some(lifetime), Some(vary)) = (lifetime, vary_names(&parts.headers)) else {
+            // Said at debug level, so a test can know the decision.
+            tracing::debug!(target = %request.base.target, "Response not stored: its request or head does not allow it, or it is larger than MAX_CACHE_ITEM_SIZE");
             return None;
-        }
-        let lifetime = storable(
-            parts.status,
-            &parts.headers,
-            self.config.max_cache_item_size,
-        )?;
-        let vary = vary_names(&parts.headers)?;
+        };
         // The request as the app received it, for the entry's Vary values.
         if let Some(rewrite) = request.rewrite.take() {
             rewrite.apply(&mut request.headers);
@@ -380,11 +385,7 @@ impl Store {
     /// body (abandoned past MAX_CACHE_ITEM_SIZE) to store once it is complete.
     pub fn capture(&self, request: CacheRequest, response: Response<Body>) -> Response<Body> {
         let (parts, body) = response.into_parts();
-        let target = tracing::enabled!(tracing::Level::DEBUG).then(|| request.base.target.clone());
         let Some(plan) = self.plan(request, &parts) else {
-            if let Some(target) = target {
-                tracing::debug!(target = %target, "Response not stored: its head does not allow it or it is larger than MAX_CACHE_ITEM_SIZE");
-            }
             return Response::from_parts(parts, body);
         };
         let store = self.clone();

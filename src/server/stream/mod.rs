@@ -212,10 +212,7 @@ async fn send_body<S: ClientStream>(mut stream: S, mut deadline: WriteDeadline, 
 
 /// Waits until the stream has taken the last message.
 async fn finish<S: ClientStream>(mut stream: S, mut deadline: WriteDeadline) {
-    if poll_fn(|cx| deadline.poll_ready(&mut stream, cx))
-        .await
-        .is_err()
-    {
+    if ready(&mut stream, &mut deadline).await.is_err() {
         stream.reset(Abort::GaveUp);
     }
 }
