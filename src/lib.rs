@@ -116,14 +116,6 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     let readiness = Arc::new(Readiness::default());
     let fd_limit = app::fd_limit::raise();
     let memory_limit = config::memory_budget::memory_limit();
-    let admission = server::admission::Admission::new(
-        config.max_connections,
-        config::memory_budget::default_connections(
-            memory_limit,
-            config.cache_size,
-            app::fd_limit::current(),
-        ),
-    );
     let target = AppTarget::new(config.worker.clone());
     let workers = Workers::start(&target)
         .map_err(|e| cannot_start(format!("cannot start worker threads: {e}"), 1))?;
@@ -147,6 +139,15 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
         };
         serve_metrics(listener, gauges)
     });
+    let admission = server::admission::Admission::new(
+        config.max_connections,
+        config::memory_budget::default_connections(
+            memory_limit,
+            config.cache_size,
+            app::fd_limit::current(),
+        ),
+        metrics.clone(),
+    );
     let wiring = Wiring {
         config: config.clone(),
         readiness: readiness.clone(),

@@ -341,22 +341,38 @@ fn requests_in_flight_finish_after_sigterm() {
     assert!(thrust.wait_exit(Duration::from_secs(10)).is_some());
 }
 
+/// A client process, ended when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn quic_connections_count_against_the_connection_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (thrust, port, ca) = start_h3(dir.path(), &[("THRUST_MAX_CONNECTIONS", "1")]);
-    // The one place taken by a TCP keep-alive connection, once answered
-    // (until the start-up check's connection is let go, it gets 503)...
+    // The one place taken by a TCP connection with a request at the app
+    // (busy: an idle one would be closed to make room; until the start-up
+    // check's connection is let go, a new one is turned away)...
     let mut held = None;
-    let admitted = wait_until(Duration::from_secs(5), || {
-        let mut stream = connect(thrust.port);
-        std::io::Write::write_all(&mut stream, b"GET /up HTTP/1.1\r\nHost: app.test\r\n\r\n").ok();
-        let up = read_response(&mut std::io::BufReader::new(&stream), false);
-        let ok = up.is_ok_and(|r| r.status == 200);
-        held = ok.then_some(stream);
-        ok
+    let admitted = (0..10).any(|_| {
+        let resolve = format!("app.test:{port}:127.0.0.1");
+        let url = format!("https://app.test:{port}/hang?seconds=20");
+        let curl = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "20", "--resolve", &resolve, &url])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("curl: run scripts/install-deps");
+        held = Some(KillOnDrop(curl));
+        wait_until(Duration::from_secs(1), || {
+            !thrust.app_requests("/hang").is_empty()
+        })
     });
-    assert!(admitted, "the keep-alive connection was never admitted");
+    assert!(admitted, "the busy connection was never admitted");
     let (ok, answers, _) = h3_client(port, &ca, "app.test", "/", &["--timeout", "3"]);
     assert!(!ok, "refused while the limit is reached: {answers:?}");
     // ...and free again once it closes.

@@ -174,9 +174,11 @@ fn a_burst_of_stores_never_holds_much_more_than_cache_size() {
 #[test]
 fn refused_connections_cannot_pile_up() {
     let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "1"));
+    // The one place held by a request at the app: busy, never closed for room.
     let _held = {
         let mut s = connect(t.port);
-        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /hang?seconds=30 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         s
     };
     std::thread::sleep(Duration::from_millis(200));

@@ -4,13 +4,15 @@
 //! Owns the socket wrapper hyper reads and writes through (`socket`: the
 //! timeouts, the head scan that numbers requests, sending files in place of
 //! stand-ins), the per-connection state the pipeline reads (`state`), and
-//! the zero-copy file slots (`zero_copy`), and the 103 Early Hints written
-//! between hyper's messages (`interim`).
+//! the zero-copy file slots (`zero_copy`), the 103 Early Hints written
+//! between hyper's messages (`interim`), and each connection's place in the
+//! crowd that gives way at the connection limit (`crowd`).
 //!
 //! May call: http (the head scanner). May not call the pipeline or the
 //! server: they hold a connection, a connection does not know them.
 
 pub mod accept;
+pub mod crowd;
 pub mod interim;
 pub mod socket;
 pub mod state;

@@ -165,6 +165,9 @@ impl<S> ConnIo<S> {
         });
         if head_began && self.head_started.is_none() {
             self.head_started = Some(Instant::now());
+            if self.state.in_flight() == 0 {
+                self.state.seat().waiting_for_head();
+            }
         }
     }
 

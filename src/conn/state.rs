@@ -11,6 +11,7 @@ use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
 
+use crate::conn::crowd::Seat;
 use crate::conn::interim::Interim;
 use crate::conn::zero_copy::Slots;
 use crate::http::head_scan::Head;
@@ -38,15 +39,30 @@ pub struct ConnState {
     file_slots: Option<Arc<Slots>>,
     /// 103 Early Hints waiting for the socket (HTTP/1.1).
     interim: Interim,
+    /// The connection's place in the crowd (see `crowd`).
+    seat: Arc<Seat>,
 }
 
 impl ConnState {
-    /// A connection whose socket sends file parts for stand-ins.
-    pub fn sending_files() -> Self {
+    /// A connection holding `seat` in the crowd.
+    pub fn seated(seat: Arc<Seat>) -> Self {
         ConnState {
-            file_slots: Some(Arc::new(Slots::default())),
+            seat,
             ..ConnState::default()
         }
+    }
+
+    /// A connection whose socket sends file parts for stand-ins.
+    pub fn sending_files(seat: Arc<Seat>) -> Self {
+        ConnState {
+            file_slots: Some(Arc::new(Slots::default())),
+            seat,
+            ..ConnState::default()
+        }
+    }
+
+    pub fn seat(&self) -> &Arc<Seat> {
+        &self.seat
     }
 
     pub fn file_slots(&self) -> Option<&Arc<Slots>> {
@@ -60,6 +76,7 @@ impl ConnState {
     /// Marks a request in flight until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.seat.busy();
         InFlight(self.clone())
     }
 

@@ -71,6 +71,8 @@ pub struct Metrics {
     bad_gateway: Counter,
     open_connections: [Gauge; 4],
     parked: Gauge,
+    connections_refused: Counter,
+    connections_shed: [Counter; 2],
     restarts: [Counter; 2],
 }
 
@@ -166,6 +168,8 @@ impl Metrics {
             bad_gateway: counter(r, "bad_gateway_responses", "Requests answered 502: the app was not ready in time, unreachable, or broke the connection"),
             open_connections: labelled(r, "open_connections", "Client connections open, by protocol", "protocol", PROTOCOLS),
             parked: gauge(r, "parked_connections", "Idle keep-alive client connections parked: hyper's buffers freed, the socket kept"),
+            connections_refused: counter(r, "refused_connections", "Client connections refused at THRUST_MAX_CONNECTIONS: every open connection was busy"),
+            connections_shed: labelled(r, "shed_connections", "Client connections closed at THRUST_MAX_CONNECTIONS to admit a new one: the longest idle (idle), or a request head coming for a second or more (slow_head)", "reason", ["idle", "slow_head"]),
             restarts: labelled(r, "app_restarts", "Times the app was started again: after a failure (THRUST_RESTART=on-failure) or by thrust restart", "reason", ["failure", "command"]),
             // Last: the fields above register through `r`.
             registry,
@@ -226,6 +230,15 @@ impl Metrics {
 
     pub fn bad_gateway(&self) {
         self.bad_gateway.inc();
+    }
+
+    /// A new connection at the limit: one closed to make room for it
+    /// (`Some`: 0 idle, 1 slow head), or it was refused (`None`).
+    pub fn connection_turned_away(&self, shed: Option<usize>) {
+        match shed.and_then(|reason| self.connections_shed.get(reason)) {
+            Some(counter) => counter.inc(),
+            None => self.connections_refused.inc(),
+        };
     }
 
     pub fn app_restarted(&self, reason: RestartReason) {

@@ -1,9 +1,13 @@
 //! THRUST_MAX_CONNECTIONS: how many client connections may be open at once.
 //!
-//! Past the limit a new connection is still accepted — left in the kernel's
-//! backlog it would only time out — and answered at once: a plain one with
-//! `503 Service Unavailable` and `Retry-After`, an HTTPS one by closing it
-//! (no handshake is spent on it). At most `MAX_REFUSING` refused connections
+//! At the limit a new connection first gets room from the crowd
+//! (`conn::crowd`): the longest idle keep-alive connection is closed, or
+//! else the one whose request head has been coming longest (at least
+//! `HEAD_GRACE`). Only when every connection is busy is the new one
+//! refused. It is still accepted — left in the kernel's backlog it would
+//! only time out — and answered at once: a plain one with `503 Service
+//! Unavailable` and `Retry-After`, an HTTPS one by closing it (no
+//! handshake is spent on it). At most `MAX_REFUSING` refused connections
 //! are being answered at once; beyond that a refused connection is closed
 //! at once, so a flood costs no memory. The default limit is sized by
 //! `memory_budget` from the container's memory and the open-file limit.
@@ -15,7 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// At most one warning this often while connections are being refused.
+use crate::conn::crowd::{Crowd, Seat, Shed};
+use crate::metrics::Metrics;
+
+/// At most one warning this often while the limit is reached.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Refused connections being answered (each for at most a second) at once.
 const MAX_REFUSING: usize = 256;
@@ -31,29 +38,50 @@ server busy: too many connections\n";
 pub struct Admission {
     limit: usize,
     open: AtomicUsize,
+    crowd: Arc<Crowd>,
     refusing: AtomicUsize,
+    /// Connections refused, and closed to make room (idle, slow heads).
     refused: AtomicU64,
+    shed: [AtomicU64; 2],
     last_warning: Mutex<Option<Instant>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
-/// One admitted connection; the count goes down when it is dropped.
-pub struct Admitted(Arc<Admission>);
+/// One admitted connection and its seat in the crowd; the count goes down
+/// when it is dropped.
+pub struct Admitted {
+    admission: Arc<Admission>,
+    seat: Arc<Seat>,
+}
+
+impl Admitted {
+    pub fn seat(&self) -> &Arc<Seat> {
+        &self.seat
+    }
+}
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.admission.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Admission {
     /// `configured`, or `default` (see `memory_budget`).
-    pub fn new(configured: Option<usize>, default: u64) -> Arc<Self> {
+    pub fn new(
+        configured: Option<usize>,
+        default: u64,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
         Arc::new(Admission {
             limit: configured.unwrap_or(usize::try_from(default).unwrap_or(usize::MAX)),
             open: AtomicUsize::new(0),
+            crowd: Arc::default(),
             refusing: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            shed: [AtomicU64::new(0), AtomicU64::new(0)],
             last_warning: Mutex::new(None),
+            metrics,
         })
     }
 
@@ -61,7 +89,8 @@ impl Admission {
         self.limit
     }
 
-    /// Counts a new connection in, or refuses it when the limit is reached.
+    /// Counts a new connection in — at the limit, once the crowd has made
+    /// room for it — or refuses it when every connection is busy.
     pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
         let admitted = self
             .open
@@ -69,22 +98,51 @@ impl Admission {
                 (open < self.limit).then_some(open + 1)
             })
             .is_ok();
-        if admitted {
-            return Some(Admitted(self.clone()));
+        if !admitted {
+            // The one closed frees its place as it goes; the new one takes
+            // it now, so the count is briefly over the limit.
+            let shed = self.crowd.make_room();
+            self.at_limit(shed);
+            shed?;
+            self.open.fetch_add(1, Ordering::Relaxed);
         }
-        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(mut last) = self.last_warning.lock() else {
-            return None;
+        Some(Admitted {
+            admission: self.clone(),
+            seat: self.crowd.seat(),
+        })
+    }
+
+    /// Counts a connection closed for room (`Some`) or refused (`None`),
+    /// with a warning now and then.
+    fn at_limit(&self, shed: Option<Shed>) {
+        let counter = match shed {
+            Some(reason) => &self.shed[reason as usize],
+            None => &self.refused,
         };
-        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-            *last = Some(Instant::now());
-            tracing::warn!(
-                limit = self.limit,
-                refused_so_far = refused,
-                "Connection limit reached (THRUST_MAX_CONNECTIONS): new connections are refused"
-            );
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_turned_away(shed.map(|reason| reason as usize));
         }
-        None
+        let Ok(mut last) = self.last_warning.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let so_far = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (refused, idle, slow) = (
+            so_far(&self.refused),
+            so_far(&self.shed[Shed::Idle as usize]),
+            so_far(&self.shed[Shed::SlowHead as usize]),
+        );
+        if shed.is_some() {
+            tracing::warn!(limit = self.limit, closed_idle_so_far = idle, closed_slow_heads_so_far = slow, refused_so_far = refused,
+                "Connection limit reached (THRUST_MAX_CONNECTIONS): idle connections and slow request heads are closed to admit new ones");
+        } else {
+            tracing::warn!(limit = self.limit, closed_idle_so_far = idle, closed_slow_heads_so_far = slow, refused_so_far = refused,
+                "Connection limit reached (THRUST_MAX_CONNECTIONS): every connection is busy, new connections are refused");
+        }
     }
 }
 
@@ -138,14 +196,26 @@ mod tests {
 
     #[test]
     fn the_limit_counts_open_connections() {
-        assert_eq!(Admission::new(None, 384).limit(), 384);
-        assert_eq!(Admission::new(Some(7), 384).limit(), 7);
-        let admission = Admission::new(Some(2), 384);
+        assert_eq!(Admission::new(None, 384, None).limit(), 384);
+        assert_eq!(Admission::new(Some(7), 384, None).limit(), 7);
+        let admission = Admission::new(Some(2), 384, None);
         let first = admission.admit().unwrap();
-        let _second = admission.admit().unwrap();
+        let second = admission.admit().unwrap();
+        first.seat().busy();
+        second.seat().busy();
         assert!(admission.admit().is_none());
         drop(first);
         assert!(admission.admit().is_some());
+    }
+
+    #[test]
+    fn at_the_limit_an_idle_connection_makes_room() {
+        let admission = Admission::new(Some(1), 384, None);
+        let idle = admission.admit().unwrap();
+        idle.seat().busy();
+        idle.seat().idle();
+        let new = admission.admit().unwrap();
+        assert!(idle.seat().is_shed() && !new.seat().is_shed());
     }
 
     #[test]

@@ -18,9 +18,11 @@ use super::h2_preface;
 use super::handler::Handler;
 use super::http2;
 use super::http3;
+use super::opening;
 use super::parking::{self, Readable};
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
+use crate::conn::crowd::Seat;
 use crate::conn::socket::{ConnIo, Timeouts};
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
@@ -45,17 +47,17 @@ enum Speaks<'p> {
 }
 
 impl Shared {
-    /// Serves one client connection (plain or decrypted TLS) on the current
-    /// worker, with that worker's app connection pool. `h2_preface`: the
-    /// client agreed on h2 by ALPN and sent this preface, already read.
-    pub async fn serve<S>(
+    /// Serves one decrypted TLS connection on the current worker, with that
+    /// worker's app connection pool. `h2_preface`: the client agreed on h2
+    /// by ALPN and sent this preface, already read.
+    pub async fn serve_tls<S>(
         &self,
         mut stream: S,
         remote: SocketAddr,
-        https: bool,
         protocols: &Protocols,
         upstream: UpstreamClient,
         h2_preface: Option<Bytes>,
+        seat: Arc<Seat>,
     ) where
         S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
     {
@@ -65,11 +67,12 @@ impl Shared {
             Protocol::Http1
         };
         let counted = self.count(protocol);
-        let Some(speaks) = self.tell(&mut stream, protocols, h2_preface).await else {
+        let told = opening(&seat, self.tell(&mut stream, protocols, h2_preface));
+        let Some(Some(speaks)) = told.await else {
             return;
         };
-        let state = Arc::new(ConnState::default());
-        let handler = self.handler(state.clone(), remote, https, upstream, counted);
+        let state = Arc::new(ConnState::seated(seat));
+        let handler = self.handler(state.clone(), remote, true, upstream, counted);
         let io = ConnIo::new(stream, state.clone(), self.timeouts);
         match speaks {
             Speaks::Http2(settings, preface) => {
@@ -93,13 +96,15 @@ impl Shared {
         remote: SocketAddr,
         protocols: &Protocols,
         upstream: UpstreamClient,
+        seat: Arc<Seat>,
     ) {
         let counted = self.count(Protocol::Http1);
-        let (builder, first) = match self.tell(&mut stream, protocols, None).await {
+        let told = opening(&seat, self.tell(&mut stream, protocols, None));
+        let (builder, first) = match told.await.flatten() {
             None => return,
             Some(Speaks::Http1(builder, first)) => (builder, first),
             Some(Speaks::Http2(settings, preface)) => {
-                let state = Arc::new(ConnState::default());
+                let state = Arc::new(ConnState::seated(seat));
                 let handler = self.handler(state.clone(), remote, false, upstream, counted);
                 let io = ConnIo::new(stream, state.clone(), self.timeouts);
                 return self
@@ -109,7 +114,7 @@ impl Shared {
         };
         // hyper's own HTTP/1 connection with vectored writes: body bytes reach
         // the socket as queued, so file bodies may be sent as stand-ins.
-        let state = Arc::new(ConnState::sending_files());
+        let state = Arc::new(ConnState::sending_files(seat));
         let handler = self.handler(state.clone(), remote, false, upstream, counted);
         let mut io =
             ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
@@ -120,7 +125,12 @@ impl Shared {
 
     /// Serves one QUIC connection: its handshake within the opening time,
     /// then HTTP/3 until it closes or thrust stops.
-    pub async fn serve_quic(&self, incoming: quinn::Incoming, upstream: UpstreamClient) {
+    pub async fn serve_quic(
+        &self,
+        incoming: quinn::Incoming,
+        upstream: UpstreamClient,
+        seat: Arc<Seat>,
+    ) {
         let remote = incoming.remote_address();
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
@@ -128,15 +138,17 @@ impl Shared {
                 return tracing::debug!(error = %e, remote = %remote, "QUIC connection not accepted")
             }
         };
-        let connection = match tokio::time::timeout(self.opening, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
+        let handshake = opening(&seat, tokio::time::timeout(self.opening, connecting));
+        let connection = match handshake.await {
+            None => return,
+            Some(Ok(Ok(connection))) => connection,
+            Some(Ok(Err(e))) => {
                 return tracing::debug!(error = %e, remote = %remote, "QUIC handshake failed")
             }
-            Err(_) => return tracing::debug!(remote = %remote, "QUIC handshake timed out"),
+            Some(Err(_)) => return tracing::debug!(remote = %remote, "QUIC handshake timed out"),
         };
         let counted = self.count(Protocol::H3);
-        let state = Arc::new(ConnState::default());
+        let state = Arc::new(ConnState::seated(seat));
         // No HTTP/1 head will come: nothing for the head scanner.
         state.set_multiplexed();
         let handler = self.handler(state, remote, true, upstream, counted);

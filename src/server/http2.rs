@@ -2,13 +2,16 @@
 //! implementation hyper itself is built on — instead of through hyper's
 //! server, which cannot send informational responses: with h2's own
 //! streams, the app's 103 Early Hints reach HTTP/2 clients
-//! (`stream::h2`). The settings are those hyper's server used.
+//! (`stream::h2`). The settings are those hyper's server used. A
+//! connection with no stream open is idle in the crowd (`conn::crowd`),
+//! and goes with GOAWAY when closed for room.
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::handler::Handler;
+use super::opening;
 use super::stream;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
@@ -49,7 +52,14 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut connection = settings.handshake::<S, Bytes>(io).await?;
+    let seat = handler.conn.state.seat().clone();
+    let handshake = settings.handshake::<S, Bytes>(io);
+    let Some(handshake) = opening(&seat, handshake).await else {
+        return Ok(());
+    };
+    let mut connection = handshake?;
+    // No stream open yet: idle in the crowd.
+    seat.idle();
     // One wait for the stop signal for the connection's life, not one per
     // stream: each wait registers with the watch all connections share.
     let stopped = stop.changed();
@@ -59,11 +69,21 @@ where
         tokio::select! {
             next = connection.accept() => match next {
                 Some(Ok((req, respond))) => {
-                    tokio::spawn(stream::h2::serve(handler.clone(), req, respond));
+                    let open = seat.stream_opened();
+                    let served = stream::h2::serve(handler.clone(), req, respond);
+                    tokio::spawn(async move {
+                        served.await;
+                        drop(open);
+                    });
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,
             },
+            // Closed for room while idle, or stopping: GOAWAY either way.
+            _ = seat.shed(), if !stopping => {
+                stopping = true;
+                connection.graceful_shutdown();
+            }
             _ = &mut stopped, if !stopping => {
                 stopping = true;
                 connection.graceful_shutdown();

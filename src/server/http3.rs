@@ -1,7 +1,9 @@
 //! HTTP/3: QUIC connections on the UDP twin of the HTTPS port (quinn), the
 //! h3 crate's HTTP/3 over each, every request stream served by the
 //! pipeline (`stream::h3`). The limits are HTTP/2's (`http2`): streams per
-//! connection, flow-control windows, the head's size, the idle timeout.
+//! connection, flow-control windows, the head's size, the idle timeout. A
+//! connection with no stream open is idle in the crowd (`conn::crowd`),
+//! and goes with GOAWAY when closed for room.
 
 use std::io;
 use std::net::UdpSocket;
@@ -77,10 +79,13 @@ pub async fn serve(
     opening: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), h3::error::ConnectionError> {
+    let seat = handler.conn.state.seat().clone();
     let mut h3 = h3::server::builder()
         .max_field_section_size(MAX_HEAD_BYTES as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
         .await?;
+    // No stream open yet: idle in the crowd.
+    seat.idle();
     let stopped = stop.changed();
     tokio::pin!(stopped);
     let mut stopping = false;
@@ -88,12 +93,22 @@ pub async fn serve(
         tokio::select! {
             next = h3.accept() => match next? {
                 Some(resolver) => {
+                    let open = seat.stream_opened();
                     let (handler, connection) = (handler.clone(), connection.clone());
-                    tokio::spawn(stream::h3::serve(handler, resolver, connection, opening));
+                    let served = stream::h3::serve(handler, resolver, connection, opening);
+                    tokio::spawn(async move {
+                        served.await;
+                        drop(open);
+                    });
                 }
                 // After a GOAWAY either way, once the last request is done.
                 None => return Ok(()),
             },
+            // Closed for room while idle, or stopping: GOAWAY either way.
+            _ = seat.shed(), if !stopping => {
+                stopping = true;
+                h3.shutdown(0).await?;
+            }
             _ = &mut stopped, if !stopping => {
                 stopping = true;
                 h3.shutdown(0).await?;

@@ -2,7 +2,8 @@
 //!
 //! Owns binding or adopting the listening sockets (`activation` for sockets
 //! a service manager passes), admitting connections within the limit
-//! (`admission`), the per-CPU worker threads (`workers`), serving each
+//! (`admission`, closing idle and slow connections for room at the limit),
+//! the per-CPU worker threads (`workers`), serving each
 //! connection: HTTP/1.1 with hyper, HTTP/2 (h2c, or after TLS; `h2_preface`)
 //! on the h2 crate (`http2`), HTTP/3 on quinn and the h3 crate (`http3`),
 //! each HTTP/2 or HTTP/3 request stream the same way (`stream`); parking
@@ -36,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::conn::accept;
+use crate::conn::crowd::Seat;
 use crate::conn::socket::Timeouts;
 use crate::pipeline::App;
 use crate::tls::Handshaker;
@@ -85,42 +87,67 @@ fn dispatch(
     let Some((handshaker, secure)) = tls else {
         let plain = plain.clone();
         worker.handle.spawn(async move {
-            let _admitted = admitted;
-            if let Some((stream, remote)) = take_over(stream, remote, &shared).await {
-                shared.serve_plain(stream, remote, &plain, upstream).await
+            let seat = admitted.seat().clone();
+            let opened = opening(&seat, take_over(stream, remote, &shared)).await;
+            if let Some(Some((stream, remote))) = opened {
+                shared
+                    .serve_plain(stream, remote, &plain, upstream, seat)
+                    .await
             }
+            drop(admitted);
         });
         return;
     };
     worker.handle.spawn(async move {
-        let _admitted = admitted;
-        let Some((stream, remote)) = take_over(stream, remote, &shared).await else {
+        let seat = admitted.seat().clone();
+        let opened = opening(&seat, take_over(stream, remote, &shared));
+        let Some(Some((stream, remote))) = opened.await else {
             return;
         };
         let limit = shared.opening;
-        match tokio::time::timeout(limit, handshaker.accept(stream)).await {
+        let handshake = opening(&seat, tokio::time::timeout(limit, handshaker.accept(stream)));
+        let Some(handshake) = handshake.await else {
+            return;
+        };
+        match handshake {
             Ok(Ok(mut tls)) => {
                 // A client that agreed on h2 must open with HTTP/2's preface.
                 let preface = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    match tokio::time::timeout(limit, h2_preface::read(&mut tls)).await {
-                        Ok(Ok(Some(preface))) => Some(preface),
-                        Ok(Ok(None)) => {
+                    let read = opening(&seat, tokio::time::timeout(limit, h2_preface::read(&mut tls)));
+                    match read.await {
+                        None => return,
+                        Some(Ok(Ok(Some(preface)))) => Some(preface),
+                        Some(Ok(Ok(None))) => {
                             return tracing::debug!(remote = %remote, "Wrong HTTP/2 preface, answered with GOAWAY")
                         }
-                        Ok(Err(e)) => return tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface"),
-                        Err(_) => return tracing::debug!(remote = %remote, "HTTP/2 preface timed out"),
+                        Some(Ok(Err(e))) => return tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface"),
+                        Some(Err(_)) => return tracing::debug!(remote = %remote, "HTTP/2 preface timed out"),
                     }
                 } else {
                     None
                 };
                 shared
-                    .serve(tls, remote, true, &secure, upstream, preface)
+                    .serve_tls(tls, remote, &secure, upstream, preface, seat)
                     .await
             }
             Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
             Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
         }
+        drop(admitted);
     });
+}
+
+/// One step of opening a connection (its PROXY header, TLS handshake,
+/// HTTP/2 preface), given up (`None`) if the connection is closed for room
+/// meanwhile: a client that takes that long to open holds no request.
+pub(super) async fn opening<F: Future>(seat: &Seat, step: F) -> Option<F::Output> {
+    tokio::select! {
+        output = step => Some(output),
+        _ = seat.shed() => {
+            tracing::debug!("Connection closed while opening, for room (THRUST_MAX_CONNECTIONS)");
+            None
+        }
+    }
 }
 
 /// Registers a handed-over socket with the current worker's own event loop
@@ -164,8 +191,9 @@ fn dispatch_quic(
     let upstream = worker.upstream.clone();
     let shared = shared.clone();
     worker.handle.spawn(async move {
-        let _admitted = admitted;
-        shared.serve_quic(incoming, upstream).await
+        let seat = admitted.seat().clone();
+        shared.serve_quic(incoming, upstream, seat).await;
+        drop(admitted);
     });
 }
 

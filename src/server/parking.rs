@@ -7,7 +7,9 @@
 //! connection is ended without closing the socket, and thrust waits for the
 //! next bytes with nothing but the socket and its timeouts; they start a new
 //! hyper connection on the same socket. HTTP_IDLE_TIMEOUT and shutdown apply
-//! to parked connections as to the others.
+//! to parked connections as to the others. A parked connection is idle in
+//! the crowd (`conn::crowd`): at the connection limit the longest parked
+//! is closed to make room.
 //!
 //! HTTP/1 over TLS is parked too: rustls keeps its session in the stream,
 //! but hyper's buffers and connection go. HTTP/2 connections are not
@@ -29,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 use super::handler::Handler;
+use crate::conn::crowd::Seat;
 use crate::conn::socket::ConnIo;
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
@@ -70,6 +73,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
 {
+    let seat = state.seat().clone();
     loop {
         let mut connection = Box::pin(
             builder
@@ -78,6 +82,8 @@ pub async fn serve<S>(
         );
         let result = tokio::select! {
             result = connection.as_mut() => return ended(result),
+            // Closed for room at the limit: idle, or its head too slow.
+            _ = seat.shed() => return ended(Ok::<(), io::Error>(())),
             _ = stop.changed() => {
                 connection.as_mut().graceful_shutdown();
                 return ended(connection.await);
@@ -104,17 +110,24 @@ pub async fn serve<S>(
         }
         // Counted while parked, with metrics on.
         let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
+        // Parked is idle: closed first when the house is full.
+        seat.idle();
         // Boxed: the wait exists only while parked, and inline it would
         // enlarge the task every connection holds for its whole life.
-        if !Box::pin(wait_for_bytes(&io, &mut stop)).await {
+        if !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
             return;
         }
     }
 }
 
 /// Waits on a parked connection: true once the client sends bytes, false if
-/// it closes, idles past HTTP_IDLE_TIMEOUT or thrust stops.
-async fn wait_for_bytes<S: Readable>(io: &ConnIo<S>, stop: &mut watch::Receiver<bool>) -> bool {
+/// it closes, idles past HTTP_IDLE_TIMEOUT, is closed for room or thrust
+/// stops.
+async fn wait_for_bytes<S: Readable>(
+    io: &ConnIo<S>,
+    stop: &mut watch::Receiver<bool>,
+    seat: &Seat,
+) -> bool {
     let deadline = io.idle_deadline();
     let idle_limit = async move {
         match deadline {
@@ -128,6 +141,7 @@ async fn wait_for_bytes<S: Readable>(io: &ConnIo<S>, stop: &mut watch::Receiver<
             tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)");
             false
         }
+        _ = seat.shed() => false,
         _ = stop.changed() => false,
     }
 }

@@ -9,6 +9,9 @@ Usage: h2_client.py MODE PORT PATH [--header "Name: value"]... [--seconds S] [--
           and keep the connection open for S seconds in all
   stall   announce a 1-byte window, send the request and never grant more,
           for S seconds
+  idle    send the request, create FILE once it is answered, then keep the
+          connection open without streams until the server ends it or S
+          seconds pass
 Prints one JSON object: "status" (or null), "resets" (the codes of the
 server's RST_STREAMs), "goaway", "closed". Bounded by S seconds.
 """
@@ -24,7 +27,7 @@ from h2_abuse import connect, pump
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["get", "cancel", "stall"])
+    parser.add_argument("mode", choices=["get", "cancel", "stall", "idle"])
     parser.add_argument("port", type=int)
     parser.add_argument("path")
     parser.add_argument("--header", action="append", default=[])
@@ -48,6 +51,10 @@ def main():
             result["cancelled"] = True
 
     def answered(r):
+        if args.mode == "idle" and r.get("ended") and not os.path.exists(args.when):
+            open(args.when, "w").close()
+        if args.mode == "idle":
+            return "goaway" in r
         return args.mode == "get" and (r.get("ended") or r.get("resets") or "goaway" in r)
 
     pump(sock, conn, result, args.seconds, stop=answered, read=args.mode != "stall", tick=cancel_when_told)

@@ -1,0 +1,338 @@
+//! Who gives way when the house is full (SPEC.md §11a). Every admitted
+//! client connection holds a `Seat` in the `Crowd`, marked:
+//! - idle: a parked HTTP/1 keep-alive connection, or an HTTP/2 or HTTP/3
+//!   one with no stream open;
+//! - waiting for a head: from its accept (through the TLS handshake) until
+//!   its first request head is read whole, and again whenever a later
+//!   head starts on a connection with nothing in flight;
+//! - busy: a request in flight or a stream open.
+//!
+//! At the connection limit admission asks the crowd for room
+//! (`Crowd::make_room`): the connection that has idled longest is closed,
+//! or else the one whose head has been coming longest, if for at least
+//! `HEAD_GRACE`. A busy connection is never closed for room, and a seat is
+//! shed only from the phase it was found in (compare-and-swap), so one that
+//! turns busy meanwhile keeps its request.
+//!
+//! The two queues hold each seat at most once and are checked lazily: a
+//! seat that changed since it was queued is queued again or dropped when it
+//! reaches the front. Marking a seat is an atomic update on the
+//! connection's own seat; the crowd's lock is taken only when a seat is
+//! first queued and when room is asked for.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
+
+/// How long a request head may have been coming before it can be closed to
+/// make room: a browser's head arrives in one packet, a head still
+/// unfinished after a second at a full house is a slow or hostile client's.
+pub const HEAD_GRACE: Duration = Duration::from_secs(1);
+
+/// A seat's state: its phase in the low bits, how many times it changed
+/// phase above them (so a queue entry can tell it is out of date).
+const PHASE_BITS: u32 = 2;
+const PHASE_MASK: u64 = (1 << PHASE_BITS) - 1;
+const BUSY: u64 = 0;
+const IDLE: u64 = 1;
+const HEAD: u64 = 2;
+const SHED: u64 = 3;
+
+/// Which queue: index into `Seat::queued`.
+const IDLE_QUEUE: usize = 0;
+const HEAD_QUEUE: usize = 1;
+
+/// Why a connection was closed to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// It was idle (the longest idle of all).
+    Idle,
+    /// Its request head had been coming for `HEAD_GRACE` or longer.
+    SlowHead,
+}
+
+#[derive(Default)]
+pub struct Crowd {
+    queues: Mutex<[VecDeque<Entry>; 2]>,
+}
+
+struct Entry {
+    seat: Weak<Seat>,
+    state: u64,
+    since: Instant,
+}
+
+/// One connection's place in the crowd. A seat made by `Seat::default` is
+/// in no crowd: it keeps its phase and is never shed.
+#[derive(Default)]
+pub struct Seat {
+    crowd: Option<Arc<Crowd>>,
+    state: AtomicU64,
+    queued: [AtomicBool; 2],
+    /// HTTP/2 and HTTP/3 streams open (`Seat::stream_opened`).
+    streams: AtomicUsize,
+    shed: AtomicWaker,
+}
+
+impl Crowd {
+    /// A seat for a connection just accepted: waiting for its first head.
+    pub fn seat(self: &Arc<Self>) -> Arc<Seat> {
+        let seat = Arc::new(Seat {
+            crowd: Some(self.clone()),
+            ..Seat::default()
+        });
+        seat.mark(HEAD, HEAD_QUEUE);
+        seat
+    }
+
+    /// Closes one connection to make room for a new one: the longest idle,
+    /// or else the slowest head past `HEAD_GRACE`; `None` when every
+    /// connection is busy or its head still young.
+    pub fn make_room(&self) -> Option<Shed> {
+        let now = Instant::now();
+        let mut queues = self.lock();
+        if shed_first(&mut queues[IDLE_QUEUE], IDLE_QUEUE, now, Duration::ZERO) {
+            return Some(Shed::Idle);
+        }
+        shed_first(&mut queues[HEAD_QUEUE], HEAD_QUEUE, now, HEAD_GRACE).then_some(Shed::SlowHead)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, [VecDeque<Entry>; 2]> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sheds the first seat in `queue` still in that queue's phase and in it
+/// for at least `min_age`; seats found changed are queued again (from now)
+/// or let go. Each entry is looked at twice at most: once as queued, once
+/// queued again.
+fn shed_first(queue: &mut VecDeque<Entry>, which: usize, now: Instant, min_age: Duration) -> bool {
+    for _ in 0..queue.len() * 2 {
+        let Some(entry) = queue.pop_front() else {
+            break;
+        };
+        let Some(seat) = entry.seat.upgrade() else {
+            continue;
+        };
+        if entry.state != seat.state.load(Ordering::Acquire) {
+            seat.requeue(queue, which, now);
+            continue;
+        }
+        if now.saturating_duration_since(entry.since) < min_age {
+            // The queue is in order of `since`: all behind are younger.
+            queue.push_front(entry);
+            return false;
+        }
+        if seat.try_shed(entry.state) {
+            return true;
+        }
+        seat.requeue(queue, which, now);
+    }
+    false
+}
+
+fn phase_of(queue: usize) -> u64 {
+    if queue == IDLE_QUEUE {
+        IDLE
+    } else {
+        HEAD
+    }
+}
+
+impl Seat {
+    /// A request is in flight.
+    pub fn busy(&self) {
+        self.set_phase(BUSY);
+    }
+
+    /// Nothing in flight and no head coming: may be closed for room.
+    pub fn idle(self: &Arc<Self>) {
+        self.mark(IDLE, IDLE_QUEUE);
+    }
+
+    /// A request head has started with nothing in flight.
+    pub fn waiting_for_head(self: &Arc<Self>) {
+        self.mark(HEAD, HEAD_QUEUE);
+    }
+
+    /// Counts an HTTP/2 or HTTP/3 stream open, busy until the returned
+    /// guard is dropped; the connection is idle once its last stream ends.
+    pub fn stream_opened(self: &Arc<Self>) -> OpenStream {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        self.busy();
+        OpenStream(self.clone())
+    }
+
+    /// Completes once the seat has been shed: the connection should close
+    /// (an HTTP/2 or HTTP/3 one with GOAWAY).
+    pub fn shed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            self.shed.register(cx.waker());
+            if self.is_shed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    pub fn is_shed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PHASE_MASK == SHED
+    }
+
+    /// Moves to `phase` (a shed seat stays shed); the new state if it changed.
+    fn set_phase(&self, phase: u64) -> Option<u64> {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                let now = state & PHASE_MASK;
+                (now != phase && now != SHED)
+                    .then(|| ((state >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | phase)
+            })
+            .ok()
+            .map(|old| ((old >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | phase)
+    }
+
+    /// Moves to `phase` and makes sure the seat is in that phase's queue.
+    fn mark(self: &Arc<Self>, phase: u64, which: usize) {
+        let Some(state) = self.set_phase(phase) else {
+            return;
+        };
+        let Some(crowd) = &self.crowd else {
+            return;
+        };
+        if self.queued[which].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut queues = crowd.lock();
+        let queue = &mut queues[which];
+        // Seats of closed connections leave only when they reach the front:
+        // sweep them out whenever the queue doubles.
+        if queue.len() >= 1024 && queue.len().is_power_of_two() {
+            queue.retain(|entry| entry.seat.strong_count() > 0);
+        }
+        queue.push_back(Entry {
+            seat: Arc::downgrade(self),
+            state,
+            since: Instant::now(),
+        });
+    }
+
+    /// Puts a seat found changed at the back of `queue`, from `now`, if it
+    /// is in that queue's phase; otherwise lets it go from the queue (it
+    /// comes back when it enters the phase again).
+    fn requeue(self: &Arc<Self>, queue: &mut VecDeque<Entry>, which: usize, now: Instant) {
+        let phase = phase_of(which);
+        let mut state = self.state.load(Ordering::Acquire);
+        if state & PHASE_MASK != phase {
+            self.queued[which].store(false, Ordering::Release);
+            // It may have entered the phase again before the flag went.
+            state = self.state.load(Ordering::Acquire);
+            if state & PHASE_MASK != phase || self.queued[which].swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+        queue.push_back(Entry {
+            seat: Arc::downgrade(self),
+            state,
+            since: now,
+        });
+    }
+
+    /// Sheds the seat if it is still in `state`.
+    fn try_shed(&self, state: u64) -> bool {
+        let shed = ((state >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | SHED;
+        let done = self
+            .state
+            .compare_exchange(state, shed, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if done {
+            self.shed.wake();
+        }
+        done
+    }
+}
+
+/// An HTTP/2 or HTTP/3 stream counted open on its connection's seat.
+pub struct OpenStream(Arc<Seat>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle();
+            // A stream opened in between keeps the connection busy.
+            if self.0.streams.load(Ordering::Acquire) > 0 {
+                self.0.busy();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_idle_goes_first_and_busy_ones_never() {
+        let crowd = Arc::new(Crowd::default());
+        let (first, second, busy) = (crowd.seat(), crowd.seat(), crowd.seat());
+        busy.busy();
+        first.busy();
+        second.busy();
+        first.idle();
+        second.idle();
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
+        assert!(first.is_shed() && !second.is_shed());
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
+        assert!(second.is_shed());
+        // Heads are young, the last one busy: no room.
+        assert_eq!(crowd.make_room(), None);
+        assert!(!busy.is_shed());
+    }
+
+    #[test]
+    fn a_seat_that_turned_busy_is_not_shed() {
+        let crowd = Arc::new(Crowd::default());
+        let seat = crowd.seat();
+        seat.busy();
+        seat.idle();
+        seat.busy();
+        assert_eq!(crowd.make_room(), None);
+        assert!(!seat.is_shed());
+        // Idle again after the queue let it go: queued again.
+        seat.idle();
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
+        // A shed seat stays shed.
+        seat.busy();
+        assert!(seat.is_shed());
+    }
+
+    #[test]
+    fn heads_go_only_once_past_the_grace() {
+        let crowd = Arc::new(Crowd::default());
+        let seat = crowd.seat();
+        assert_eq!(crowd.make_room(), None);
+        let mut queues = crowd.lock();
+        queues[HEAD_QUEUE][0].since -= HEAD_GRACE;
+        drop(queues);
+        assert_eq!(crowd.make_room(), Some(Shed::SlowHead));
+        assert!(seat.is_shed());
+    }
+
+    #[test]
+    fn streams_keep_a_connection_busy_until_the_last_ends() {
+        let crowd = Arc::new(Crowd::default());
+        let seat = crowd.seat();
+        let (a, b) = (seat.stream_opened(), seat.stream_opened());
+        drop(a);
+        assert_eq!(crowd.make_room(), None);
+        drop(b);
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
+    }
+}
