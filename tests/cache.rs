@@ -528,3 +528,77 @@ fn after_a_deploy_new_assets_become_hits_in_a_full_cache() {
     );
     assert_eq!(hits, 60, "every new asset is a hit from its second request");
 }
+
+/// `clients` requests for `target` at once (each on its own connection,
+/// released together), with `Accept-Encoding: br, gzip`: each answer's
+/// status, X-Cache and body length.
+fn burst(port: u16, target: &str, clients: usize) -> Vec<(u16, String, usize)> {
+    let start = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let requests: Vec<_> = (0..clients)
+        .map(|_| {
+            let (start, target) = (start.clone(), target.to_owned());
+            std::thread::spawn(move || {
+                start.wait();
+                let r = get_with(port, &target, &[("Accept-Encoding", "br, gzip")]);
+                let cache = r.header("x-cache").unwrap_or_default().to_owned();
+                (r.status, cache, r.body.len())
+            })
+        })
+        .collect();
+    requests.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+#[test]
+fn a_burst_of_first_requests_for_a_cold_asset_reaches_the_app_once() {
+    let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "1000"));
+    let file = t.dir.path().join("application-3f2a9c1d.js");
+    std::fs::write(&file, sample_js(400_000)).unwrap();
+    // The app sends the file's bytes itself, and names it (X-Sendfile).
+    let sent = format!("/asset?path={}", file.display());
+    let named = format!(
+        "/sendfile?path={}&type=text/javascript&h_Cache_Control=public,max-age=3600",
+        file.display()
+    );
+    for target in [sent, named] {
+        let answers = burst(t.port, &target, 200);
+        assert!(
+            answers.iter().all(|(status, ..)| *status == 200),
+            "{target}"
+        );
+        let path = target.split('?').next().unwrap();
+        let at_app = t.app_requests(path).len();
+        assert!(at_app <= 3, "{target}: {at_app} requests reached the app");
+        let hits = answers
+            .iter()
+            .filter(|(_, cache, _)| cache == "hit")
+            .count();
+        assert!(hits >= 197, "{target}: {hits} hits");
+        // Each answer whole, compressed (br) the same way from the cache.
+        let hit_sizes: std::collections::HashSet<_> = answers
+            .iter()
+            .filter(|(_, cache, _)| cache == "hit")
+            .map(|(.., len)| *len)
+            .collect();
+        assert_eq!(hit_sizes.len(), 1, "{target}: {hit_sizes:?}");
+    }
+}
+
+#[test]
+fn concurrent_requests_for_a_page_not_stored_are_never_queued() {
+    let t = Thrust::start_ready(Options::app().env("DEBUG", "1"));
+    // The first request finds the page not storable...
+    let page = "/slow-head?seconds=2";
+    assert_eq!(get_with(t.port, page, &[]).status, 200);
+    // ...so twenty at once all go to the app together, none waiting for
+    // another's answer (two seconds each): all arrive before any is done.
+    let answers = burst(t.port, page, 20);
+    assert!(answers.iter().all(|(status, ..)| *status == 200));
+    let arrivals: Vec<f64> = t.app_requests("/slow-head")[1..]
+        .iter()
+        .map(|r| r["time"].as_f64().unwrap())
+        .collect();
+    assert_eq!(arrivals.len(), 20);
+    let spread = arrivals.iter().cloned().fold(f64::MIN, f64::max)
+        - arrivals.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 2.0, "arrivals spread over {spread:.2} s");
+}

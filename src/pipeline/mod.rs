@@ -43,6 +43,7 @@ use crate::http::head_scan::Head;
 use crate::http::headers;
 use crate::metrics::{Metrics, OpenClientConnection};
 use crate::tls::Certificates;
+use cache::flights::Turn;
 use cache::CacheRequest;
 use compression::codec::Jitter;
 use compression::dictionary::{Dictionaries, Offer};
@@ -99,25 +100,42 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
         .cache
         .dictionary_offer(cache_request.as_ref(), req.headers());
     let dictionary = dictionary.as_ref().map(|(d, offer)| (*d, offer));
-    if let Some(entry) = hit {
+    let answer_hit = |entry: &cache::store::Entry| {
         let mut response = cache::respond(
             &app.config,
             &conditions,
             &compression_request,
-            &entry,
+            entry,
             dictionary,
         );
         cache::mark(&mut response, "hit");
-        return compression::apply(&app.config, &app.jitter, &compression_request, response);
+        compression::apply(&app.config, &app.jitter, &compression_request, response)
+    };
+    if let Some(entry) = hit {
+        return answer_hit(&entry);
     }
     // Only a miss that may be stored needs the request's headers later, for
     // the Vary values of the stored entry: hits never copy them. A range of
     // something not stored goes to the app as it is (a bypass), and is not
     // stored.
-    let to_store = cache_request
+    let mut to_store = cache_request
         .filter(|c| !c.is_range())
         .zip(client_headers)
         .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
+    // The first miss for a URL goes to the app; the others wait for its
+    // answer to be stored, then are answered from it (cache::flights).
+    if let Some(request) = to_store.as_mut() {
+        match app.cache.turn(request) {
+            Turn::Lead(leader) => request.lead(leader),
+            Turn::Wait(waiting) => {
+                waiting.done().await;
+                if let Some(entry) = app.cache.lookup(request, req.headers()) {
+                    return answer_hit(&entry);
+                }
+            }
+            Turn::Pass => {}
+        }
+    }
     let outcome = if to_store.is_some() { "miss" } else { "bypass" };
     // A file below THRUST_PUBLIC_DIR is answered as if the app had named it.
     let public_file = app

@@ -3,6 +3,7 @@
 //! it streams to the first client.
 
 mod capture;
+pub mod flights;
 pub mod policy;
 pub mod store;
 
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::http::body::{self, Body};
 use crate::http::headers::{vary_on_accept_encoding, weaken_etag};
 use capture::{capture, CaptureBudget};
+use flights::{Flights, Leader, Turn};
 use policy::{storable, vary_names};
 use store::{BaseKey, Entry, ResponseCache};
 
@@ -42,6 +44,8 @@ pub struct CacheRequest {
     /// Vary values are those the app saw.
     headers: HeaderMap,
     rewrite: Option<Rewrite>,
+    /// Set when this miss leads the others for its URL (`flights`).
+    leader: Option<Leader>,
 }
 
 impl CacheRequest {
@@ -73,6 +77,7 @@ impl CacheRequest {
             range: req.headers().contains_key(header::RANGE),
             headers: HeaderMap::new(),
             rewrite: None,
+            leader: None,
         })
     }
 
@@ -89,6 +94,18 @@ impl CacheRequest {
     /// A Range request is answered from a stored entry but never stored.
     pub fn is_range(&self) -> bool {
         self.range
+    }
+
+    /// This miss goes to the app for the others waiting on its URL.
+    pub fn lead(&mut self, leader: Leader) {
+        self.leader = Some(leader);
+    }
+
+    /// The answer will not be stored: no wait for it next time.
+    fn not_storable(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            leader.not_storable();
+        }
     }
 }
 
@@ -186,6 +203,8 @@ pub struct Store {
     config: Arc<Config>,
     /// With THRUST_COMPRESSION_DICTIONARIES.
     dictionaries: Option<Dictionaries>,
+    /// Misses at the app, that others for the same URL wait on.
+    flights: Arc<Flights>,
 }
 
 impl Store {
@@ -202,7 +221,17 @@ impl Store {
                 .then(|| Dictionaries::new(config.cache_size / 4)),
             jitter,
             config,
+            flights: Arc::default(),
         }
+    }
+
+    /// Whether a miss for `request` goes to the app or waits for the one
+    /// already there (`flights`). Only a GET's answer is stored.
+    pub fn turn(&self, request: &CacheRequest) -> Turn {
+        if request.method != Method::GET || request.is_range() {
+            return Turn::Pass;
+        }
+        self.flights.turn(&request.base)
     }
 
     /// Dictionary compression's part in answering `request`, when on and
@@ -241,6 +270,11 @@ impl Store {
         let (Some(lifetime), Some(vary)) = (lifetime, vary_names(&parts.headers)) else {
             // Said at debug level, so a test can know the decision.
             tracing::debug!(target = %request.base.target, "Response not stored: its request or head does not allow it, or it is larger than MAX_CACHE_ITEM_SIZE");
+            // An app that failed may answer the next one; any other
+            // answer says the same next time.
+            if !parts.status.is_server_error() {
+                request.not_storable();
+            }
             return None;
         };
         // The request as the app received it, for the entry's Vary values.
@@ -363,6 +397,7 @@ impl Store {
         let file = NamedFile::open(path)?;
         let limit = self.config.max_cache_item_size;
         if file.size() > limit {
+            plan.request.not_storable();
             return None;
         }
         file.describe(path, &mut plan.headers);
@@ -397,7 +432,9 @@ impl Store {
                 Some(bytes) => store.store_with_variants(plan, bytes),
                 // Said at debug level, so a test can know the decision.
                 None => {
-                    tracing::debug!(target = %plan.request.base.target, "Response not stored: larger than MAX_CACHE_ITEM_SIZE or the capture budget, or cut short")
+                    let mut plan = plan;
+                    tracing::debug!(target = %plan.request.base.target, "Response not stored: larger than MAX_CACHE_ITEM_SIZE or the capture budget, or cut short");
+                    plan.request.not_storable();
                 }
             },
         );
