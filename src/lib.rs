@@ -116,8 +116,12 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     let readiness = Arc::new(Readiness::default());
     let fd_limit = app::fd_limit::raise();
     let memory_limit = config::memory_budget::memory_limit();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max_app_connections = config
+        .max_app_connections
+        .unwrap_or_else(|| app::app_connections::default_cap(cpus));
     let target = AppTarget::new(config.worker.clone());
-    let workers = Workers::start(&target)
+    let workers = Workers::start(&target, max_app_connections)
         .map_err(|e| cannot_start(format!("cannot start worker threads: {e}"), 1))?;
     if let (Some(https), Some(pending)) = (ports.https.as_mut(), ports.quic.take()) {
         let endpoint = pending.open(&workers.quic_home().handle);
@@ -136,6 +140,11 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
             readiness: readiness.clone(),
             cache: cache.clone(),
             certificates: certificates.clone(),
+            app_connections: workers
+                .pools()
+                .iter()
+                .map(|(_, pool)| pool.app_connections().clone())
+                .collect(),
         };
         serve_metrics(listener, gauges)
     });
@@ -168,7 +177,7 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
         metrics: None,
         ..ports
     };
-    log_started(&ports, admission.limit(), memory_limit);
+    log_started(&ports, admission.limit(), max_app_connections, memory_limit);
     open_control_socket(&config, &ports.http, restart_requests);
     let app = Arc::new(App {
         bad_gateway_page: std::fs::read(&config.bad_gateway_page)
@@ -315,7 +324,12 @@ fn serve_metrics(
     metrics
 }
 
-fn log_started(ports: &Ports, max_connections: usize, memory_limit: u64) {
+fn log_started(
+    ports: &Ports,
+    max_connections: usize,
+    max_app_connections: usize,
+    memory_limit: u64,
+) {
     let address = |l: &tokio::net::TcpListener| {
         l.local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())
@@ -327,12 +341,14 @@ fn log_started(ports: &Ports, max_connections: usize, memory_limit: u64) {
             http3 = %https.quic.as_ref().and_then(|q| q.local_addr().ok())
                 .map_or_else(|| "off".to_string(), |a| format!("udp {a}")),
             max_connections,
+            max_app_connections,
             memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),
         None => tracing::info!(
             http = %address(&ports.http),
             max_connections,
+            max_app_connections,
             memory_limit_mib = memory_limit >> 20,
             "Server started"
         ),

@@ -71,6 +71,7 @@ fn bad_values_stop_startup_naming_the_variable() {
         ("SSL_KEY_PATH", "/nonexistent/key.pem", "SSL_CERT_PATH"),
         ("TLS_DOMAIN", "example.com,*.example.com", "DNS-01"),
         ("THRUST_HTTP3", "1", "unless TLS is on"),
+        ("THRUST_MAX_APP_CONNECTIONS", "0", "above 0"),
     ] {
         let out = thrust(&["sh", "-c", &touch], &[(name, value)]);
         assert_eq!(out.status.code(), Some(2), "{name}={value}");

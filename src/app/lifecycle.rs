@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::app::app_connections::AppConnections;
 use crate::app::control_socket::RestartRequest;
 use crate::app::crash_history::{AfterFailure, CrashHistory};
 use crate::app::deep_check::DeepCheck;
@@ -557,7 +558,8 @@ async fn until_ready(
         Readiness::default()
             .watch_worker(address.clone(), pid.as_raw() as u32)
             .await;
-        let client = upstream::client(AppTarget::new(address.clone()));
+        // One check at a time: one place at the app.
+        let client = upstream::client(AppTarget::new(address.clone()), AppConnections::new(1));
         loop {
             let outcome = match &check {
                 ReadyCheck::Deep(deep_check) => deep_check.probe(&client).await,

@@ -5,7 +5,9 @@
 //! to the end; one whose answer was abandoned is closed. A request that a
 //! reused connection could not even send (the app closed it meanwhile) is
 //! tried once more on a new connection. Connections to a copy of the app
-//! that `thrust restart` replaced are not reused.
+//! that `thrust restart` replaced are not reused. THRUST_MAX_APP_CONNECTIONS
+//! bounds the requests at the app and the connections open to it, across
+//! the pools (`app_connections`).
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::app::app_connections::{AppConnections, Counted};
 use crate::app::target::{AppCopy, AppTarget, OpenConnection};
 use crate::config::Worker;
 use crate::http::body::Body;
@@ -61,12 +64,41 @@ pub struct UpstreamClient {
 struct Pool {
     target: Arc<AppTarget>,
     idle: Mutex<Vec<Idle>>,
+    cap: Arc<AppConnections>,
 }
 
 /// A connection to the app and the generation of the copy it reaches.
 struct AppConnection {
     sender: SendRequest<Body>,
     generation: u64,
+    /// Its place in THRUST_MAX_APP_CONNECTIONS' count, shared with its
+    /// connection task so that the place is given back only once the
+    /// socket has closed (or the exchange turned long-lived).
+    counted: Arc<Mutex<Option<Counted>>>,
+}
+
+impl AppConnection {
+    fn is_counted(&self) -> bool {
+        self.counted.lock().is_ok_and(|c| c.is_some())
+    }
+
+    /// Leaves the count: the exchange is long-lived.
+    fn uncount(&self) {
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.take();
+        }
+    }
+
+    /// Joins the count again, if there is room.
+    fn recount(&self, cap: &Arc<AppConnections>) -> bool {
+        let Ok(mut counted) = self.counted.lock() else {
+            return false;
+        };
+        if counted.is_none() {
+            *counted = cap.try_count();
+        }
+        counted.is_some()
+    }
 }
 
 struct Idle {
@@ -74,11 +106,13 @@ struct Idle {
     since: Instant,
 }
 
-pub fn client(target: Arc<AppTarget>) -> UpstreamClient {
+/// A pool to `target` with its share of THRUST_MAX_APP_CONNECTIONS.
+pub fn client(target: Arc<AppTarget>, cap: Arc<AppConnections>) -> UpstreamClient {
     UpstreamClient {
         pool: Arc::new(Pool {
             target,
             idle: Mutex::new(Vec::new()),
+            cap,
         }),
     }
 }
@@ -91,10 +125,21 @@ impl UpstreamClient {
         mut req: Request<Body>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         origin_form(req.uri_mut());
+        let upload = !req.body().is_end_stream();
+        let pool = &self.pool;
         loop {
-            let (mut connection, reused) = match self.pool.checkout().await {
+            let (mut connection, reused) = match pool.checkout().await {
                 Some(connection) => (connection, true),
-                None => (self.pool.connect().await?, false),
+                None => match pool.cap.try_count() {
+                    Some(counted) => (pool.connect(Some(counted)).await?, false),
+                    // An upload does not wait: see `app_connections`.
+                    None if upload => (pool.connect(None).await?, false),
+                    None => {
+                        let room = || pool.has_idle() || !pool.cap.full();
+                        pool.cap.wait_for_room(room).await;
+                        continue;
+                    }
+                },
             };
             match connection.sender.try_send_request(req).await {
                 Ok(response) => return Ok(self.pool.clone().track(connection, response)),
@@ -105,6 +150,17 @@ impl UpstreamClient {
                 },
             }
         }
+    }
+
+    /// Whether this pool's share of THRUST_MAX_APP_CONNECTIONS is reached
+    /// (requests wait).
+    pub fn saturated(&self) -> bool {
+        self.pool.cap.full()
+    }
+
+    /// This pool's share of THRUST_MAX_APP_CONNECTIONS.
+    pub fn app_connections(&self) -> &Arc<AppConnections> {
+        &self.pool.cap
     }
 
     /// Closes idle connections to any copy but the current one: to a copy
@@ -146,9 +202,14 @@ impl UpstreamClient {
             Ok(idle) => MAX_IDLE.saturating_sub(idle.len()),
             Err(_) => 0,
         };
-        let count = count.min(room);
-        let opening =
-            (0..count).map(|_| self.pool.connect_to(copy.clone(), copy.count_connection()));
+        // Only as many as the cap has room for: idle connections all count.
+        let counts: Vec<Counted> = (0..count.min(room))
+            .map_while(|_| self.pool.cap.try_count())
+            .collect();
+        let opening = counts.into_iter().map(|counted| {
+            self.pool
+                .connect_to(copy.clone(), copy.count_connection(), Some(counted))
+        });
         let opened: Vec<AppConnection> = futures_util::future::join_all(opening)
             .await
             .into_iter()
@@ -201,18 +262,31 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<AppConnection, UpstreamError> {
+    /// Whether `checkout` has an idle connection to look at (one opened
+    /// ahead to a copy that is not current yet does not count).
+    fn has_idle(&self) -> bool {
+        let generation = self.target.generation();
+        self.idle.lock().is_ok_and(|idle| {
+            idle.last()
+                .is_some_and(|i| i.connection.generation <= generation)
+        })
+    }
+
+    async fn connect(&self, counted: Option<Counted>) -> Result<AppConnection, UpstreamError> {
         // Counted before connecting, so a copy being replaced is not stopped
         // while this connection is on its way to it.
         let (copy, open) = self.target.open_connection();
-        self.connect_to(copy, open).await
+        self.connect_to(copy, open, counted).await
     }
 
     async fn connect_to(
         &self,
         copy: Arc<AppCopy>,
         open: OpenConnection,
+        counted: Option<Counted>,
     ) -> Result<AppConnection, UpstreamError> {
+        let counted = Arc::new(Mutex::new(counted));
+        let gauge = self.cap.open();
         let stream = match &copy.address {
             Worker::Port(port) => {
                 let tcp = TcpStream::connect(("127.0.0.1", *port))
@@ -235,20 +309,30 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Handshake)?;
+        let held = counted.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "App connection ended with an error");
             }
             drop(open);
+            drop(gauge);
+            drop(held);
         });
         Ok(AppConnection {
             sender,
             generation: copy.generation(),
+            counted,
         })
     }
 
+    /// Keeps a connection whose exchange is over for the next request; an
+    /// idle connection always counts against the cap (one that left the
+    /// count is closed if there is no room for it again).
     fn put_back(&self, connection: AppConnection) {
-        if connection.sender.is_closed() || connection.generation != self.target.generation() {
+        if connection.sender.is_closed()
+            || connection.generation != self.target.generation()
+            || !connection.recount(&self.cap)
+        {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
@@ -260,6 +344,7 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+        self.cap.handed_back();
     }
 
     /// The response with a body that hands the connection back at its end.
@@ -268,6 +353,16 @@ impl Pool {
         connection: AppConnection,
         response: Response<Incoming>,
     ) -> Response<PooledBody> {
+        // A WebSocket or an event stream may last for hours: it leaves the
+        // count so that it cannot starve the queue.
+        let long_lived = response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            || response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+        if long_lived && connection.is_counted() {
+            connection.uncount();
+        }
         let (parts, incoming) = response.into_parts();
         let mut body = PooledBody {
             incoming,

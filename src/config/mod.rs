@@ -134,6 +134,8 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// THRUST_MAX_CONNECTIONS; `None`: sized from the open-file limit.
     pub max_connections: Option<usize>,
+    /// THRUST_MAX_APP_CONNECTIONS; `None`: from the number of CPUs.
+    pub max_app_connections: Option<usize>,
 }
 
 impl Config {
@@ -195,7 +197,8 @@ impl Config {
             restart: sections::restart(&env)?,
             restart_boot_timeout: env.seconds("THRUST_RESTART_BOOT_TIMEOUT", 120)?,
             control_socket: sections::control_socket(&env)?,
-            max_connections: sections::max_connections(&env)?,
+            max_connections: sections::limit(&env, "THRUST_MAX_CONNECTIONS")?,
+            max_app_connections: sections::limit(&env, "THRUST_MAX_APP_CONNECTIONS")?,
         };
         config.check_ports(&env)?;
         Ok(config)

@@ -20,13 +20,14 @@ pub fn worker(env: &Env, listening_on_3000: bool) -> Result<Worker, ConfigError>
     })
 }
 
-/// THRUST_MAX_CONNECTIONS; `None` when unset (sized at start-up).
-pub fn max_connections(env: &Env) -> Result<Option<usize>, ConfigError> {
-    if env.text("THRUST_MAX_CONNECTIONS").is_none() {
+/// A limit such as THRUST_MAX_CONNECTIONS or THRUST_MAX_APP_CONNECTIONS:
+/// a whole number above 0; `None` when unset (sized at start-up).
+pub fn limit(env: &Env, name: &str) -> Result<Option<usize>, ConfigError> {
+    if env.text(name).is_none() {
         return Ok(None);
     }
-    match env.number("THRUST_MAX_CONNECTIONS", 0)? {
-        0 => Err(env.invalid("THRUST_MAX_CONNECTIONS", "a whole number above 0")),
+    match env.number(name, 0)? {
+        0 => Err(env.invalid(name, "a whole number above 0")),
         n => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
     }
 }

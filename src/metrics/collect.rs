@@ -21,6 +21,9 @@ pub trait Scraped: Send + Sync {
     fn cache_held(&self) -> (u64, u64);
     /// When the certificate served for each domain expires.
     fn certificate_expiries(&self) -> Vec<(String, SystemTime)>;
+    /// Connections to the app open, and those counted against
+    /// THRUST_MAX_APP_CONNECTIONS (event streams and WebSockets are not).
+    fn app_connections(&self) -> (u64, u64);
 }
 
 pub struct Collected(pub Box<dyn Scraped>);
@@ -87,6 +90,22 @@ impl Collector for Collected {
             "Bytes the cache holds, as counted against CACHE_SIZE",
             Some(&Unit::Bytes),
             bytes,
+        )?;
+
+        let (open, counted) = self.0.app_connections();
+        gauge(
+            &mut encoder,
+            "app_connections",
+            "Connections to the app open, in every worker's pool",
+            None,
+            open,
+        )?;
+        gauge(
+            &mut encoder,
+            "app_connections_counted",
+            "Connections to the app counted against THRUST_MAX_APP_CONNECTIONS: all but event streams, WebSockets and uploads opened past it",
+            None,
+            counted,
         )?;
 
         if let Some(heap) = super::heap::read() {

@@ -159,7 +159,11 @@ async fn response_head(
         Some(limit) => match upstream_timeout::within(limit, sent, upload.as_deref()).await {
             Some(result) => result,
             None => {
-                tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
+                if conn.upstream.saturated() {
+                    tracing::warn!(path = %path, timeout_s = limit.as_secs(), "No place at the app within THRUST_UPSTREAM_TIMEOUT: all THRUST_MAX_APP_CONNECTIONS are busy, answering 504");
+                } else {
+                    tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
+                }
                 if let Some(metrics) = &app.metrics {
                     metrics.upstream_timeout();
                 }

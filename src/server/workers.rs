@@ -11,6 +11,7 @@ use std::thread;
 
 use tokio::runtime::{Builder, Handle};
 
+use crate::app::app_connections::{self, AppConnections};
 use crate::app::target::AppTarget;
 use crate::app::upstream::{self, UpstreamClient};
 use crate::memory::trim;
@@ -38,10 +39,14 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count()` workers.
-    pub fn start(target: &Arc<AppTarget>) -> io::Result<Self> {
-        let workers = (0..count())
-            .map(|index| {
+    /// Starts `count()` workers, each with a pool to `target` holding its
+    /// share of `max_app_connections`.
+    pub fn start(target: &Arc<AppTarget>, max_app_connections: usize) -> io::Result<Self> {
+        let shares = app_connections::shares(max_app_connections, count());
+        let workers = shares
+            .into_iter()
+            .enumerate()
+            .map(|(index, share)| {
                 let runtime = Builder::new_current_thread()
                     .enable_all()
                     .max_blocking_threads(BLOCKING_THREADS)
@@ -51,7 +56,7 @@ impl Workers {
                     .name(format!("thrust-worker-{index}"))
                     // Runs the spawned connections for as long as thrust lives.
                     .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-                let upstream = upstream::client(target.clone());
+                let upstream = upstream::client(target.clone(), AppConnections::new(share));
                 handle.spawn(trim_every_second(upstream.clone()));
                 Ok(ConnWorker { handle, upstream })
             })
