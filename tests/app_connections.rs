@@ -9,21 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Connections established to the app's port now, counted on the app's
-/// side (/proc/net/tcp: local port `port`, state 01).
-fn app_connections(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "01"
-        })
-        .count()
-}
-
 #[test]
 fn a_burst_of_2000_clients_never_opens_more_app_connections_than_the_cap() {
     let t = Thrust::start_ready(
@@ -31,7 +16,7 @@ fn a_burst_of_2000_clients_never_opens_more_app_connections_than_the_cap() {
             .env("THRUST_MAX_APP_CONNECTIONS", "16")
             .env("THRUST_MAX_CONNECTIONS", "4000"),
     );
-    let before = app_connections(t.worker_port);
+    let before = connections_to(t.worker_port);
     let mut load = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -46,7 +31,7 @@ fn a_burst_of_2000_clients_never_opens_more_app_connections_than_the_cap() {
     let mut most = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while load.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        most = most.max(app_connections(t.worker_port));
+        most = most.max(connections_to(t.worker_port));
         std::thread::sleep(Duration::from_millis(5));
     }
     let _ = load.kill();

@@ -516,20 +516,6 @@ fn connections_the_app_closed_while_idle_are_never_reused() {
     }
 }
 
-/// Established TCP connections to `port` on 127.0.0.1, from /proc/net/tcp.
-fn connections_to(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let remote = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
-        })
-        .count()
-}
-
 #[test]
 fn a_bursts_app_connections_are_closed_once_traffic_quiets_down() {
     // A cap above the burst: each of its requests gets a connection.

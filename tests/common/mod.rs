@@ -652,3 +652,18 @@ pub fn h3_client(
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.success(), answers, stderr)
 }
+
+/// Established TCP connections to `port` on 127.0.0.1 (as their clients
+/// see them), from /proc/net/tcp.
+pub fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
