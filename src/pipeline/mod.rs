@@ -92,9 +92,9 @@ async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> 
         && !req.headers().contains_key(header::RANGE))
     .then(|| req.headers().clone());
     let passage = proxy::prepare(app, conn, &mut req);
-    let cache_request = CacheRequest::of(&req);
+    let mut cache_request = CacheRequest::of(&req);
     let hit = cache_request
-        .as_ref()
+        .as_mut()
         .and_then(|c| app.cache.lookup(c, req.headers()));
     let dictionary = app
         .cache

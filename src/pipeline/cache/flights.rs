@@ -15,24 +15,27 @@
 //! A URL whose answer was not storable is remembered for `PASS_FOR`
 //! (Varnish's hit-for-miss): its requests go straight to the app, so
 //! concurrent requests for a dynamic page are never queued behind each
-//! other. Those memories are bounded in bytes (`PASS_BUDGET`); past it, a
-//! URL is simply not remembered.
+//! other. At most `MAX_PASSES` are remembered; past it, a URL is simply
+//! not remembered.
+//!
+//! URLs are known by the 64-bit keyed hash the cache looks them up by
+//! (`ResponseCache::hash`), computed once per request: two URLs sharing
+//! one would at worst make a miss wait for the other's answer, then go to
+//! the app.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use nohash_hasher::IntMap;
 use tokio::sync::watch;
-
-use super::store::BaseKey;
 
 /// How long a miss waits for the one ahead of it before going to the app
 /// itself (nginx's `proxy_cache_lock_timeout` default).
 pub const WAIT_AT_MOST: Duration = Duration::from_secs(5);
 /// How long a URL found not storable goes straight to the app.
 pub const PASS_FOR: Duration = Duration::from_secs(60);
-/// Bytes of URLs remembered as not storable, at most.
-const PASS_BUDGET: usize = 1 << 20;
+/// URLs remembered as not storable, at most (24 bytes each).
+const MAX_PASSES: usize = 65_536;
 
 #[derive(Default)]
 pub struct Flights {
@@ -41,8 +44,9 @@ pub struct Flights {
 
 #[derive(Default)]
 struct Inner {
-    flights: HashMap<BaseKey, Flight>,
-    /// Bytes of the keys of `Flight::Pass` entries.
+    /// By the URL's hash (already uniform: no hashing again).
+    flights: IntMap<u64, Flight>,
+    /// How many of them are `Flight::Pass`.
     passing: usize,
 }
 
@@ -64,23 +68,23 @@ pub enum Turn {
 }
 
 impl Flights {
-    /// The turn of a miss for `key`.
-    pub fn turn(self: &Arc<Self>, key: &BaseKey) -> Turn {
+    /// The turn of a miss for the URL hashed `key`.
+    pub fn turn(self: &Arc<Self>, key: u64) -> Turn {
         let mut inner = self.lock();
-        match inner.flights.get(key) {
+        match inner.flights.get(&key) {
             Some(Flight::Pending(done)) => return Turn::Wait(Waiting(done.clone())),
             Some(Flight::Pass(until)) if *until > Instant::now() => return Turn::Pass,
             Some(Flight::Pass(_)) => {
-                inner.passing -= weight(key);
-                inner.flights.remove(key);
+                inner.passing -= 1;
+                inner.flights.remove(&key);
             }
             None => {}
         }
         let (sender, receiver) = watch::channel(());
-        inner.flights.insert(key.clone(), Flight::Pending(receiver));
+        inner.flights.insert(key, Flight::Pending(receiver));
         Turn::Lead(Leader {
             flights: self.clone(),
-            key: Some(key.clone()),
+            key,
             _done: sender,
             storable: true,
         })
@@ -93,15 +97,11 @@ impl Flights {
     }
 }
 
-fn weight(key: &BaseKey) -> usize {
-    key.target.len() + key.host.len() + key.origin.len() + 64
-}
-
 /// The request at the app for a URL others wait on. Dropped when its answer
 /// is stored or will not be: the waiters wake (its sender goes last).
 pub struct Leader {
     flights: Arc<Flights>,
-    key: Option<BaseKey>,
+    key: u64,
     _done: watch::Sender<()>,
     storable: bool,
 }
@@ -116,36 +116,30 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else {
-            return;
-        };
         let mut inner = self.flights.lock();
         if self.storable {
-            inner.flights.remove(&key);
+            inner.flights.remove(&self.key);
             return;
         }
-        let size = weight(&key);
-        if inner.passing + size > PASS_BUDGET {
+        if inner.passing >= MAX_PASSES {
             // Make room from the expired ones.
             let now = Instant::now();
-            let mut freed = 0;
-            inner.flights.retain(|key, flight| match flight {
-                Flight::Pass(until) if *until <= now => {
-                    freed += weight(key);
-                    false
-                }
-                _ => true,
-            });
-            inner.passing -= freed;
+            inner
+                .flights
+                .retain(|_, flight| !matches!(flight, Flight::Pass(until) if *until <= now));
+            inner.passing = inner
+                .flights
+                .values()
+                .filter(|f| matches!(f, Flight::Pass(_)))
+                .count();
         }
-        if inner.passing + size > PASS_BUDGET {
-            inner.flights.remove(&key);
+        if inner.passing >= MAX_PASSES {
+            inner.flights.remove(&self.key);
             return;
         }
-        inner.passing += size;
-        inner
-            .flights
-            .insert(key, Flight::Pass(Instant::now() + PASS_FOR));
+        inner.passing += 1;
+        let until = Instant::now() + PASS_FOR;
+        inner.flights.insert(self.key, Flight::Pass(until));
     }
 }
 
@@ -163,54 +157,45 @@ impl Waiting {
 mod tests {
     use super::*;
 
-    fn key(target: &str) -> BaseKey {
-        BaseKey {
-            target: target.into(),
-            host: "t".into(),
-            origin: String::new(),
-        }
-    }
-
     #[tokio::test]
     async fn misses_wait_for_the_leader_and_then_lead_again() {
         let flights = Arc::new(Flights::default());
-        let Turn::Lead(leader) = flights.turn(&key("/a.js")) else {
+        let Turn::Lead(leader) = flights.turn(1) else {
             panic!("the first miss leads");
         };
-        let Turn::Wait(waiting) = flights.turn(&key("/a.js")) else {
+        let Turn::Wait(waiting) = flights.turn(1) else {
             panic!("the second waits");
         };
-        assert!(matches!(flights.turn(&key("/b.js")), Turn::Lead(_)));
+        assert!(matches!(flights.turn(2), Turn::Lead(_)));
         drop(leader);
         waiting.done().await;
         // Done: the next miss (the entry expired, say) leads again.
-        assert!(matches!(flights.turn(&key("/a.js")), Turn::Lead(_)));
+        assert!(matches!(flights.turn(1), Turn::Lead(_)));
     }
 
     #[tokio::test]
     async fn a_url_not_storable_goes_straight_to_the_app() {
         let flights = Arc::new(Flights::default());
-        let Turn::Lead(leader) = flights.turn(&key("/page")) else {
+        let Turn::Lead(leader) = flights.turn(7) else {
             panic!("the first miss leads");
         };
-        let Turn::Wait(waiting) = flights.turn(&key("/page")) else {
+        let Turn::Wait(waiting) = flights.turn(7) else {
             panic!("the second waits");
         };
         leader.not_storable();
         waiting.done().await;
-        assert!(matches!(flights.turn(&key("/page")), Turn::Pass));
+        assert!(matches!(flights.turn(7), Turn::Pass));
     }
 
     #[test]
-    fn remembered_passes_stay_within_their_budget() {
+    fn remembered_passes_stay_bounded() {
         let flights = Arc::new(Flights::default());
-        let long = "x".repeat(100_000);
-        for i in 0..100 {
-            if let Turn::Lead(leader) = flights.turn(&key(&format!("/{i}{long}"))) {
+        for key in 0..MAX_PASSES as u64 + 10 {
+            if let Turn::Lead(leader) = flights.turn(key) {
                 leader.not_storable();
             }
         }
-        assert!(flights.lock().passing <= PASS_BUDGET);
-        assert!(flights.lock().flights.len() <= PASS_BUDGET / 100_000);
+        assert_eq!(flights.lock().passing, MAX_PASSES);
+        assert_eq!(flights.lock().flights.len(), MAX_PASSES);
     }
 }

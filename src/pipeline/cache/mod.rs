@@ -37,6 +37,8 @@ pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// A request the cache may answer: GET or HEAD, no upgrade.
 pub struct CacheRequest {
     base: BaseKey,
+    /// `base`'s keyed hash, once looked up (`Store::lookup`).
+    hash: u64,
     method: Method,
     range: bool,
     /// The client's request headers, kept only for a miss (see
@@ -75,6 +77,7 @@ impl CacheRequest {
             },
             method: req.method().clone(),
             range: req.headers().contains_key(header::RANGE),
+            hash: 0,
             headers: HeaderMap::new(),
             rewrite: None,
             leader: None,
@@ -225,13 +228,13 @@ impl Store {
         }
     }
 
-    /// Whether a miss for `request` goes to the app or waits for the one
-    /// already there (`flights`). Only a GET's answer is stored.
+    /// Whether a miss for `request` (looked up) goes to the app or waits
+    /// for the one already there (`flights`). Only a GET's answer is stored.
     pub fn turn(&self, request: &CacheRequest) -> Turn {
         if request.method != Method::GET || request.is_range() {
             return Turn::Pass;
         }
-        self.flights.turn(&request.base)
+        self.flights.turn(request.hash)
     }
 
     /// Dictionary compression's part in answering `request`, when on and
@@ -252,8 +255,11 @@ impl Store {
         (self.cache.urls(), self.cache.weighed_size())
     }
 
-    pub fn lookup(&self, request: &CacheRequest, headers: &HeaderMap) -> Option<Arc<Entry>> {
-        self.cache.get(&request.base, headers)
+    /// The stored answer to `request`, if any; the URL's hash is kept in
+    /// `request` for what follows a miss (`turn`).
+    pub fn lookup(&self, request: &mut CacheRequest, headers: &HeaderMap) -> Option<Arc<Entry>> {
+        request.hash = self.cache.hash(&request.base);
+        self.cache.get(&request.base, request.hash, headers)
     }
 
     /// How a miss's response is to be stored, if it may be.

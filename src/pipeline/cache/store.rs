@@ -198,9 +198,14 @@ impl ResponseCache {
         }
     }
 
-    /// The stored response for this request, if any.
-    pub fn get(&self, base: &BaseKey, request: &HeaderMap) -> Option<Arc<Entry>> {
-        let route = self.routes.get(&self.hasher.hash_one(base))?;
+    /// The keyed hash a URL is stored and looked up by.
+    pub fn hash(&self, base: &BaseKey) -> u64 {
+        self.hasher.hash_one(base)
+    }
+
+    /// The stored response for the URL `base` hashed `hash`, if any.
+    pub fn get(&self, base: &BaseKey, hash: u64, request: &HeaderMap) -> Option<Arc<Entry>> {
+        let route = self.routes.get(&hash)?;
         if route.base != *base {
             return None;
         }
@@ -268,6 +273,12 @@ impl ResponseCache {
 mod tests {
     use super::*;
 
+    impl ResponseCache {
+        fn get_base(&self, base: &BaseKey, request: &HeaderMap) -> Option<Arc<Entry>> {
+            self.get(base, self.hash(base), request)
+        }
+    }
+
     fn base(target: &str) -> BaseKey {
         BaseKey {
             target: target.into(),
@@ -297,28 +308,28 @@ mod tests {
         let vary = vec![HeaderName::from_static("accept-language")];
         let (fr, en) = (language("fr"), language("en"));
         cache.insert(base("/a"), vary.clone(), &fr, entry("bonjour"));
-        assert_eq!(cache.get(&base("/a"), &fr).unwrap().body, "bonjour");
-        assert!(cache.get(&base("/a"), &en).is_none());
-        assert!(cache.get(&base("/a?x"), &fr).is_none());
+        assert_eq!(cache.get_base(&base("/a"), &fr).unwrap().body, "bonjour");
+        assert!(cache.get_base(&base("/a"), &en).is_none());
+        assert!(cache.get_base(&base("/a?x"), &fr).is_none());
         let other_host = BaseKey {
             host: "other.example".into(),
             ..base("/a")
         };
-        assert!(cache.get(&other_host, &fr).is_none());
+        assert!(cache.get_base(&other_host, &fr).is_none());
         let other_origin = BaseKey {
             origin: "0evil.example\n".into(),
             ..base("/a")
         };
-        assert!(cache.get(&other_origin, &fr).is_none());
+        assert!(cache.get_base(&other_origin, &fr).is_none());
 
         // A second variant joins the first; a new response replaces its own.
         cache.insert(base("/a"), vary.clone(), &en, entry("hello"));
         cache.insert(base("/a"), vary.clone(), &fr, entry("salut"));
-        assert_eq!(cache.get(&base("/a"), &en).unwrap().body, "hello");
-        assert_eq!(cache.get(&base("/a"), &fr).unwrap().body, "salut");
+        assert_eq!(cache.get_base(&base("/a"), &en).unwrap().body, "hello");
+        assert_eq!(cache.get_base(&base("/a"), &fr).unwrap().body, "salut");
         // Responses that vary on something else start the URL over.
         cache.insert(base("/a"), Vec::new(), &fr, entry("plain"));
-        assert_eq!(cache.get(&base("/a"), &en).unwrap().body, "plain");
+        assert_eq!(cache.get_base(&base("/a"), &en).unwrap().body, "plain");
     }
 
     #[test]
@@ -336,7 +347,7 @@ mod tests {
             .filter(|value| {
                 let mut request = HeaderMap::new();
                 request.insert("accept-language", HeaderValue::from_str(value).unwrap());
-                cache.get(&base("/v"), &request).is_some()
+                cache.get_base(&base("/v"), &request).is_some()
             })
             .count();
         assert_eq!(found, MAX_VARIANTS);
@@ -358,7 +369,7 @@ mod tests {
         let reachable: Vec<usize> = (0..1000)
             .filter(|i| {
                 cache
-                    .get(&base(&format!("/item/{i:04}")), &HeaderMap::new())
+                    .get_base(&base(&format!("/item/{i:04}")), &HeaderMap::new())
                     .is_some()
             })
             .collect();
@@ -386,7 +397,7 @@ mod tests {
         }
         for _ in 0..20 {
             for i in 0..40 {
-                cache.get(&old(i), &HeaderMap::new());
+                cache.get_base(&old(i), &HeaderMap::new());
             }
         }
         cache.weighed_size();
@@ -401,7 +412,7 @@ mod tests {
         }
         cache.weighed_size();
         let hits = (0..20)
-            .filter(|&i| cache.get(&new(i), &HeaderMap::new()).is_some())
+            .filter(|&i| cache.get_base(&new(i), &HeaderMap::new()).is_some())
             .count();
         assert_eq!(hits, 20);
     }
