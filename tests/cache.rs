@@ -585,7 +585,9 @@ fn a_burst_of_first_requests_for_a_cold_asset_reaches_the_app_once() {
 
 #[test]
 fn concurrent_requests_for_a_page_not_stored_are_never_queued() {
-    let t = Thrust::start_ready(Options::app().env("DEBUG", "1"));
+    // Room at the app for all of them (THRUST_MAX_APP_CONNECTIONS queues
+    // requests past it, whatever the cache does).
+    let t = Thrust::start_ready(Options::app().env("THRUST_MAX_APP_CONNECTIONS", "100"));
     // The first request finds the page not storable...
     let page = "/slow-head?seconds=2";
     assert_eq!(get_with(t.port, page, &[]).status, 200);
