@@ -174,7 +174,7 @@ fn busy_connections_are_never_closed_for_room() {
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let port = t.port;
-            std::thread::spawn(move || get(port, "/slow-head?seconds=3").map(|r| r.status))
+            std::thread::spawn(move || get(port, "/slow-head?seconds=8").map(|r| r.status))
         })
         .collect();
     assert!(wait_until(Duration::from_secs(5), || t

@@ -494,3 +494,34 @@ fn early_hints_reach_http3_clients_before_the_answer() {
         .to_string()
         .contains("logo-1b2c3d4e.svg"));
 }
+
+#[test]
+fn handshakes_piling_up_get_retry_and_tcp_clients_are_still_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (thrust, port, ca) = start_h3(dir.path(), &[("THRUST_MAX_CONNECTIONS", "100")]);
+    // 200 handshakes that are never finished, each from its own address.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("target/tools/aioquic/bin/python"))
+        .arg(root.join("tests/apps/quic_initials.py"))
+        .args([&port.to_string(), "200"])
+        .output()
+        .expect("aioquic: run scripts/install-deps");
+    let counts: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    // The first ones get a handshake; past the threshold, a Retry, which
+    // a spoofed address never answers: no place is spent on them.
+    let (retried, handshakes) = (
+        counts["retry"].as_u64().unwrap(),
+        counts["handshake"].as_u64().unwrap(),
+    );
+    eprintln!("QUIC Initials answered: {counts}");
+    assert!(retried >= 100, "{counts}");
+    assert!(handshakes <= 100, "{counts}");
+    // TCP clients are still admitted, and a real QUIC client (which
+    // answers the Retry) is served.
+    let r = get(thrust.port, "/up").unwrap();
+    assert_ne!(r.status, 503);
+    let (ok, answers, stderr) = h3_client(port, &ca, "app.test", "/", &[]);
+    assert!(ok, "{answers:?} {stderr}");
+    assert_eq!(answers[0]["status"], 200);
+}

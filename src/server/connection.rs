@@ -38,6 +38,8 @@ pub struct Shared {
     pub opening: Duration,
     pub stop: watch::Receiver<bool>,
     pub live: mpsc::Sender<()>,
+    /// QUIC handshakes under way (`http3::Handshakes`).
+    pub handshakes: http3::Handshakes,
 }
 
 /// What a connection turned out to speak, with the bytes read to tell.
@@ -130,6 +132,7 @@ impl Shared {
         incoming: quinn::Incoming,
         upstream: UpstreamClient,
         seat: Arc<Seat>,
+        handshaking: http3::Handshaking,
     ) {
         let remote = incoming.remote_address();
         let connecting = match incoming.accept() {
@@ -139,7 +142,9 @@ impl Shared {
             }
         };
         let handshake = opening(&seat, tokio::time::timeout(self.opening, connecting));
-        let connection = match handshake.await {
+        let handshake = handshake.await;
+        drop(handshaking);
+        let connection = match handshake {
             None => return,
             Some(Ok(Ok(connection))) => connection,
             Some(Ok(Err(e))) => {

@@ -1,12 +1,15 @@
 //! HTTP/3: QUIC connections on the UDP twin of the HTTPS port (quinn), the
 //! h3 crate's HTTP/3 over each, every request stream served by the
 //! pipeline (`stream::h3`). The limits are HTTP/2's (`http2`): streams per
-//! connection, flow-control windows, the head's size, the idle timeout. A
+//! connection, flow-control windows, the head's size, the idle timeout.
+//! Once `RETRY_PAST` handshakes are under way, a new client must prove its
+//! address (QUIC Retry) before one is spent on it. A
 //! connection with no stream open is idle in the crowd (`conn::crowd`),
 //! and goes with GOAWAY when closed for room.
 
 use std::io;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +22,42 @@ use super::http2::{CONNECTION_WINDOW, MAX_STREAMS, STREAM_WINDOW};
 use super::stream;
 use crate::http::head_scan::MAX_HEAD_BYTES;
 
+/// QUIC handshakes under way past which a new one must first prove its
+/// address with a Retry (one round trip more, and no state kept for it):
+/// legitimate clients rarely have this many handshakes at once, spoofed
+/// Initial packets do.
+const RETRY_PAST: usize = 64;
+
 /// Unidirectional streams a client may open: HTTP/3 needs three (control,
 /// QPACK encoder and decoder); a few more for extensions thrust ignores.
 const UNI_STREAMS: u32 = 8;
 /// Bytes of answers a connection holds beyond what the client has taken.
 const SEND_WINDOW: u64 = 1024 * 1024;
+
+/// How many QUIC handshakes are under way.
+#[derive(Default)]
+pub struct Handshakes(Arc<AtomicUsize>);
+
+/// One handshake under way, counted until dropped.
+pub struct Handshaking(Arc<AtomicUsize>);
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Handshakes {
+    pub fn begin(&self) -> Handshaking {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Handshaking(self.0.clone())
+    }
+
+    /// Whether new clients must prove their address first (Retry).
+    pub fn piling_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= RETRY_PAST
+    }
+}
 
 /// The UDP socket and QUIC configuration, checked at start-up; the endpoint
 /// itself is opened once the workers run (`open`).

@@ -187,12 +187,17 @@ fn dispatch_quic(
     incoming: quinn::Incoming,
     admitted: Admitted,
 ) {
+    // Counted from here, not from when the worker gets to it: a flood
+    // outruns the worker.
+    let handshaking = shared.handshakes.begin();
     let worker = workers.quic_home();
     let upstream = worker.upstream.clone();
     let shared = shared.clone();
     worker.handle.spawn(async move {
         let seat = admitted.seat().clone();
-        shared.serve_quic(incoming, upstream, seat).await;
+        shared
+            .serve_quic(incoming, upstream, seat, handshaking)
+            .await;
         drop(admitted);
     });
 }
@@ -252,6 +257,7 @@ impl Server {
             opening: self.timeouts().read.unwrap_or(Duration::from_secs(30)),
             stop: stop_rx,
             live: live_tx,
+            handshakes: Default::default(),
         });
         tokio::pin!(stop);
         let output = loop {
@@ -275,6 +281,13 @@ impl Server {
                     dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }
                 incoming = accept_quic(https.as_ref().and_then(|h| h.quic.as_ref())) => {
+                    // Handshakes piling up: a client must prove its address
+                    // (Retry) before one is spent on it, so spoofed Initial
+                    // packets hold no place.
+                    if shared.handshakes.piling_up() && !incoming.remote_address_validated() && incoming.may_retry() {
+                        let _ = incoming.retry();
+                        continue;
+                    }
                     // Over the limit: refused before any handshake is spent.
                     let Some(admitted) = self.admission.admit() else {
                         incoming.refuse();
