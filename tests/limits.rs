@@ -369,11 +369,24 @@ fn the_default_limit_leaves_room_and_running_out_of_descriptors_never_spins() {
             other => panic!("status {other}: {}", t.log_text()),
         }
     }
-    assert!(
-        held.len() >= 60 && busy >= 16,
-        "{} served, {busy} busy",
-        held.len()
-    );
+    // Past 64 the longest idle ones were closed to make room (or, while
+    // none had idled long enough to count as idle, new ones got 503):
+    // never more than 64 open at once.
+    assert!(held.len() >= 64, "{} served, {busy} busy", held.len());
+    let still_open = held
+        .iter()
+        .filter(|s| {
+            // Open and idle: a read waits (closed: it ends or fails).
+            let mut s: &TcpStream = s;
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            matches!(s.read(&mut [0u8; 1]), Err(e) if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ))
+        })
+        .count();
+    assert!(still_open <= 64, "{still_open} open");
     drop(held);
 
     // A limit set above what the descriptors allow: accept(2) fails with

