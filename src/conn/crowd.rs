@@ -30,9 +30,12 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 
 /// How long a request head may have been coming before it can be closed to
-/// make room: a browser's head arrives in one packet, a head still
-/// unfinished after a second at a full house is a slow or hostile client's.
-pub const HEAD_GRACE: Duration = Duration::from_secs(1);
+/// make room. A browser's head arrives in one packet; at a full house a
+/// head still unfinished after a tenth of a second is most likely a slow
+/// or hostile client's. Short, because a client that reconnects as soon as
+/// it is cut keeps its heads young: after each visitor that gets in, new
+/// ones find room again once this has passed.
+pub const HEAD_GRACE: Duration = Duration::from_millis(100);
 
 /// A seat's state: its phase in the low bits, how many times it changed
 /// phase above them (so a queue entry can tell it is out of date).

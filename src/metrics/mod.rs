@@ -169,7 +169,7 @@ impl Metrics {
             open_connections: labelled(r, "open_connections", "Client connections open, by protocol", "protocol", PROTOCOLS),
             parked: gauge(r, "parked_connections", "Idle keep-alive client connections parked: hyper's buffers freed, the socket kept"),
             connections_refused: counter(r, "refused_connections", "Client connections refused at THRUST_MAX_CONNECTIONS: every open connection was busy"),
-            connections_shed: labelled(r, "shed_connections", "Client connections closed at THRUST_MAX_CONNECTIONS to admit a new one: the longest idle (idle), or a request head coming for a second or more (slow_head)", "reason", ["idle", "slow_head"]),
+            connections_shed: labelled(r, "shed_connections", "Client connections closed at THRUST_MAX_CONNECTIONS to admit a new one: the longest idle (idle), or a request head coming for 100 ms or more (slow_head)", "reason", ["idle", "slow_head"]),
             restarts: labelled(r, "app_restarts", "Times the app was started again: after a failure (THRUST_RESTART=on-failure) or by thrust restart", "reason", ["failure", "command"]),
             // Last: the fields above register through `r`.
             registry,
