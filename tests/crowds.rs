@@ -177,7 +177,7 @@ fn busy_connections_are_never_closed_for_room() {
     let mut busy = Vec::new();
     while busy.len() < 2 {
         let mut s = connect(t.port);
-        s.write_all(b"GET /slow-head?seconds=8 HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.write_all(b"GET /slow-head?seconds=4 HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
         let n = busy.len() + 1;
         if wait_until(Duration::from_secs(1), || {
