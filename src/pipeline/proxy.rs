@@ -160,7 +160,7 @@ async fn response_head(
             Some(result) => result,
             None => {
                 if conn.upstream.saturated() {
-                    tracing::warn!(path = %path, timeout_s = limit.as_secs(), "No place at the app within THRUST_UPSTREAM_TIMEOUT: all THRUST_MAX_APP_CONNECTIONS are busy, answering 504");
+                    tracing::warn!(path = %path, timeout_s = limit.as_secs(), "No app connection free within THRUST_UPSTREAM_TIMEOUT: this worker's share of THRUST_MAX_APP_CONNECTIONS is busy, answering 504");
                 } else {
                     tracing::warn!(path = %path, timeout_s = limit.as_secs(), "App server sent no response head within THRUST_UPSTREAM_TIMEOUT, answering 504");
                 }
