@@ -78,10 +78,6 @@ struct AppConnection {
 }
 
 impl AppConnection {
-    fn is_counted(&self) -> bool {
-        self.counted.lock().is_ok_and(|c| c.is_some())
-    }
-
     /// Leaves the count: the exchange is long-lived.
     fn uncount(&self) {
         if let Ok(mut counted) = self.counted.lock() {
@@ -360,7 +356,7 @@ impl Pool {
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
-        if long_lived && connection.is_counted() {
+        if long_lived {
             connection.uncount();
         }
         let (parts, incoming) = response.into_parts();
