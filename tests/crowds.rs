@@ -171,21 +171,9 @@ fn a_house_full_of_unfinished_heads_serves_new_visitors_again_within_seconds() {
 #[test]
 fn busy_connections_are_never_closed_for_room() {
     let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "2"));
-    // Two connections, each with a request at the app (one arriving while
-    // the start-up check's connection still holds its place gets 503 and
-    // is sent again).
-    let mut busy = Vec::new();
-    while busy.len() < 2 {
-        let mut s = connect(t.port);
-        s.write_all(b"GET /slow-head?seconds=4 HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let n = busy.len() + 1;
-        if wait_until(Duration::from_secs(1), || {
-            t.app_requests("/slow-head").len() == n
-        }) {
-            busy.push(s);
-        }
-    }
+    // Two connections, each with a request at the app.
+    let request = b"GET /slow-head?seconds=4 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let busy = busy_connections(&t, 2, request, "/slow-head");
     let r = get(t.port, "/").unwrap();
     assert_eq!(r.status, 503);
     for s in busy {

@@ -70,11 +70,9 @@ struct Entry {
     since: Instant,
 }
 
-/// One connection's place in the crowd. A seat made by `Seat::default` is
-/// in no crowd: it keeps its phase and is never shed.
-#[derive(Default)]
+/// One connection's place in the crowd.
 pub struct Seat {
-    crowd: Option<Arc<Crowd>>,
+    crowd: Arc<Crowd>,
     state: AtomicU64,
     queued: [AtomicBool; 2],
     /// HTTP/2 and HTTP/3 streams open (`Seat::stream_opened`).
@@ -86,8 +84,11 @@ impl Crowd {
     /// A seat for a connection just accepted: waiting for its first head.
     pub fn seat(self: &Arc<Self>) -> Arc<Seat> {
         let seat = Arc::new(Seat {
-            crowd: Some(self.clone()),
-            ..Seat::default()
+            crowd: self.clone(),
+            state: AtomicU64::new(BUSY),
+            queued: Default::default(),
+            streams: AtomicUsize::new(0),
+            shed: AtomicWaker::new(),
         });
         seat.mark(HEAD, HEAD_QUEUE);
         seat
@@ -139,6 +140,11 @@ fn shed_first(queue: &mut VecDeque<Entry>, which: usize, now: Instant, min_age: 
         seat.requeue(queue, which, now);
     }
     false
+}
+
+/// `state` moved to `phase`, one change later.
+fn advanced(state: u64, phase: u64) -> u64 {
+    ((state >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | phase
 }
 
 fn phase_of(queue: usize) -> u64 {
@@ -195,11 +201,10 @@ impl Seat {
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
                 let now = state & PHASE_MASK;
-                (now != phase && now != SHED)
-                    .then(|| ((state >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | phase)
+                (now != phase && now != SHED).then(|| advanced(state, phase))
             })
             .ok()
-            .map(|old| ((old >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | phase)
+            .map(|old| advanced(old, phase))
     }
 
     /// Moves to `phase` and makes sure the seat is in that phase's queue.
@@ -207,13 +212,10 @@ impl Seat {
         let Some(state) = self.set_phase(phase) else {
             return;
         };
-        let Some(crowd) = &self.crowd else {
-            return;
-        };
         if self.queued[which].swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut queues = crowd.lock();
+        let mut queues = self.crowd.lock();
         let queue = &mut queues[which];
         // Seats of closed connections leave only when they reach the front:
         // sweep them out whenever the queue doubles.
@@ -250,7 +252,7 @@ impl Seat {
 
     /// Sheds the seat if it is still in `state`.
     fn try_shed(&self, state: u64) -> bool {
-        let shed = ((state >> PHASE_BITS).wrapping_add(1) << PHASE_BITS) | SHED;
+        let shed = advanced(state, SHED);
         let done = self
             .state
             .compare_exchange(state, shed, Ordering::AcqRel, Ordering::Acquire)

@@ -16,7 +16,6 @@ use crate::conn::interim::Interim;
 use crate::conn::zero_copy::Slots;
 use crate::http::head_scan::Head;
 
-#[derive(Default)]
 pub struct ConnState {
     in_flight: AtomicUsize,
     completed: AtomicU64,
@@ -46,18 +45,29 @@ pub struct ConnState {
 impl ConnState {
     /// A connection holding `seat` in the crowd.
     pub fn seated(seat: Arc<Seat>) -> Self {
-        ConnState {
-            seat,
-            ..ConnState::default()
-        }
+        Self::new(seat, None)
     }
 
     /// A connection whose socket sends file parts for stand-ins.
     pub fn sending_files(seat: Arc<Seat>) -> Self {
+        Self::new(seat, Some(Arc::new(Slots::default())))
+    }
+
+    fn new(seat: Arc<Seat>, file_slots: Option<Arc<Slots>>) -> Self {
         ConnState {
-            file_slots: Some(Arc::new(Slots::default())),
+            in_flight: AtomicUsize::default(),
+            completed: AtomicU64::default(),
+            upgraded: AtomicBool::default(),
+            multiplexed: AtomicBool::default(),
+            heads_taken: AtomicU64::default(),
+            refused: Mutex::default(),
+            any_refused: AtomicBool::default(),
+            idle_waker: AtomicWaker::default(),
+            park: AtomicBool::default(),
+            park_waker: AtomicWaker::default(),
+            file_slots,
+            interim: Interim::default(),
             seat,
-            ..ConnState::default()
         }
     }
 

@@ -54,24 +54,30 @@ def request(conn, stream_id, path, extra=()):
     conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"), (":path", path), (":authority", "app.test")] + list(extra), end_stream=True)
 
 
-def pump(sock, conn, result, seconds, stop=lambda r: False, read=False, tick=lambda: None):
-    """Reads and answers frames for `seconds` or until `stop(result)`,
-    counting what the server sends in `result`; with `read`, the answers'
-    bytes are taken (window credit given back); `tick` runs between reads."""
+def received(sock, result, seconds, stop=lambda: False, tick=lambda: None):
+    """What the server sends, read by read, for `seconds` or until `stop()`;
+    `tick` runs between reads. Notes in `result` when the server closes."""
     deadline = time.time() + seconds
-    sock.settimeout(0.05 if read else 0.5)
-    while time.time() < deadline and not stop(result):
+    while time.time() < deadline and not stop():
         tick()
         try:
             data = sock.recv(65535)
         except socket.timeout:
             continue
         except (ssl.SSLError, OSError):
-            result["closed"] = True
-            return
+            data = b""
         if not data:
             result["closed"] = True
             return
+        yield data
+
+
+def pump(sock, conn, result, seconds, stop=lambda r: False, read=False, tick=lambda: None):
+    """Reads and answers frames for `seconds` or until `stop(result)`,
+    counting what the server sends in `result`; with `read`, the answers'
+    bytes are taken (window credit given back); `tick` runs between reads."""
+    sock.settimeout(0.05 if read else 0.5)
+    for data in received(sock, result, seconds, lambda: stop(result), tick):
         try:
             events = conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -125,29 +131,19 @@ def hpack_int(value, prefix_bits, first):
     return bytes(out)
 
 
-def request_block(extra=b""):
-    # :method GET, :scheme https, :path /, then :authority app.test (literal).
+def request_block(extra=b"", method=b"\x82"):
+    # :method (GET, or \x83 POST), :scheme https, :path /, then :authority
+    # app.test (literal).
     authority = b"\x01" + hpack_int(8, 7, 0) + b"app.test"
-    return b"\x82\x87\x84" + authority + extra
+    return method + b"\x87\x84" + authority + extra
 
 
 def raw_pump(sock, result, seconds):
     """Reads what the server sends for `seconds` (or until it closes),
     counting its frames by type and noting a GOAWAY's code."""
-    deadline = time.time() + seconds
     sock.settimeout(0.2)
     buffer = b""
-    while time.time() < deadline:
-        try:
-            data = sock.recv(65535)
-        except socket.timeout:
-            continue
-        except (ssl.SSLError, OSError):
-            result["closed"] = True
-            return
-        if not data:
-            result["closed"] = True
-            return
+    for data in received(sock, result, seconds):
         buffer += data
         while len(buffer) >= 9:
             length = int.from_bytes(buffer[:3], "big")
@@ -175,8 +171,7 @@ def raw_abuse(mode, sock, n, result):
         one = frame(4, 0, 0, struct.pack(">HI", 0x3, 100))
         sock.sendall(one * n)
     elif mode == "empty_data":
-        block = b"\x83\x87\x84" + b"\x01" + hpack_int(8, 7, 0) + b"app.test"
-        sock.sendall(frame(1, 0x4, 1, block))
+        sock.sendall(frame(1, 0x4, 1, request_block(method=b"\x83")))
         empty = frame(0, 0, 1)
         for start in range(0, n, 10000):
             sock.sendall(empty * min(10000, n - start))

@@ -667,3 +667,19 @@ pub fn connections_to(port: u16) -> usize {
         })
         .count()
 }
+
+/// `count` connections to `t`, each with `request` (for `path`) arrived at
+/// the app and still in flight: busy ones. A connection refused while the
+/// start-up check's still held its place (503) is replaced by a new one.
+pub fn busy_connections(t: &Thrust, count: usize, request: &[u8], path: &str) -> Vec<TcpStream> {
+    let mut busy = Vec::new();
+    while busy.len() < count {
+        let mut s = connect(t.port);
+        s.write_all(request).unwrap();
+        let n = busy.len() + 1;
+        if wait_until(Duration::from_secs(1), || t.app_requests(path).len() == n) {
+            busy.push(s);
+        }
+    }
+    busy
+}
