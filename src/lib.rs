@@ -150,7 +150,7 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     });
     let admission = server::admission::Admission::new(
         config.max_connections,
-        config::memory_budget::default_connections(
+        config::memory_budget::connection_budget(
             memory_limit,
             config.cache_size,
             app::fd_limit::current(),

@@ -169,6 +169,48 @@ fn a_house_full_of_unfinished_heads_serves_new_visitors_again_within_seconds() {
 }
 
 #[test]
+fn large_unfinished_heads_past_their_memory_budget_close_the_oldest() {
+    let metrics = free_port();
+    // A cache as large as any machine's memory leaves connections nothing:
+    // heads get the budget's floor, 1 MiB (16 heads of 60 KiB).
+    let t = Thrust::start_ready(
+        Options::app()
+            .env("CACHE_SIZE", (1u64 << 40).to_string())
+            .env("THRUST_MAX_CONNECTIONS", "200")
+            .env("THRUST_METRICS_PORT", metrics.to_string()),
+    );
+    let filler = "a".repeat(60 * 1024);
+    let head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: {filler}");
+    let mut heads: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect(t.port);
+            s.write_all(head.as_bytes()).unwrap();
+            // In order: each has been read before the next comes.
+            std::thread::sleep(Duration::from_millis(20));
+            s
+        })
+        .collect();
+    // Normal visitors are served: a small head finds room.
+    for _ in 0..3 {
+        assert_eq!(get(t.port, "/").unwrap().status, 200);
+    }
+    let open: Vec<bool> = heads.iter_mut().map(|s| !closed(s)).collect();
+    let kept = open.iter().filter(|o| **o).count();
+    assert!(!open[0] && open[39], "the oldest go first: {open:?}");
+    assert!((5..=17).contains(&kept), "heads kept: {kept}");
+    let shed = metric(
+        metrics,
+        "thrust_shed_connections_total{reason=\"head_memory\"}",
+    );
+    assert!(shed >= 20.0, "heads closed for memory counted: {shed}");
+    assert!(t.log_lines().iter().any(|l| l["level"] == "WARN"
+        && l["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("whole memory budget")));
+}
+
+#[test]
 fn busy_connections_are_never_closed_for_room() {
     let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "2"));
     // Two connections, each with a request at the app.

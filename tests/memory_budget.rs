@@ -87,10 +87,10 @@ fn the_default_connection_limit_follows_the_containers_memory() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .find(|l: &serde_json::Value| l["msg"] == "Server started")
         .unwrap_or_else(|| panic!("{text}"));
-    // Half of 256 MiB, less the 64 MiB cache and 16 MiB of captures, at
-    // 128 KiB a connection.
+    // Half of 256 MiB, less the 64 MiB cache and 16 MiB of captures: half
+    // of that at 8 KiB a connection (the other half for heads being read).
     assert_eq!(started["memory_limit_mib"], 256);
-    assert_eq!(started["max_connections"], 384);
+    assert_eq!(started["max_connections"], 3072);
 }
 
 /// thrust with an 8 MiB cache in front of the test app.

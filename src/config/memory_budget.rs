@@ -6,17 +6,17 @@
 //! `memory.max` or v1 `memory.limit_in_bytes`, the lowest along the
 //! cgroup's path; the machine's memory when there is none): the other half
 //! is the app's. From it come the cache (CACHE_SIZE), the responses being
-//! captured for it (`capture_budget`) and the rest goes to connections,
-//! each counted at its worst (`WORST_CONNECTION`: a head of 64 KiB being
-//! read, with TLS buffers).
+//! captured for it (`capture_budget`) and the rest goes to connections:
+//! half to the connections themselves (`CONNECTION` each: the default
+//! limit), half to the request heads being read, which share it.
 
 use std::path::{Path, PathBuf};
 
-/// What one client connection can hold at its worst: hyper's read buffer
-/// grown to the 64 KiB head limit, its write buffer, TLS buffers and the
-/// task. benches/head_flood.py measures 73 KiB for a plain connection
-/// holding a 60 KiB head (nginx: 73 KiB as well); TLS adds its records.
-pub const WORST_CONNECTION: u64 = 128 << 10;
+/// What an open connection holds while it waits — parked between
+/// requests, or reading a head into its own small buffer — and while a
+/// request of its is served: the task, its timers and, when busy, hyper's
+/// 16 KiB of buffers. Heads being read are budgeted apart (`head_bytes`).
+pub const CONNECTION: u64 = 8 << 10;
 
 /// The default never goes below this, however small the container: a
 /// front that takes a handful of connections is down, not safe.
@@ -28,17 +28,39 @@ pub fn capture_budget(cache_size: u64) -> u64 {
     cache_size / 4
 }
 
-/// The default THRUST_MAX_CONNECTIONS: what half the memory limit leaves for
-/// connections after the cache and its captures, at `WORST_CONNECTION`
-/// each, and no more than half the open-file limit.
-pub fn default_connections(memory_limit: u64, cache_size: u64, fd_limit: Option<u64>) -> u64 {
+/// What the memory left for connections is split into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    /// The default THRUST_MAX_CONNECTIONS.
+    pub connections: u64,
+    /// Bytes all request heads being read may hold at once.
+    pub head_bytes: u64,
+}
+
+/// What half the memory limit leaves for connections after the cache and
+/// its captures, split in two: half for the connections themselves at
+/// `CONNECTION` each (no more than half the open-file limit), half for the
+/// heads being read.
+pub fn connection_budget(
+    memory_limit: u64,
+    cache_size: u64,
+    fd_limit: Option<u64>,
+) -> ConnectionBudget {
     let for_connections = (memory_limit / 2)
         .saturating_sub(cache_size)
         .saturating_sub(capture_budget(cache_size));
-    let by_memory = (for_connections / WORST_CONNECTION).max(MIN_CONNECTIONS);
+    let head_bytes = (for_connections / 2).max(MIN_CONNECTIONS * MIN_HEAD_BYTES);
+    let by_memory = (for_connections / 2 / CONNECTION).max(MIN_CONNECTIONS);
     let by_files = fd_limit.map_or(u64::MAX, |fds| (fds / 2).max(1));
-    by_memory.min(by_files)
+    ConnectionBudget {
+        connections: by_memory.min(by_files),
+        head_bytes,
+    }
 }
+
+/// However small the budget, this much head per connection at the floor: a
+/// few cookies' worth.
+const MIN_HEAD_BYTES: u64 = 16 << 10;
 
 /// The memory limit thrust runs under: its cgroup's, or the machine's.
 pub fn memory_limit() -> u64 {
@@ -109,16 +131,23 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     #[test]
-    fn connections_get_what_half_the_memory_leaves_after_the_cache() {
-        // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB / 128 KiB.
-        assert_eq!(default_connections(256 * MIB, 64 * MIB, Some(1 << 20)), 384);
-        assert_eq!(
-            default_connections(1024 * MIB, 64 * MIB, Some(1 << 20)),
-            3456
-        );
+    fn connections_and_heads_share_what_half_the_memory_leaves_after_the_cache() {
+        let budget = |memory, fds| connection_budget(memory, 64 * MIB, fds);
+        // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB, half of it
+        // for connections at 8 KiB, half for heads.
+        let expected = ConnectionBudget {
+            connections: 3072,
+            head_bytes: 24 * MIB,
+        };
+        assert_eq!(budget(256 * MIB, Some(1 << 20)), expected);
+        assert_eq!(budget(1024 * MIB, Some(1 << 20)).connections, 27648);
         // The file limit still bounds it, and a tiny container gets the floor.
-        assert_eq!(default_connections(1024 * MIB, 64 * MIB, Some(1000)), 500);
-        assert_eq!(default_connections(64 * MIB, 64 * MIB, None), 64);
+        assert_eq!(budget(1024 * MIB, Some(1000)).connections, 500);
+        let floor = ConnectionBudget {
+            connections: 64,
+            head_bytes: MIB,
+        };
+        assert_eq!(budget(64 * MIB, None), floor);
     }
 
     #[test]

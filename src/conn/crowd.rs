@@ -14,6 +14,11 @@
 //! shed only from the phase it was found in (compare-and-swap), so one that
 //! turns busy meanwhile keeps its request.
 //!
+//! Request heads being read share a budget of bytes (`Seat::hold_head_bytes`):
+//! a head that needs more buffer than the budget has left closes the oldest
+//! head for room, whatever its age, so large unfinished heads cannot take
+//! thrust past its memory whatever the connection limit.
+//!
 //! The two queues hold each seat at most once and are checked lazily: a
 //! seat that changed since it was queued is queued again or dropped when it
 //! reaches the front. Marking a seat is an atomic update on the
@@ -59,9 +64,21 @@ pub enum Shed {
     SlowHead,
 }
 
-#[derive(Default)]
 pub struct Crowd {
     queues: Mutex<[VecDeque<Entry>; 2]>,
+    /// Bytes of buffer the heads being read hold, and how many they may.
+    head_bytes: AtomicUsize,
+    head_budget: usize,
+}
+
+/// What holding more of a head's bytes came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadRoom {
+    Held,
+    /// Held past the budget: the oldest head was closed to free its bytes.
+    HeldForOldest,
+    /// Over the budget with no head to close: this one cannot grow.
+    Full,
 }
 
 struct Entry {
@@ -77,10 +94,21 @@ pub struct Seat {
     queued: [AtomicBool; 2],
     /// HTTP/2 and HTTP/3 streams open (`Seat::stream_opened`).
     streams: AtomicUsize,
+    /// Bytes of buffer its head being read holds (`hold_head_bytes`).
+    head_bytes: AtomicUsize,
     shed: AtomicWaker,
 }
 
 impl Crowd {
+    /// A crowd whose request heads being read may hold `head_budget` bytes.
+    pub fn new(head_budget: usize) -> Self {
+        Crowd {
+            queues: Mutex::default(),
+            head_bytes: AtomicUsize::new(0),
+            head_budget,
+        }
+    }
+
     /// A seat for a connection just accepted: waiting for its first head.
     pub fn seat(self: &Arc<Self>) -> Arc<Seat> {
         let seat = Arc::new(Seat {
@@ -88,6 +116,7 @@ impl Crowd {
             state: AtomicU64::new(BUSY),
             queued: Default::default(),
             streams: AtomicUsize::new(0),
+            head_bytes: AtomicUsize::new(0),
             shed: AtomicWaker::new(),
         });
         seat.mark(HEAD, HEAD_QUEUE);
@@ -104,6 +133,29 @@ impl Crowd {
             return Some(Shed::Idle);
         }
         shed_first(&mut queues[HEAD_QUEUE], HEAD_QUEUE, now, HEAD_GRACE).then_some(Shed::SlowHead)
+    }
+
+    /// Closes the oldest head that holds bytes; its bytes count as free
+    /// from now. False when no head holds any.
+    fn shed_oldest_head(&self, queue: &mut VecDeque<Entry>) -> bool {
+        for at in 0..queue.len() {
+            let Some(seat) = queue[at].seat.upgrade() else {
+                continue;
+            };
+            // Its current state: an entry that is out of date still holds
+            // the seat's place (it is not queued twice).
+            let state = seat.state.load(Ordering::Acquire);
+            if state & PHASE_MASK != HEAD || seat.head_bytes.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            if seat.try_shed(state) {
+                queue.remove(at);
+                let freed = seat.head_bytes.swap(0, Ordering::AcqRel);
+                self.head_bytes.fetch_sub(freed, Ordering::AcqRel);
+                return true;
+            }
+        }
+        false
     }
 
     fn lock(&self) -> MutexGuard<'_, [VecDeque<Entry>; 2]> {
@@ -190,6 +242,44 @@ impl Seat {
                 Poll::Pending
             }
         })
+    }
+
+    /// Counts `more` bytes of buffer for this connection's head against the
+    /// budget all heads share; past it, the oldest heads holding bytes are
+    /// closed until it is kept (their bytes counted free at once, so a
+    /// flood does not close more than it must). `release_head_bytes` gives
+    /// them back.
+    pub fn hold_head_bytes(&self, more: usize) -> HeadRoom {
+        let crowd = &self.crowd;
+        self.head_bytes.fetch_add(more, Ordering::AcqRel);
+        let held = crowd.head_bytes.fetch_add(more, Ordering::AcqRel) + more;
+        if held <= crowd.head_budget {
+            return HeadRoom::Held;
+        }
+        let mut queues = crowd.lock();
+        let mut room = HeadRoom::Full;
+        while crowd.head_bytes.load(Ordering::Acquire) > crowd.head_budget {
+            if !crowd.shed_oldest_head(&mut queues[HEAD_QUEUE]) {
+                break;
+            }
+            room = HeadRoom::HeldForOldest;
+        }
+        if room == HeadRoom::Full {
+            // Its own bytes, unless it was closed itself meanwhile.
+            let taken = self
+                .head_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(more));
+            if taken.is_ok() {
+                crowd.head_bytes.fetch_sub(more, Ordering::AcqRel);
+            }
+        }
+        room
+    }
+
+    /// Gives back the bytes this connection's head held.
+    pub fn release_head_bytes(&self) {
+        let bytes = self.head_bytes.swap(0, Ordering::AcqRel);
+        self.crowd.head_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     pub fn is_shed(&self) -> bool {
@@ -285,7 +375,7 @@ mod tests {
 
     #[test]
     fn the_longest_idle_goes_first_and_busy_ones_never() {
-        let crowd = Arc::new(Crowd::default());
+        let crowd = Arc::new(Crowd::new(usize::MAX));
         let (first, second, busy) = (crowd.seat(), crowd.seat(), crowd.seat());
         busy.busy();
         first.busy();
@@ -303,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_seat_that_turned_busy_is_not_shed() {
-        let crowd = Arc::new(Crowd::default());
+        let crowd = Arc::new(Crowd::new(usize::MAX));
         let seat = crowd.seat();
         seat.busy();
         seat.idle();
@@ -320,7 +410,7 @@ mod tests {
 
     #[test]
     fn heads_go_only_once_past_the_grace() {
-        let crowd = Arc::new(Crowd::default());
+        let crowd = Arc::new(Crowd::new(usize::MAX));
         let seat = crowd.seat();
         assert_eq!(crowd.make_room(), None);
         let mut queues = crowd.lock();
@@ -331,8 +421,34 @@ mod tests {
     }
 
     #[test]
+    fn heads_over_their_budget_close_the_oldest_heads_holding_bytes() {
+        let crowd = Arc::new(Crowd::new(1000));
+        let (empty, oldest, older, newer) =
+            (crowd.seat(), crowd.seat(), crowd.seat(), crowd.seat());
+        assert_eq!(oldest.hold_head_bytes(300), HeadRoom::Held);
+        assert_eq!(older.hold_head_bytes(300), HeadRoom::Held);
+        // 1,300 held: the oldest holding bytes goes, and that is enough.
+        assert_eq!(newer.hold_head_bytes(700), HeadRoom::HeldForOldest);
+        assert!(oldest.is_shed() && !older.is_shed() && !newer.is_shed());
+        assert!(!empty.is_shed(), "a head holding nothing frees nothing");
+        // Released after it was counted free: nothing counted twice. Now
+        // the oldest holding bytes is the one asking: it goes itself.
+        oldest.release_head_bytes();
+        assert_eq!(empty.hold_head_bytes(100), HeadRoom::HeldForOldest);
+        assert!(empty.is_shed() && !older.is_shed() && !newer.is_shed());
+        // As many go as it takes, oldest first.
+        assert_eq!(newer.hold_head_bytes(500), HeadRoom::HeldForOldest);
+        assert!(older.is_shed() && newer.is_shed());
+        // No head to close: a connection that is not reading one is refused.
+        let busy = crowd.seat();
+        busy.busy();
+        assert_eq!(busy.hold_head_bytes(2000), HeadRoom::Full);
+        assert_eq!(busy.hold_head_bytes(900), HeadRoom::Held);
+    }
+
+    #[test]
     fn streams_keep_a_connection_busy_until_the_last_ends() {
-        let crowd = Arc::new(Crowd::default());
+        let crowd = Arc::new(Crowd::new(usize::MAX));
         let seat = crowd.seat();
         let (a, b) = (seat.stream_opened(), seat.stream_opened());
         drop(a);

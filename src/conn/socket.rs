@@ -52,8 +52,13 @@ pub struct ConnIo<S> {
     /// Request heads read whole so far: the next one's number.
     heads_read: u64,
     park_after: Option<Duration>,
+    /// thrust reads a head itself (`server::head_read`): no hyper to park.
+    park_paused: bool,
     /// Bytes hyper had read but not used when it let go of the connection.
     replay: Bytes,
+    /// An error met reading on after the last replayed bytes (`read_on`),
+    /// for the next read.
+    deferred_error: Option<io::Error>,
     /// Everything hyper handed over has been written (its last call was a
     /// flush, which it makes only with its buffer empty): a hint may go.
     between_writes: bool,
@@ -77,7 +82,9 @@ impl<S> ConnIo<S> {
             scanner: HeadScanner::default(),
             heads_read: 0,
             park_after: None,
+            park_paused: false,
             replay: Bytes::new(),
+            deferred_error: None,
             between_writes: true,
         }
     }
@@ -104,11 +111,26 @@ impl<S> ConnIo<S> {
         self.state.clear_park();
     }
 
-    /// The connection's first bytes, read to tell its protocol: scanned as
-    /// the start of an HTTP/1 head, then read again.
-    pub fn read_first(&mut self, bytes: Bytes) {
-        self.on_bytes_read(&bytes);
-        self.read_again(bytes);
+    /// Bytes read before this I/O had the connection (to tell its
+    /// protocol): scanned as the start of an HTTP/1 head.
+    pub fn scan(&mut self, bytes: &[u8]) {
+        self.on_bytes_read(bytes);
+    }
+
+    /// Request heads read whole so far.
+    pub fn heads_read(&self) -> u64 {
+        self.heads_read
+    }
+
+    /// Bytes are waiting to be read again (`read_again`).
+    pub fn replaying(&self) -> bool {
+        !self.replay.is_empty()
+    }
+
+    /// Whether the connection may be parked when it idles: not while thrust
+    /// reads a head itself, with no hyper connection to let go of it.
+    pub fn pause_parking(&mut self, paused: bool) {
+        self.park_paused = paused;
     }
 
     /// Bytes already read from the client, to be read again first.
@@ -143,7 +165,7 @@ impl<S> ConnIo<S> {
     /// When to ask for parking: only between requests, never before the
     /// first exchange (hyper can let go of a connection only between them).
     fn park_deadline(&self) -> Option<Instant> {
-        let after = self.park_after?;
+        let after = self.park_after.filter(|_| !self.park_paused)?;
         let between = self.seen_completed > 0
             && self.head_started.is_none()
             && self.scanner.between_requests();
@@ -276,7 +298,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
             let n = this.replay.len().min(buf.remaining());
             buf.put_slice(&this.replay[..n]);
             this.replay.advance(n);
+            if this.replay.is_empty() {
+                // Lets go of the buffer the bytes came in.
+                this.replay = Bytes::new();
+                this.read_on(cx, buf);
+            }
             return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = this.deferred_error.take() {
+            return Poll::Ready(Err(e));
         }
         this.observe_completion();
         let before = buf.filled().len();
@@ -311,6 +341,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> ConnIo<S> {
+    /// After the last replayed bytes, reads on from the socket into the
+    /// same buffer when a body follows them: the read hyper makes is then
+    /// as large as if nothing had been read ahead of it, and an early
+    /// answer's unread body is drained (kept alive) as often as without.
+    fn read_on(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) {
+        if buf.remaining() == 0 || self.scanner.between_requests() {
+            return;
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => self.on_bytes_read(&buf.filled()[before..]),
+            Poll::Ready(Err(e)) => self.deferred_error = Some(e),
+            Poll::Pending => {}
         }
     }
 }

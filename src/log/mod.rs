@@ -12,6 +12,7 @@
 
 pub mod json;
 mod sink;
+pub mod throttle;
 
 use std::time::Duration;
 

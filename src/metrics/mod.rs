@@ -72,7 +72,7 @@ pub struct Metrics {
     open_connections: [Gauge; 4],
     parked: Gauge,
     connections_refused: Counter,
-    connections_shed: [Counter; 2],
+    connections_shed: [Counter; 3],
     restarts: [Counter; 2],
 }
 
@@ -169,7 +169,7 @@ impl Metrics {
             open_connections: labelled(r, "open_connections", "Client connections open, by protocol", "protocol", PROTOCOLS),
             parked: gauge(r, "parked_connections", "Idle keep-alive client connections parked: hyper's buffers freed, the socket kept"),
             connections_refused: counter(r, "refused_connections", "Client connections refused at THRUST_MAX_CONNECTIONS: every open connection was busy"),
-            connections_shed: labelled(r, "shed_connections", "Client connections closed at THRUST_MAX_CONNECTIONS to admit a new one: the longest idle (idle), or a request head coming for 100 ms or more (slow_head)", "reason", ["idle", "slow_head"]),
+            connections_shed: labelled(r, "shed_connections", "Client connections closed for room: at THRUST_MAX_CONNECTIONS the longest idle (idle) or a request head coming for 100 ms or more (slow_head); the oldest request head when heads being read hold their whole memory budget (head_memory)", "reason", ["idle", "slow_head", "head_memory"]),
             restarts: labelled(r, "app_restarts", "Times the app was started again: after a failure (THRUST_RESTART=on-failure) or by thrust restart", "reason", ["failure", "command"]),
             // Last: the fields above register through `r`.
             registry,
@@ -239,6 +239,11 @@ impl Metrics {
             Some(counter) => counter.inc(),
             None => self.connections_refused.inc(),
         };
+    }
+
+    /// The oldest head being read was closed: heads held their whole budget.
+    pub fn head_closed_for_memory(&self) {
+        self.connections_shed[2].inc();
     }
 
     pub fn app_restarted(&self, reason: RestartReason) {

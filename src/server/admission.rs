@@ -13,13 +13,15 @@
 //! `memory_budget` from the container's memory and the open-file limit.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::memory_budget::ConnectionBudget;
 use crate::conn::crowd::{Crowd, Seat, Shed};
+use crate::log::throttle::Throttle;
 use crate::metrics::Metrics;
 
 /// At most one warning this often while the limit is reached.
@@ -43,7 +45,7 @@ pub struct Admission {
     /// Connections refused, and closed to make room (idle, slow heads).
     refused: AtomicU64,
     shed: [AtomicU64; 2],
-    last_warning: Mutex<Option<Instant>>,
+    warnings: Throttle,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -67,20 +69,22 @@ impl Drop for Admitted {
 }
 
 impl Admission {
-    /// `configured`, or `default` (see `memory_budget`).
+    /// `configured`, or the budget's default (see `memory_budget`); heads
+    /// being read share the budget's bytes whatever the limit.
     pub fn new(
         configured: Option<usize>,
-        default: u64,
+        budget: ConnectionBudget,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
+        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Arc::new(Admission {
-            limit: configured.unwrap_or(usize::try_from(default).unwrap_or(usize::MAX)),
+            limit: configured.unwrap_or(usize_of(budget.connections)),
             open: AtomicUsize::new(0),
-            crowd: Arc::default(),
+            crowd: Arc::new(Crowd::new(usize_of(budget.head_bytes))),
             refusing: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             shed: [AtomicU64::new(0), AtomicU64::new(0)],
-            last_warning: Mutex::new(None),
+            warnings: Throttle::new(WARN_EVERY),
             metrics,
         })
     }
@@ -123,13 +127,9 @@ impl Admission {
         if let Some(metrics) = &self.metrics {
             metrics.connection_turned_away(shed.map(|reason| reason as usize));
         }
-        let Ok(mut last) = self.last_warning.lock() else {
-            return;
-        };
-        if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+        if !self.warnings.due() {
             return;
         }
-        *last = Some(Instant::now());
         let so_far = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let (refused, idle, slow) = (
             so_far(&self.refused),
@@ -194,11 +194,16 @@ pub async fn refuse(refusal: Refusal, mut stream: TcpStream) {
 mod tests {
     use super::*;
 
+    const BUDGET: ConnectionBudget = ConnectionBudget {
+        connections: 384,
+        head_bytes: 1 << 20,
+    };
+
     #[test]
     fn the_limit_counts_open_connections() {
-        assert_eq!(Admission::new(None, 384, None).limit(), 384);
-        assert_eq!(Admission::new(Some(7), 384, None).limit(), 7);
-        let admission = Admission::new(Some(2), 384, None);
+        assert_eq!(Admission::new(None, BUDGET, None).limit(), 384);
+        assert_eq!(Admission::new(Some(7), BUDGET, None).limit(), 7);
+        let admission = Admission::new(Some(2), BUDGET, None);
         let first = admission.admit().unwrap();
         let second = admission.admit().unwrap();
         first.seat().busy();
@@ -210,7 +215,7 @@ mod tests {
 
     #[test]
     fn at_the_limit_an_idle_connection_makes_room() {
-        let admission = Admission::new(Some(1), 384, None);
+        let admission = Admission::new(Some(1), BUDGET, None);
         let idle = admission.admit().unwrap();
         idle.seat().busy();
         idle.seat().idle();

@@ -82,10 +82,9 @@ impl Shared {
                     .await
             }
             Speaks::Http1(builder, first) => {
-                let mut io = io.park_after(parking::PARK_AFTER);
-                io.read_first(first);
+                let io = io.park_after(parking::PARK_AFTER);
                 let (stop, live) = (self.stop.clone(), self.live.clone());
-                parking::serve(builder, io, state, handler, stop, live).await;
+                parking::serve(builder, io, first, state, handler, stop, live).await;
             }
         }
     }
@@ -118,11 +117,9 @@ impl Shared {
         // the socket as queued, so file bodies may be sent as stand-ins.
         let state = Arc::new(ConnState::sending_files(seat));
         let handler = self.handler(state.clone(), remote, false, upstream, counted);
-        let mut io =
-            ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
-        io.read_first(first);
+        let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
         let (stop, live) = (self.stop.clone(), self.live.clone());
-        parking::serve(builder, io, state, handler, stop, live).await;
+        parking::serve(builder, io, first, state, handler, stop, live).await;
     }
 
     /// Serves one QUIC connection: its handshake within the opening time,

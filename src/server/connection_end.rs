@@ -4,11 +4,12 @@
 //! for a reason only the operator can fix (`H2C_ENABLED`).
 
 use std::fmt::Display;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::log::throttle::Throttle;
 
 /// A client that keeps trying gets one warning a minute, not one a connection.
-const WARN_EVERY: Duration = Duration::from_secs(60);
+static HTTP2_ON_HTTP1: Throttle = Throttle::new(Duration::from_secs(60));
 
 /// The error a connection ended with.
 pub trait ConnectionError: Display {
@@ -39,24 +40,11 @@ impl ConnectionError for std::io::Error {
 pub fn ended<E: ConnectionError>(result: Result<(), E>) {
     crate::memory::trim::released();
     let Err(e) = result else { return };
-    if e.is_http2_on_http1() && warning_due() {
+    if e.is_http2_on_http1() && HTTP2_ON_HTTP1.due() {
         tracing::warn!(
             "An HTTP/2 client without TLS was turned away: set H2C_ENABLED=1 to serve HTTP/2 cleartext on the HTTP port"
         );
     } else {
         tracing::debug!(error = %e, "Connection ended with an error");
     }
-}
-
-/// True at most once per `WARN_EVERY`, across all workers.
-fn warning_due() -> bool {
-    static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
-    let Ok(mut last) = LAST_WARNING.lock() else {
-        return false;
-    };
-    let due = last.is_none_or(|at| at.elapsed() >= WARN_EVERY);
-    if due {
-        *last = Some(Instant::now());
-    }
-    due
 }

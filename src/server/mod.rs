@@ -7,11 +7,12 @@
 //! connection: HTTP/1.1 with hyper, HTTP/2 (h2c, or after TLS; `h2_preface`)
 //! on the h2 crate (`http2`), HTTP/3 on quinn and the h3 crate (`http3`),
 //! each HTTP/2 or HTTP/3 request stream the same way (`stream`); parking
-//! idle keep-alive connections (`parking`), and how a connection ended
+//! idle keep-alive connections (`parking`) and reading their heads before
+//! hyper starts (`head_read`), and how a connection ended
 //! (`connection_end`).
 //!
 //! May call: every layer below (conn, pipeline, tls, app's upstream pool,
-//! metrics, http, memory). Nothing below calls it.
+//! metrics, http, memory, config, log). Nothing below calls it.
 
 pub mod activation;
 pub mod admission;
@@ -19,6 +20,7 @@ mod connection;
 mod connection_end;
 mod h2_preface;
 mod handler;
+mod head_read;
 mod http2;
 pub mod http3;
 pub mod listen;

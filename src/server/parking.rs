@@ -5,8 +5,10 @@
 //! thousand idle keep-alive connections would hold about 20 MiB. Once a
 //! connection has been idle between requests for `PARK_AFTER`, its hyper
 //! connection is ended without closing the socket, and thrust waits for the
-//! next bytes with nothing but the socket and its timeouts; they start a new
-//! hyper connection on the same socket. HTTP_IDLE_TIMEOUT and shutdown apply
+//! next bytes with nothing but the socket and its timeouts; a new
+//! connection waits for its first bytes the same way. Then the head is read
+//! into a small buffer (`head_read`) and a new hyper connection is started
+//! on the socket with it. HTTP_IDLE_TIMEOUT and shutdown apply
 //! to parked connections as to the others. A parked connection is idle in
 //! the crowd (`conn::crowd`): at the connection limit the longest parked
 //! is closed to make room.
@@ -20,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -31,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 use super::handler::Handler;
+use super::head_read::{self, NextHead};
 use crate::conn::crowd::Seat;
 use crate::conn::socket::ConnIo;
 use crate::conn::state::ConnState;
@@ -54,18 +58,29 @@ impl Readable for TcpStream {
     }
 }
 
-/// TLS: hyper let go only once it had read everything rustls could decrypt
-/// (its last read was pending), so what comes next arrives on the socket.
+/// TLS: readable at once when rustls holds decrypted bytes (a request that
+/// came with the end of the handshake), else when the socket is. hyper let
+/// go of a parked connection only once it had read everything rustls could
+/// decrypt, so what comes next arrives on the socket.
 impl Readable for TlsStream<TcpStream> {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        self.get_ref().0.readable()
+        let (socket, session) = self.get_ref();
+        let decrypted = !session.wants_read();
+        async move {
+            if decrypted {
+                return Ok(());
+            }
+            socket.readable().await
+        }
     }
 }
 
-/// Serves `io` until it closes, parking it whenever it idles.
+/// Serves `io` until it closes, parking it whenever it idles. `first`: the
+/// bytes read to tell its protocol.
 pub async fn serve<S>(
     builder: &http1::Builder,
     mut io: ConnIo<S>,
+    first: Bytes,
     state: Arc<ConnState>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
@@ -74,7 +89,28 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
 {
     let seat = state.seat().clone();
+    let mut first = Some(first);
+    let metrics = handler.app.metrics.clone();
+    let metrics = metrics.as_deref();
+    // A connection that has sent nothing yet holds no buffer either.
+    if first.as_ref().is_some_and(Bytes::is_empty)
+        && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await
+    {
+        return;
+    }
     loop {
+        // hyper starts once a head is here whole, unless it left bytes unread.
+        if !io.replaying() {
+            let first = first.take().unwrap_or_default();
+            // No hyper connection to let go of it meanwhile.
+            io.pause_parking(true);
+            let next = head_read::next_head(&mut io, first, &seat, &mut stop, metrics).await;
+            io.pause_parking(false);
+            match next {
+                NextHead::Read(head) => io.read_again(head),
+                NextHead::Closed(result) => return ended(result),
+            }
+        }
         let mut connection = Box::pin(
             builder
                 .serve_connection(TokioIo::new(io), handler.clone())
