@@ -88,9 +88,9 @@ fn the_default_connection_limit_follows_the_containers_memory() {
         .find(|l: &serde_json::Value| l["msg"] == "Server started")
         .unwrap_or_else(|| panic!("{text}"));
     // Half of 256 MiB, less the 64 MiB cache and 16 MiB of captures: half
-    // of that at 8 KiB a connection (the other half for heads being read).
+    // of that at 4 KiB a connection (the other half for heads being read).
     assert_eq!(started["memory_limit_mib"], 256);
-    assert_eq!(started["max_connections"], 3072);
+    assert_eq!(started["max_connections"], 6144);
 }
 
 /// thrust with an 8 MiB cache in front of the test app.

@@ -12,11 +12,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// What an open connection holds while it waits — parked between
-/// requests, or reading a head into its own small buffer — and while a
-/// request of its is served: the task, its timers and, when busy, hyper's
-/// 16 KiB of buffers. Heads being read are budgeted apart (`head_bytes`).
-pub const CONNECTION: u64 = 8 << 10;
+/// What an open connection holds of its own: its task (about 1.7 KiB), its
+/// state, timers and seat in the crowd. A head being read is counted apart,
+/// in `head_bytes` (its first buffer is 2 KiB: benches/head_flood.py
+/// measures 4.9–5.6 KiB per connection waiting on a small head; a parked
+/// one measures 6.5 KiB with the allocator's slack, holding no head). A
+/// request in flight adds hyper's 16 KiB of buffers.
+pub const CONNECTION: u64 = 4 << 10;
 
 /// The default never goes below this, however small the container: a
 /// front that takes a handful of connections is down, not safe.
@@ -134,13 +136,13 @@ mod tests {
     fn connections_and_heads_share_what_half_the_memory_leaves_after_the_cache() {
         let budget = |memory, fds| connection_budget(memory, 64 * MIB, fds);
         // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB, half of it
-        // for connections at 8 KiB, half for heads.
+        // for connections at 4 KiB, half for heads.
         let expected = ConnectionBudget {
-            connections: 3072,
+            connections: 6144,
             head_bytes: 24 * MIB,
         };
         assert_eq!(budget(256 * MIB, Some(1 << 20)), expected);
-        assert_eq!(budget(1024 * MIB, Some(1 << 20)).connections, 27648);
+        assert_eq!(budget(1024 * MIB, Some(1 << 20)).connections, 55296);
         // The file limit still bounds it, and a tiny container gets the floor.
         assert_eq!(budget(1024 * MIB, Some(1000)).connections, 500);
         let floor = ConnectionBudget {

@@ -87,7 +87,7 @@ pub const VARIABLES: &[Variable] = &[
     var("GZIP_COMPRESSION_JITTER", &[], Kind::Count, "32", "BREACH mitigation: up to N bytes of padding per compressed response; 0 disables"),
     var("MAX_REQUEST_BODY", &[], Kind::Bytes, "0 (no limit)", "larger request bodies get 413"),
     var("BAD_GATEWAY_PAGE", &[], Kind::Text, "./public/502.html", "HTML served with 502 when the app server cannot answer"),
-    var("THRUST_MAX_CONNECTIONS", &[], Kind::Count, "from the memory limit (3,072 in 256 MiB) and half the open-file limit", "client connections open at once; at it the longest idle connection (or a request head coming for 100 ms or more) is closed to make room, and only when every connection is busy do new ones get 503 (HTTP) or are closed (HTTPS)"),
+    var("THRUST_MAX_CONNECTIONS", &[], Kind::Count, "from the memory limit (6,144 in 256 MiB) and half the open-file limit", "client connections open at once; at it the longest idle connection (or a request head coming for 100 ms or more) is closed to make room, and only when every connection is busy do new ones get 503 (HTTP) or are closed (HTTPS)"),
     var("THRUST_MAX_APP_CONNECTIONS", &[], Kind::Count, "8 per CPU, at least 16", "requests at the app at once (from sending one to its response head; uploads not counted); more wait in a queue within THRUST_UPSTREAM_TIMEOUT, and no more connections to the app are opened"),
     var("HTTP_IDLE_TIMEOUT", &[], Kind::Seconds, "60", "keep-alive idle limit"),
     var("HTTP_READ_TIMEOUT", &[], Kind::Seconds, "30", "time to receive request headers and body"),
