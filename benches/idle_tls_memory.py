@@ -1,11 +1,13 @@
-"""Memory held by idle keep-alive HTTP/1.1 connections over TLS, for one or
-more thrust binaries in front of the suite's nginx app.
+"""Memory held by idle keep-alive connections over TLS, HTTP/1.1 or HTTP/2,
+for one or more thrust binaries in front of the suite's nginx app.
 
 Each binary is measured fresh, twice: RSS once it runs, then with COUNT TLS
-connections (ALPN http/1.1, a self-signed ECDSA P-256 certificate) that each
-made one request and then sat idle for IDLE seconds.
+connections (ALPN http/1.1, or h2 with ALPN=h2; a self-signed ECDSA P-256
+certificate) that each made one request and then sat idle for IDLE seconds
+(an HTTP/2 one with no stream open).
 
-Usage: python3 benches/idle_tls_memory.py BINARY [BINARY ...]   (COUNT=1000, IDLE=2.5)
+Usage: python3 benches/idle_tls_memory.py BINARY [BINARY ...]
+       (COUNT=1000, IDLE=2.5, ALPN=http/1.1 or h2; h2 needs python3-h2)
 """
 import os
 import socket
@@ -20,14 +22,38 @@ import suite  # noqa: E402
 
 COUNT = int(os.environ.get("COUNT", "1000"))
 IDLE = float(os.environ.get("IDLE", "2.5"))
+ALPN = os.environ.get("ALPN", "http/1.1")
 
 
 def connect(port, context):
     conn = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="app.test")
+    if ALPN == "h2":
+        return h2_request(conn)
     conn.sendall(b"GET /dynamic HTTP/1.1\r\nHost: app.test\r\n\r\n")
     if not conn.recv(65536).startswith(b"HTTP/1.1 200"):
         raise RuntimeError("no 200 over TLS")
     return conn
+
+
+def h2_request(conn):
+    """One GET over HTTP/2, read to its end; the connection is kept."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    h2conn.initiate_connection()
+    h2conn.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "app.test"),
+                            (":path", "/dynamic")], end_stream=True)
+    conn.sendall(h2conn.data_to_send())
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            raise RuntimeError("closed before the HTTP/2 answer")
+        for event in h2conn.receive_data(data):
+            if isinstance(event, h2.events.StreamEnded):
+                conn.sendall(h2conn.data_to_send())
+                return conn
+        conn.sendall(h2conn.data_to_send())
 
 
 def measure(bench, binary, cert, key):
@@ -38,7 +64,7 @@ def measure(bench, binary, cert, key):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols([ALPN])
     try:
         deadline = time.time() + 10
         while True:
@@ -55,7 +81,7 @@ def measure(bench, binary, cert, key):
         time.sleep(IDLE)
         held = rss_kib([front.pid])
         print(f"{binary}: RSS {before / 1024:.1f} MiB, {held / 1024:.1f} MiB with {COUNT} idle TLS connections "
-              f"({(held - before) / COUNT:.1f} KiB each)", flush=True)
+              f"({(held - before) / COUNT:.1f} KiB each, {ALPN})", flush=True)
         for conn in conns:
             conn.close()
     finally:

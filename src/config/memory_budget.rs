@@ -20,6 +20,17 @@ use std::path::{Path, PathBuf};
 /// request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
+/// What TLS adds to a connection: rustls' session and its buffers
+/// (`ALPN=http/1.1 python3 benches/idle_tls_memory.py`: 19 KiB an idle
+/// HTTP/1.1 connection over TLS).
+pub const TLS_SESSION: u64 = 16 << 10;
+
+/// What HTTP/2 adds to a connection: the h2 crate's buffers and HPACK
+/// tables (`ALPN=h2 python3 benches/idle_tls_memory.py`: 51 KiB an idle
+/// HTTP/2 connection over TLS, 32 more than HTTP/1.1). An HTTP/3
+/// connection is counted as HTTP/2 over TLS.
+pub const HTTP2_STATE: u64 = 32 << 10;
+
 /// The default never goes below this, however small the container: a
 /// front that takes a handful of connections is down, not safe.
 const MIN_CONNECTIONS: u64 = 64;
@@ -33,16 +44,21 @@ pub fn capture_budget(cache_size: u64) -> u64 {
 /// What the memory left for connections is split into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionBudget {
-    /// The default THRUST_MAX_CONNECTIONS.
+    /// The default THRUST_MAX_CONNECTIONS: `connection_bytes` of plain
+    /// connections.
     pub connections: u64,
+    /// Bytes the connections may weigh at once, each by its kind
+    /// (`CONNECTION`, with `TLS_SESSION` and `HTTP2_STATE` on top).
+    pub connection_bytes: u64,
     /// Bytes all request heads being read may hold at once.
     pub head_bytes: u64,
 }
 
 /// What half the memory limit leaves for connections after the cache and
-/// its captures, split in two: half for the connections themselves at
-/// `CONNECTION` each (no more than half the open-file limit), half for the
-/// heads being read.
+/// its captures, split in two: half for the connections themselves, each
+/// weighing what its kind holds (as many as that makes at `CONNECTION`
+/// each, no more than half the open-file limit, is the default limit), half
+/// for the heads being read.
 pub fn connection_budget(
     memory_limit: u64,
     cache_size: u64,
@@ -52,10 +68,12 @@ pub fn connection_budget(
         .saturating_sub(cache_size)
         .saturating_sub(capture_budget(cache_size));
     let head_bytes = (for_connections / 2).max(MIN_CONNECTIONS * MIN_HEAD_BYTES);
-    let by_memory = (for_connections / 2 / CONNECTION).max(MIN_CONNECTIONS);
+    let connection_bytes = (for_connections / 2).max(MIN_CONNECTIONS * CONNECTION);
+    let by_memory = connection_bytes / CONNECTION;
     let by_files = fd_limit.map_or(u64::MAX, |fds| (fds / 2).max(1));
     ConnectionBudget {
         connections: by_memory.min(by_files),
+        connection_bytes,
         head_bytes,
     }
 }
@@ -139,6 +157,7 @@ mod tests {
         // for connections at 4 KiB, half for heads.
         let expected = ConnectionBudget {
             connections: 6144,
+            connection_bytes: 24 * MIB,
             head_bytes: 24 * MIB,
         };
         assert_eq!(budget(256 * MIB, Some(1 << 20)), expected);
@@ -147,6 +166,7 @@ mod tests {
         assert_eq!(budget(1024 * MIB, Some(1000)).connections, 500);
         let floor = ConnectionBudget {
             connections: 64,
+            connection_bytes: 256 << 10,
             head_bytes: MIB,
         };
         assert_eq!(budget(64 * MIB, None), floor);

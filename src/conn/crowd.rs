@@ -69,6 +69,20 @@ pub struct Crowd {
     /// Bytes of buffer the heads being read hold, and how many they may.
     head_bytes: AtomicUsize,
     head_budget: usize,
+    /// What the open connections weigh (`Seat::weigh`), and how much they
+    /// may.
+    weight: AtomicUsize,
+    weight_budget: usize,
+}
+
+/// What the memory a crowd's connections may hold is split into.
+#[derive(Clone, Copy, Debug)]
+pub struct Budgets {
+    /// Bytes all request heads being read may hold at once.
+    pub heads: usize,
+    /// Bytes the connections themselves may weigh, each by its kind
+    /// (plain, TLS, HTTP/2, HTTP/3).
+    pub connections: usize,
 }
 
 /// What holding more of a head's bytes came to.
@@ -96,31 +110,42 @@ pub struct Seat {
     streams: AtomicUsize,
     /// Bytes of buffer its head being read holds (`hold_head_bytes`).
     head_bytes: AtomicUsize,
+    /// What the connection weighs in the crowd's budget, until it closes.
+    weight: AtomicUsize,
     shed: AtomicWaker,
 }
 
 impl Crowd {
-    /// A crowd whose request heads being read may hold `head_budget` bytes.
-    pub fn new(head_budget: usize) -> Self {
+    pub fn new(budgets: Budgets) -> Self {
         Crowd {
             queues: Mutex::default(),
             head_bytes: AtomicUsize::new(0),
-            head_budget,
+            head_budget: budgets.heads,
+            weight: AtomicUsize::new(0),
+            weight_budget: budgets.connections,
         }
     }
 
-    /// A seat for a connection just accepted: waiting for its first head.
-    pub fn seat(self: &Arc<Self>) -> Arc<Seat> {
+    /// A seat for a connection just accepted, weighing `weight` bytes:
+    /// waiting for its first head.
+    pub fn seat(self: &Arc<Self>, weight: usize) -> Arc<Seat> {
+        self.weight.fetch_add(weight, Ordering::AcqRel);
         let seat = Arc::new(Seat {
             crowd: self.clone(),
             state: AtomicU64::new(BUSY),
             queued: Default::default(),
             streams: AtomicUsize::new(0),
             head_bytes: AtomicUsize::new(0),
+            weight: AtomicUsize::new(weight),
             shed: AtomicWaker::new(),
         });
         seat.mark(HEAD, HEAD_QUEUE);
         seat
+    }
+
+    /// The open connections weigh more than their budget.
+    pub fn overweight(&self) -> bool {
+        self.weight.load(Ordering::Acquire) > self.weight_budget
     }
 
     /// Closes one connection to make room for a new one: the longest idle,
@@ -150,8 +175,6 @@ impl Crowd {
             }
             if seat.try_shed(state) {
                 queue.remove(at);
-                let freed = seat.head_bytes.swap(0, Ordering::AcqRel);
-                self.head_bytes.fetch_sub(freed, Ordering::AcqRel);
                 return true;
             }
         }
@@ -348,9 +371,37 @@ impl Seat {
             .compare_exchange(state, shed, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if done {
+            // What it holds is as good as free: it closes now, and room
+            // made for one newcomer is not made again for the next.
+            self.release_head_bytes();
+            let weight = self.weight.swap(0, Ordering::AcqRel);
+            self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
             self.shed.wake();
         }
         done
+    }
+
+    /// The connection turned out to weigh `more` bytes more (an HTTP/2
+    /// connection's state); past the budget, room is made as for a new one.
+    /// The kind of room made, if any.
+    pub fn weigh_more(&self, more: usize) -> Option<Shed> {
+        if self.is_shed() {
+            return None;
+        }
+        self.weight.fetch_add(more, Ordering::AcqRel);
+        self.crowd.weight.fetch_add(more, Ordering::AcqRel);
+        if self.crowd.overweight() {
+            self.crowd.make_room()
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let weight = self.weight.swap(0, Ordering::AcqRel);
+        self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
     }
 }
 
@@ -373,10 +424,15 @@ impl Drop for OpenStream {
 mod tests {
     use super::*;
 
+    const UNBOUNDED: Budgets = Budgets {
+        heads: usize::MAX,
+        connections: usize::MAX,
+    };
+
     #[test]
     fn the_longest_idle_goes_first_and_busy_ones_never() {
-        let crowd = Arc::new(Crowd::new(usize::MAX));
-        let (first, second, busy) = (crowd.seat(), crowd.seat(), crowd.seat());
+        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let (first, second, busy) = (crowd.seat(0), crowd.seat(0), crowd.seat(0));
         busy.busy();
         first.busy();
         second.busy();
@@ -393,8 +449,8 @@ mod tests {
 
     #[test]
     fn a_seat_that_turned_busy_is_not_shed() {
-        let crowd = Arc::new(Crowd::new(usize::MAX));
-        let seat = crowd.seat();
+        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let seat = crowd.seat(0);
         seat.busy();
         seat.idle();
         seat.busy();
@@ -410,8 +466,8 @@ mod tests {
 
     #[test]
     fn heads_go_only_once_past_the_grace() {
-        let crowd = Arc::new(Crowd::new(usize::MAX));
-        let seat = crowd.seat();
+        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let seat = crowd.seat(0);
         assert_eq!(crowd.make_room(), None);
         let mut queues = crowd.lock();
         queues[HEAD_QUEUE][0].since -= HEAD_GRACE;
@@ -422,9 +478,12 @@ mod tests {
 
     #[test]
     fn heads_over_their_budget_close_the_oldest_heads_holding_bytes() {
-        let crowd = Arc::new(Crowd::new(1000));
+        let crowd = Arc::new(Crowd::new(Budgets {
+            heads: 1000,
+            connections: usize::MAX,
+        }));
         let (empty, oldest, older, newer) =
-            (crowd.seat(), crowd.seat(), crowd.seat(), crowd.seat());
+            (crowd.seat(0), crowd.seat(0), crowd.seat(0), crowd.seat(0));
         assert_eq!(oldest.hold_head_bytes(300), HeadRoom::Held);
         assert_eq!(older.hold_head_bytes(300), HeadRoom::Held);
         // 1,300 held: the oldest holding bytes goes, and that is enough.
@@ -440,16 +499,37 @@ mod tests {
         assert_eq!(newer.hold_head_bytes(500), HeadRoom::HeldForOldest);
         assert!(older.is_shed() && newer.is_shed());
         // No head to close: a connection that is not reading one is refused.
-        let busy = crowd.seat();
+        let busy = crowd.seat(0);
         busy.busy();
         assert_eq!(busy.hold_head_bytes(2000), HeadRoom::Full);
         assert_eq!(busy.hold_head_bytes(900), HeadRoom::Held);
     }
 
     #[test]
+    fn connections_weigh_until_they_close_or_are_shed() {
+        let crowd = Arc::new(Crowd::new(Budgets {
+            heads: usize::MAX,
+            connections: 100,
+        }));
+        let (idle, busy) = (crowd.seat(40), crowd.seat(40));
+        busy.busy();
+        idle.busy();
+        idle.idle();
+        assert!(!crowd.overweight());
+        // Turning out heavier makes room: the idle one goes, its weight free.
+        assert_eq!(busy.weigh_more(30), Some(Shed::Idle));
+        assert!(idle.is_shed() && !crowd.overweight());
+        drop(idle);
+        let heavy = crowd.seat(70);
+        assert!(crowd.overweight());
+        drop(heavy);
+        assert!(!crowd.overweight());
+    }
+
+    #[test]
     fn streams_keep_a_connection_busy_until_the_last_ends() {
-        let crowd = Arc::new(Crowd::new(usize::MAX));
-        let seat = crowd.seat();
+        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let seat = crowd.seat(0);
         let (a, b) = (seat.stream_opened(), seat.stream_opened());
         drop(a);
         assert_eq!(crowd.make_room(), None);

@@ -20,12 +20,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::memory_budget::ConnectionBudget;
-use crate::conn::crowd::{Crowd, Seat, Shed};
+use crate::conn::crowd::{Budgets, Crowd, Seat, Shed};
 use crate::log::throttle::Throttle;
 use crate::metrics::Metrics;
 
 /// At most one warning this often while the limit is reached.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Connections closed at most to make room for one heavier than each.
+const MAX_SHED_FOR_WEIGHT: usize = 8;
 /// Refused connections being answered (each for at most a second) at once.
 const MAX_REFUSING: usize = 256;
 
@@ -69,18 +71,27 @@ impl Drop for Admitted {
 }
 
 impl Admission {
-    /// `configured`, or the budget's default (see `memory_budget`); heads
-    /// being read share the budget's bytes whatever the limit.
+    /// `configured`, or the budget's default (see `memory_budget`): then
+    /// the connections also weigh, each by its kind, against the budget's
+    /// bytes for them. Heads being read share the budget's head bytes
+    /// whatever the limit.
     pub fn new(
         configured: Option<usize>,
         budget: ConnectionBudget,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
         let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let budgets = Budgets {
+            heads: usize_of(budget.head_bytes),
+            connections: match configured {
+                Some(_) => usize::MAX,
+                None => usize_of(budget.connection_bytes),
+            },
+        };
         Arc::new(Admission {
             limit: configured.unwrap_or(usize_of(budget.connections)),
             open: AtomicUsize::new(0),
-            crowd: Arc::new(Crowd::new(usize_of(budget.head_bytes))),
+            crowd: Arc::new(Crowd::new(budgets)),
             refusing: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             shed: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -93,9 +104,10 @@ impl Admission {
         self.limit
     }
 
-    /// Counts a new connection in — at the limit, once the crowd has made
-    /// room for it — or refuses it when every connection is busy.
-    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// Counts a new connection weighing `weight` bytes in — at the limit,
+    /// or past the connections' weight, once the crowd has made room for
+    /// it — or refuses it when every connection is busy.
+    pub fn admit(self: &Arc<Self>, weight: usize) -> Option<Admitted> {
         let admitted = self
             .open
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
@@ -110,10 +122,20 @@ impl Admission {
             shed?;
             self.open.fetch_add(1, Ordering::Relaxed);
         }
-        Some(Admitted {
+        let admitted = Admitted {
             admission: self.clone(),
-            seat: self.crowd.seat(),
-        })
+            seat: self.crowd.seat(weight),
+        };
+        // A heavy newcomer (TLS) may need the room of a few light ones.
+        for _ in 0..MAX_SHED_FOR_WEIGHT {
+            if !self.crowd.overweight() {
+                return Some(admitted);
+            }
+            let shed = self.crowd.make_room();
+            self.at_limit(shed);
+            shed?;
+        }
+        (!self.crowd.overweight()).then_some(admitted)
     }
 
     /// Counts a connection closed for room (`Some`) or refused (`None`),
@@ -196,6 +218,7 @@ mod tests {
 
     const BUDGET: ConnectionBudget = ConnectionBudget {
         connections: 384,
+        connection_bytes: 384 * 4096,
         head_bytes: 1 << 20,
     };
 
@@ -204,23 +227,45 @@ mod tests {
         assert_eq!(Admission::new(None, BUDGET, None).limit(), 384);
         assert_eq!(Admission::new(Some(7), BUDGET, None).limit(), 7);
         let admission = Admission::new(Some(2), BUDGET, None);
-        let first = admission.admit().unwrap();
-        let second = admission.admit().unwrap();
+        let first = admission.admit(4096).unwrap();
+        let second = admission.admit(4096).unwrap();
         first.seat().busy();
         second.seat().busy();
-        assert!(admission.admit().is_none());
+        assert!(admission.admit(4096).is_none());
         drop(first);
-        assert!(admission.admit().is_some());
+        assert!(admission.admit(4096).is_some());
     }
 
     #[test]
     fn at_the_limit_an_idle_connection_makes_room() {
         let admission = Admission::new(Some(1), BUDGET, None);
-        let idle = admission.admit().unwrap();
+        let idle = admission.admit(4096).unwrap();
         idle.seat().busy();
         idle.seat().idle();
-        let new = admission.admit().unwrap();
+        let new = admission.admit(4096).unwrap();
         assert!(idle.seat().is_shed() && !new.seat().is_shed());
+    }
+
+    #[test]
+    fn heavy_connections_take_the_room_of_light_ones() {
+        let admission = Admission::new(None, BUDGET, None);
+        let light: Vec<_> = (0..380).map(|_| admission.admit(4096).unwrap()).collect();
+        for admitted in &light {
+            admitted.seat().busy();
+            admitted.seat().idle();
+        }
+        // 20 KiB where 16 are left: the longest idle makes room.
+        let heavy = admission.admit(20 << 10).unwrap();
+        assert!(light[0].seat().is_shed() && !light[1].seat().is_shed());
+        heavy.seat().busy();
+        drop(light);
+        // Every one busy and the weight spent: refused, though under the count.
+        let busy: Vec<_> = (0..75)
+            .map(|_| admission.admit(20 << 10).unwrap())
+            .collect();
+        busy.iter().for_each(|b| b.seat().busy());
+        assert!(admission.admit(20 << 10).is_none());
+        assert!(admission.admit(4096).is_some());
     }
 
     #[test]

@@ -64,6 +64,21 @@ pub struct Server {
     pub admission: Arc<Admission>,
 }
 
+/// What a new connection weighs in admission, by where it came
+/// (`config::memory_budget`); an HTTP/2 one weighs more once it is known.
+mod weight {
+    use crate::config::memory_budget::{CONNECTION, HTTP2_STATE, TLS_SESSION};
+
+    const fn bytes(n: u64) -> usize {
+        n as usize
+    }
+
+    pub const PLAIN: usize = bytes(CONNECTION);
+    pub const TLS: usize = bytes(CONNECTION + TLS_SESSION);
+    /// Counted as HTTP/2 over TLS.
+    pub const QUIC: usize = bytes(CONNECTION + TLS_SESSION + HTTP2_STATE);
+}
+
 /// Moves an accepted connection to the next worker and serves it there; TLS
 /// handshakes run on the worker too.
 fn dispatch(
@@ -266,7 +281,7 @@ impl Server {
             tokio::select! {
                 output = &mut stop => break output,
                 (stream, remote) = accept(Some(&http), "http") => {
-                    let Some(admitted) = self.admission.admit() else {
+                    let Some(admitted) = self.admission.admit(weight::PLAIN) else {
                         // Answered with 503 while few are; else closed now.
                         if let Some(refusal) = self.admission.refusal() {
                             tokio::spawn(admission::refuse(refusal, stream));
@@ -278,7 +293,7 @@ impl Server {
                 (stream, remote) = accept(https.as_ref().map(|h| &h.listener), "https") => {
                     let Some(handshaker) = https.as_ref().map(|h| h.handshaker.clone()) else { continue };
                     // Over the limit, closed now: no handshake is spent on it.
-                    let Some(admitted) = self.admission.admit() else { continue };
+                    let Some(admitted) = self.admission.admit(weight::TLS) else { continue };
                     let tls = Some((handshaker, secure.clone()));
                     dispatch(&self.workers, &shared, stream, remote, tls, &plain, admitted);
                 }
@@ -291,7 +306,7 @@ impl Server {
                         continue;
                     }
                     // Over the limit: refused before any handshake is spent.
-                    let Some(admitted) = self.admission.admit() else {
+                    let Some(admitted) = self.admission.admit(weight::QUIC) else {
                         incoming.refuse();
                         continue;
                     };
