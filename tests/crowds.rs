@@ -211,6 +211,66 @@ fn large_unfinished_heads_past_their_memory_budget_close_the_oldest() {
 }
 
 #[test]
+fn tls_connections_weigh_more_and_idle_ones_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_app_test(dir.path());
+    let (https, metrics) = (free_port(), free_port());
+    // A cache as large as any machine's memory leaves connections the
+    // floor: 256 KiB of weight, 12 TLS connections at 20 KiB (64 plain).
+    let _t = Thrust::start_ready(
+        Options::app()
+            .env("CACHE_SIZE", (1u64 << 40).to_string())
+            .env("SSL_CERT_PATH", cert.to_string_lossy())
+            .env("SSL_KEY_PATH", key.to_string_lossy())
+            .env("HTTPS_PORT", https.to_string())
+            .env("THRUST_METRICS_PORT", metrics.to_string()),
+    );
+    // 16 keep-alive clients over TLS, one after another, each answered and
+    // then idle; then which of them thrust has closed.
+    let client = format!(
+        r#"
+import json, socket, ssl, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+conns = []
+for _ in range(16):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {https}), timeout=5), server_hostname="app.test")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    conns.append(s)
+    time.sleep(0.2)
+closed = []
+for s in conns:
+    s.settimeout(0.3)
+    try:
+        closed.append(s.recv(1) == b"")
+    except socket.timeout:
+        closed.append(False)
+    except OSError:
+        closed.append(True)
+print(json.dumps(closed))
+"#
+    );
+    let out = run_tool("python3", &["-c", &client]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let closed: Vec<bool> = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+    let count = closed.iter().filter(|c| **c).count();
+    assert!(
+        closed[0] && !closed[15],
+        "the longest idle go first: {closed:?}"
+    );
+    assert!((3..=5).contains(&count), "closed for room: {closed:?}");
+    let shed = metric(metrics, "thrust_shed_connections_total{reason=\"idle\"}");
+    assert!(
+        shed >= 3.0,
+        "idle connections closed for room counted: {shed}"
+    );
+}
+
+#[test]
 fn busy_connections_are_never_closed_for_room() {
     let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "2"));
     // Two connections, each with a request at the app.
