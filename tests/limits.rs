@@ -293,7 +293,7 @@ fn connections_over_the_limit_get_503_until_room_comes_back() {
     let t = Thrust::start_ready(Options::app().env("THRUST_MAX_CONNECTIONS", "5"));
     // Five connections, each with a request at the app: busy, so none is
     // closed to make room (tests/crowds.rs has the idle ones).
-    let request = b"GET /hang?seconds=30 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let request = b"GET /hang?seconds=8 HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut held = busy_connections(&t, 5, request, "/hang");
     for _ in 0..5 {
         let r = get(t.port, "/").unwrap();
