@@ -37,7 +37,7 @@ pub const FIRST_BUFFER: usize = 2048;
 /// How reading the next head ended.
 pub enum NextHead {
     /// The head, whole (and whatever followed it in the same reads), to be
-    /// read again by hyper; or the bytes so far, once past
+    /// read again by hyper; or the bytes so far, once they reach
     /// `MAX_HEAD_BYTES` or at the client's end, for hyper to answer.
     Read(Bytes),
     /// The client closed, or the connection is to close (an error, closed
@@ -77,7 +77,7 @@ pub async fn next_head<S: AsyncRead + Unpin>(
         buf.extend_from_slice(&first);
     }
     // Until a head is read whole (it may be in `first` already).
-    while io.heads_read() == heads_before && buf.len() <= MAX_HEAD_BYTES {
+    while io.heads_read() == heads_before && buf.len() < MAX_HEAD_BYTES {
         if buf.len() == buf.capacity() {
             if let Err(full) = grow(&mut buf, &mut held) {
                 return full;
