@@ -89,8 +89,9 @@ pub struct Budgets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadRoom {
     Held,
-    /// Held past the budget: the oldest head was closed to free its bytes.
-    HeldForOldest,
+    /// Held past the budget: this many of the oldest heads were closed to
+    /// free their bytes.
+    HeldForOldest(usize),
     /// Over the budget with no head to close: this one cannot grow.
     Full,
 }
@@ -280,23 +281,24 @@ impl Seat {
             return HeadRoom::Held;
         }
         let mut queues = crowd.lock();
-        let mut room = HeadRoom::Full;
+        let mut closed = 0;
         while crowd.head_bytes.load(Ordering::Acquire) > crowd.head_budget {
             if !crowd.shed_oldest_head(&mut queues[HEAD_QUEUE]) {
                 break;
             }
-            room = HeadRoom::HeldForOldest;
+            closed += 1;
         }
-        if room == HeadRoom::Full {
-            // Its own bytes, unless it was closed itself meanwhile.
-            let taken = self
-                .head_bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(more));
-            if taken.is_ok() {
-                crowd.head_bytes.fetch_sub(more, Ordering::AcqRel);
-            }
+        if closed > 0 {
+            return HeadRoom::HeldForOldest(closed);
         }
-        room
+        // Its own bytes back, unless it was closed itself meanwhile.
+        let taken = self
+            .head_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(more));
+        if taken.is_ok() {
+            crowd.head_bytes.fetch_sub(more, Ordering::AcqRel);
+        }
+        HeadRoom::Full
     }
 
     /// Gives back the bytes this connection's head held.
@@ -487,16 +489,16 @@ mod tests {
         assert_eq!(oldest.hold_head_bytes(300), HeadRoom::Held);
         assert_eq!(older.hold_head_bytes(300), HeadRoom::Held);
         // 1,300 held: the oldest holding bytes goes, and that is enough.
-        assert_eq!(newer.hold_head_bytes(700), HeadRoom::HeldForOldest);
+        assert_eq!(newer.hold_head_bytes(700), HeadRoom::HeldForOldest(1));
         assert!(oldest.is_shed() && !older.is_shed() && !newer.is_shed());
         assert!(!empty.is_shed(), "a head holding nothing frees nothing");
         // Released after it was counted free: nothing counted twice. Now
         // the oldest holding bytes is the one asking: it goes itself.
         oldest.release_head_bytes();
-        assert_eq!(empty.hold_head_bytes(100), HeadRoom::HeldForOldest);
+        assert_eq!(empty.hold_head_bytes(100), HeadRoom::HeldForOldest(1));
         assert!(empty.is_shed() && !older.is_shed() && !newer.is_shed());
         // As many go as it takes, oldest first.
-        assert_eq!(newer.hold_head_bytes(500), HeadRoom::HeldForOldest);
+        assert_eq!(newer.hold_head_bytes(500), HeadRoom::HeldForOldest(2));
         assert!(older.is_shed() && newer.is_shed());
         // No head to close: a connection that is not reading one is refused.
         let busy = crowd.seat(0);

@@ -241,9 +241,10 @@ impl Metrics {
         };
     }
 
-    /// The oldest head being read was closed: heads held their whole budget.
-    pub fn head_closed_for_memory(&self) {
-        self.connections_shed[2].inc();
+    /// The oldest heads being read were closed: heads held their whole
+    /// budget.
+    pub fn heads_closed_for_memory(&self, closed: usize) {
+        self.connections_shed[2].inc_by(closed as u64);
     }
 
     pub fn app_restarted(&self, reason: RestartReason) {

@@ -68,10 +68,10 @@ pub async fn next_head<S: AsyncRead + Unpin>(
 ) -> NextHead {
     let heads_before = io.heads_read();
     io.scan(&first);
-    let mut held = Held { seat, metrics };
+    let held = Held { seat, metrics };
     let mut buf = BytesMut::new();
     if !first.is_empty() {
-        if let Err(full) = grow(&mut buf, &mut held) {
+        if let Err(full) = grow(&mut buf, &held) {
             return full;
         }
         buf.extend_from_slice(&first);
@@ -79,7 +79,7 @@ pub async fn next_head<S: AsyncRead + Unpin>(
     // Until a head is read whole (it may be in `first` already).
     while io.heads_read() == heads_before && buf.len() < MAX_HEAD_BYTES {
         if buf.len() == buf.capacity() {
-            if let Err(full) = grow(&mut buf, &mut held) {
+            if let Err(full) = grow(&mut buf, &held) {
                 return full;
             }
         }
@@ -101,13 +101,13 @@ pub async fn next_head<S: AsyncRead + Unpin>(
 
 /// Doubles the buffer (`FIRST_BUFFER` to begin with), within the heads'
 /// budget.
-fn grow(buf: &mut BytesMut, held: &mut Held) -> Result<(), NextHead> {
+fn grow(buf: &mut BytesMut, held: &Held) -> Result<(), NextHead> {
     let more = buf.capacity().max(FIRST_BUFFER);
     match held.seat.hold_head_bytes(more) {
         HeadRoom::Held => {}
-        HeadRoom::HeldForOldest => {
+        HeadRoom::HeldForOldest(closed) => {
             if let Some(metrics) = held.metrics {
-                metrics.head_closed_for_memory();
+                metrics.heads_closed_for_memory(closed);
             }
             if HEADS_CLOSED.due() {
                 tracing::warn!("Request heads being read hold their whole memory budget: the oldest are closed for room");
