@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// state, timers and seat in the crowd. A head being read is counted apart,
 /// in `head_bytes` (its first buffer is 2 KiB: benches/head_flood.py
 /// measures 4.9–5.6 KiB per connection waiting on a small head; a parked
-/// one measures 6.5 KiB with the allocator's slack, holding no head). A
+/// one measures 6.5–8 KiB with the allocator's slack, holding no head). A
 /// request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
