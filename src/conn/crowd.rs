@@ -69,8 +69,8 @@ pub struct Crowd {
     /// Bytes of buffer the heads being read hold, and how many they may.
     head_bytes: AtomicUsize,
     head_budget: usize,
-    /// What the open connections weigh (`Seat::weigh`), and how much they
-    /// may.
+    /// What the open connections weigh (`Crowd::seat`, `Seat::weigh_more`),
+    /// and how much they may.
     weight: AtomicUsize,
     weight_budget: usize,
 }
@@ -307,6 +307,12 @@ impl Seat {
         self.crowd.head_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
+    /// Gives back what the connection weighs (once: shed, then dropped).
+    fn release_weight(&self) {
+        let weight = self.weight.swap(0, Ordering::AcqRel);
+        self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
+    }
+
     pub fn is_shed(&self) -> bool {
         self.state.load(Ordering::Acquire) & PHASE_MASK == SHED
     }
@@ -376,8 +382,7 @@ impl Seat {
             // What it holds is as good as free: it closes now, and room
             // made for one newcomer is not made again for the next.
             self.release_head_bytes();
-            let weight = self.weight.swap(0, Ordering::AcqRel);
-            self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
+            self.release_weight();
             self.shed.wake();
         }
         done
@@ -402,8 +407,7 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        let weight = self.weight.swap(0, Ordering::AcqRel);
-        self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
+        self.release_weight();
     }
 }
 

@@ -22,7 +22,6 @@ use super::opening;
 use super::parking::{self, Readable};
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
-use crate::config::memory_budget::HTTP2_STATE;
 use crate::conn::crowd::Seat;
 use crate::conn::socket::{ConnIo, Timeouts};
 use crate::conn::state::ConnState;
@@ -207,7 +206,7 @@ impl Shared {
     {
         // No HTTP/1 head will come: nothing for the head scanner.
         state.set_multiplexed();
-        let shed = state.seat().weigh_more(HTTP2_STATE as usize);
+        let shed = state.seat().weigh_more(super::weight::HTTP2);
         if let (Some(shed), Some(metrics)) = (shed, &self.app.metrics) {
             metrics.connection_turned_away(Some(shed as usize));
         }

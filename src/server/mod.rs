@@ -66,7 +66,7 @@ pub struct Server {
 
 /// What a new connection weighs in admission, by where it came
 /// (`config::memory_budget`); an HTTP/2 one weighs more once it is known.
-mod weight {
+pub(super) mod weight {
     use crate::config::memory_budget::{CONNECTION, HTTP2_STATE, TLS_SESSION};
 
     const fn bytes(n: u64) -> usize {
@@ -77,6 +77,8 @@ mod weight {
     pub const TLS: usize = bytes(CONNECTION + TLS_SESSION);
     /// Counted as HTTP/2 over TLS.
     pub const QUIC: usize = bytes(CONNECTION + TLS_SESSION + HTTP2_STATE);
+    /// What a connection found to speak HTTP/2 weighs on top.
+    pub const HTTP2: usize = bytes(HTTP2_STATE);
 }
 
 /// Moves an accepted connection to the next worker and serves it there; TLS

@@ -80,7 +80,7 @@ impl Readable for TlsStream<TcpStream> {
 pub async fn serve<S>(
     builder: &http1::Builder,
     mut io: ConnIo<S>,
-    first: Bytes,
+    mut first: Bytes,
     state: Arc<ConnState>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
@@ -89,19 +89,15 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
 {
     let seat = state.seat().clone();
-    let mut first = Some(first);
-    let metrics = handler.app.metrics.clone();
-    let metrics = metrics.as_deref();
+    let metrics = handler.app.metrics.as_deref();
     // A connection that has sent nothing yet holds no buffer either.
-    if first.as_ref().is_some_and(Bytes::is_empty)
-        && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await
-    {
+    if first.is_empty() && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
         return;
     }
     loop {
         // hyper starts once a head is here whole, unless it left bytes unread.
         if !io.replaying() {
-            let first = first.take().unwrap_or_default();
+            let first = std::mem::take(&mut first);
             // No hyper connection to let go of it meanwhile.
             io.pause_parking(true);
             let next = head_read::next_head(&mut io, first, &seat, &mut stop, metrics).await;
