@@ -258,8 +258,12 @@ print(json.dumps(closed))
     let closed: Vec<bool> = serde_json::from_str(text.trim())
         .unwrap_or_else(|_| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
     let count = closed.iter().filter(|c| **c).count();
+    // The longest idle go first: every one closed is among the first five
+    // (which exactly depends on when each was parked, a tenth of a second
+    // after its answer), the newest is kept.
+    let oldest_first = closed.iter().enumerate().all(|(i, c)| !c || i < 5);
     assert!(
-        closed[0] && !closed[15],
+        oldest_first && !closed[15],
         "the longest idle go first: {closed:?}"
     );
     assert!((3..=5).contains(&count), "closed for room: {closed:?}");
