@@ -1,15 +1,19 @@
 """Keep-alive HTTP/1.1 clients over TLS, for thrust's parking tests.
 
-Usage: tls_keepalive.py PORT COUNT
+Usage: tls_keepalive.py PORT COUNT [PAUSE closed]
 Opens COUNT TLS connections (ALPN http/1.1, certificate not checked), sends
 GET / on each and reads the answer, prints "ready", then waits for a line on
 stdin and sends GET / again on every connection. Prints the statuses of the
 second round as one JSON list. Bounded: each read times out after 10 s.
+
+With PAUSE and "closed": opens them PAUSE seconds apart, then prints which
+of them thrust has closed since (one JSON list of booleans) and exits.
 """
 import json
 import socket
 import ssl
 import sys
+import time
 
 
 def get(conn):
@@ -28,8 +32,22 @@ def get(conn):
     return int(head.split()[1])
 
 
+def closed(conn):
+    """True once the connection reads as closed within 0.3 s."""
+    conn.settimeout(0.3)
+    try:
+        while conn.recv(4096):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
 def main():
     port, count = int(sys.argv[1]), int(sys.argv[2])
+    pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -40,6 +58,10 @@ def main():
         conn = context.wrap_socket(sock, server_hostname="app.test")
         assert get(conn) == 200
         conns.append(conn)
+        time.sleep(pause)
+    if sys.argv[4:] == ["closed"]:
+        print(json.dumps([closed(conn) for conn in conns]), flush=True)
+        return
     print("ready", flush=True)
     sys.stdin.readline()
     print(json.dumps([get(conn) for conn in conns]), flush=True)
