@@ -216,7 +216,7 @@ fn tls_connections_weigh_more_and_idle_ones_make_room() {
     let (cert, key) = self_signed_app_test(dir.path());
     let (https, metrics) = (free_port(), free_port());
     // A cache as large as any machine's memory leaves connections the
-    // floor: 256 KiB of weight, 12 TLS connections at 20 KiB (64 plain).
+    // floor: 256 KiB of weight, 21 TLS connections at 12 KiB (64 plain).
     let _t = Thrust::start_ready(
         Options::app()
             .env("CACHE_SIZE", (1u64 << 40).to_string())
@@ -225,12 +225,12 @@ fn tls_connections_weigh_more_and_idle_ones_make_room() {
             .env("HTTPS_PORT", https.to_string())
             .env("THRUST_METRICS_PORT", metrics.to_string()),
     );
-    // 16 keep-alive clients over TLS, a fifth of a second apart, each
+    // 25 keep-alive clients over TLS, a fifth of a second apart, each
     // answered and then idle; then which of them thrust has closed.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/tls_keepalive.py");
     let out = run_tool(
         "python3",
-        &[script, &https.to_string(), "16", "0.2", "closed"],
+        &[script, &https.to_string(), "25", "0.2", "closed"],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let closed: Vec<bool> = serde_json::from_str(text.trim())

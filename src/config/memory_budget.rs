@@ -12,21 +12,21 @@
 
 use std::path::{Path, PathBuf};
 
-/// What an open connection holds of its own: its task (about 1.7 KiB), its
-/// state, timers and seat in the crowd. A head being read is counted apart,
+/// What an open connection holds of its own: its task (under 1 KiB plain,
+/// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head being read is counted apart,
 /// in `head_bytes` (its first buffer is 2 KiB: benches/head_flood.py
 /// measures 4.9–5.6 KiB per connection waiting on a small head; a parked
-/// one measures 6.5–8 KiB with the allocator's slack, holding no head). A
+/// one measures 6–8 KiB with the allocator's slack, holding no head). A
 /// request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
 /// What TLS adds to a connection: rustls' session and its buffers
-/// (`ALPN=http/1.1 python3 benches/idle_tls_memory.py`: 19 KiB an idle
-/// HTTP/1.1 connection over TLS).
-pub const TLS_SESSION: u64 = 16 << 10;
+/// (`ALPN=http/1.1 python3 benches/idle_tls_memory.py`: 11.2–11.5 KiB an
+/// idle HTTP/1.1 connection over TLS).
+pub const TLS_SESSION: u64 = 8 << 10;
 
 /// What HTTP/2 adds to a connection: the h2 crate's buffers and HPACK
-/// tables (`ALPN=h2 python3 benches/idle_tls_memory.py`: 51 KiB an idle
+/// tables (`ALPN=h2 python3 benches/idle_tls_memory.py`: 43 KiB an idle
 /// HTTP/2 connection over TLS, 32 more than HTTP/1.1). An HTTP/3
 /// connection is counted as HTTP/2 over TLS.
 pub const HTTP2_STATE: u64 = 32 << 10;

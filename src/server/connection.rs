@@ -2,12 +2,15 @@
 //! or thrust's HTTP/2 one (`http2`) over thrust's socket wrapper, or an
 //! HTTP/3 one over QUIC (`http3`), until it closes or thrust stops.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use hyper::server::conn::http1;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -48,78 +51,113 @@ enum Speaks<'p> {
     Http2(&'p h2::server::Builder, Bytes),
 }
 
+/// A connection past its opening, ready to serve: the client it is for,
+/// what it speaks, and its place in the open-connections gauge.
+pub struct Opened<'p, S> {
+    stream: S,
+    remote: SocketAddr,
+    speaks: Speaks<'p>,
+    counted: Option<OpenClientConnection>,
+}
+
 impl Shared {
-    /// Serves one decrypted TLS connection on the current worker, with that
-    /// worker's app connection pool. `h2_preface`: the client agreed on h2
-    /// by ALPN and sent this preface, already read.
-    pub async fn serve_tls<S>(
+    /// Tells what `stream` speaks (`tell`) within the opening time; `None`
+    /// if it ended, took too long or was closed for room first.
+    /// `h2_preface`: a TLS client agreed on h2 by ALPN and sent this
+    /// preface, already read.
+    pub async fn open<'p, S: AsyncRead + Unpin>(
         &self,
         mut stream: S,
         remote: SocketAddr,
-        protocols: &Protocols,
-        upstream: UpstreamClient,
+        protocols: &'p Protocols,
         h2_preface: Option<Bytes>,
-        seat: Arc<Seat>,
-    ) where
-        S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
-    {
+        seat: &Seat,
+    ) -> Option<Opened<'p, S>> {
         let protocol = if h2_preface.is_some() {
             Protocol::H2
         } else {
             Protocol::Http1
         };
         let counted = self.count(protocol);
-        let told = opening(&seat, self.tell(&mut stream, protocols, h2_preface));
-        let Some(Some(speaks)) = told.await else {
-            return;
-        };
-        let state = Arc::new(ConnState::seated(seat));
-        let handler = self.handler(state.clone(), remote, true, upstream, counted);
+        let told = opening(seat, self.tell(&mut stream, protocols, h2_preface));
+        let speaks = told.await.flatten()?;
+        Some(Opened {
+            stream,
+            remote,
+            speaks,
+            counted,
+        })
+    }
+
+    /// Serves a plain connection on the current worker, with that worker's
+    /// app connection pool; HTTP/1 ones are parked while idle, and send
+    /// files in place of stand-ins.
+    pub fn serve_plain<'a>(
+        &'a self,
+        opened: Opened<'a, TcpStream>,
+        upstream: UpstreamClient,
+        seat: Arc<Seat>,
+    ) -> impl Future<Output = ()> + 'a {
+        // hyper's own HTTP/1 connection with vectored writes: body bytes
+        // reach the socket as queued, so file bodies may be sent as stand-ins.
+        self.serve(opened, false, upstream, seat, ConnState::sending_files)
+    }
+
+    /// Serves a decrypted TLS connection, as `serve_plain` (files are sent
+    /// through TLS as any body).
+    pub fn serve_tls<'a, S>(
+        &'a self,
+        opened: Opened<'a, S>,
+        upstream: UpstreamClient,
+        seat: Arc<Seat>,
+    ) -> impl Future<Output = ()> + 'a
+    where
+        S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
+    {
+        self.serve(opened, true, upstream, seat, ConnState::seated)
+    }
+
+    /// Not an `async fn`, nor are those it returns: each layer of `async`
+    /// would hold the connection's socket (and TLS session) once more for
+    /// as long as it is open; here only the protocol's future holds it.
+    /// `http1_state`: the connection's state if it speaks HTTP/1 (an
+    /// HTTP/2 one never sends files in place of stand-ins).
+    fn serve<'a, S>(
+        &'a self,
+        opened: Opened<'a, S>,
+        https: bool,
+        upstream: UpstreamClient,
+        seat: Arc<Seat>,
+        http1_state: fn(Arc<Seat>) -> ConnState,
+    ) -> impl Future<Output = ()> + 'a
+    where
+        S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
+    {
+        let Opened {
+            stream,
+            remote,
+            speaks,
+            counted,
+        } = opened;
+        let state = Arc::new(match speaks {
+            Speaks::Http2(..) => ConnState::seated(seat),
+            Speaks::Http1(..) => http1_state(seat),
+        });
+        let handler = self.handler(state.clone(), remote, https, upstream, counted);
         let io = ConnIo::new(stream, state.clone(), self.timeouts);
         match speaks {
-            Speaks::Http2(settings, preface) => {
-                self.serve_http2(io, &state, handler, settings, preface)
-                    .await
-            }
+            // Boxed: an HTTP/1 connection's task need not have room for it.
+            Speaks::Http2(settings, preface) => Either::Left(Box::pin(
+                self.serve_http2(io, &state, handler, settings, preface),
+            )),
             Speaks::Http1(builder, first) => {
                 let io = io.park_after(parking::PARK_AFTER);
                 let (stop, live) = (self.stop.clone(), self.live.clone());
-                parking::serve(builder, io, first, state, handler, stop, live).await;
+                Either::Right(parking::serve(
+                    builder, io, first, state, handler, stop, live,
+                ))
             }
         }
-    }
-
-    /// Serves a plain connection; HTTP/1 ones are parked while idle, and send
-    /// files in place of stand-ins.
-    pub async fn serve_plain(
-        &self,
-        mut stream: TcpStream,
-        remote: SocketAddr,
-        protocols: &Protocols,
-        upstream: UpstreamClient,
-        seat: Arc<Seat>,
-    ) {
-        let counted = self.count(Protocol::Http1);
-        let told = opening(&seat, self.tell(&mut stream, protocols, None));
-        let (builder, first) = match told.await.flatten() {
-            None => return,
-            Some(Speaks::Http1(builder, first)) => (builder, first),
-            Some(Speaks::Http2(settings, preface)) => {
-                let state = Arc::new(ConnState::seated(seat));
-                let handler = self.handler(state.clone(), remote, false, upstream, counted);
-                let io = ConnIo::new(stream, state.clone(), self.timeouts);
-                return self
-                    .serve_http2(io, &state, handler, settings, preface)
-                    .await;
-            }
-        };
-        // hyper's own HTTP/1 connection with vectored writes: body bytes reach
-        // the socket as queued, so file bodies may be sent as stand-ins.
-        let state = Arc::new(ConnState::sending_files(seat));
-        let handler = self.handler(state.clone(), remote, false, upstream, counted);
-        let io = ConnIo::new(stream, state.clone(), self.timeouts).park_after(parking::PARK_AFTER);
-        let (stop, live) = (self.stop.clone(), self.live.clone());
-        parking::serve(builder, io, first, state, handler, stop, live).await;
     }
 
     /// Serves one QUIC connection: its handshake within the opening time,
@@ -194,14 +232,15 @@ impl Shared {
         }
     }
 
-    async fn serve_http2<S>(
+    fn serve_http2<'p, S>(
         &self,
         mut io: ConnIo<S>,
         state: &ConnState,
         handler: Handler,
-        settings: &h2::server::Builder,
+        settings: &'p h2::server::Builder,
         preface: Bytes,
-    ) where
+    ) -> impl Future<Output = ()> + use<'p, S>
+    where
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         // No HTTP/1 head will come: nothing for the head scanner.
@@ -212,9 +251,10 @@ impl Shared {
         }
         io.read_again(preface);
         let live = self.live.clone();
-        let served = Box::pin(http2::serve(settings, io, handler, self.stop.clone())).await;
-        ended(served);
-        drop(live);
+        http2::serve(settings, io, handler, self.stop.clone()).map(move |served| {
+            ended(served);
+            drop(live);
+        })
     }
 
     /// The connection's place in the open-connections gauge, from its

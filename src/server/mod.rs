@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
 
 use crate::conn::accept;
 use crate::conn::crowd::Seat;
@@ -44,7 +45,7 @@ use crate::conn::socket::Timeouts;
 use crate::pipeline::App;
 use crate::tls::Handshaker;
 use admission::{Admission, Admitted};
-use connection::Shared;
+use connection::{Opened, Shared};
 use protocols::Protocols;
 use workers::Workers;
 
@@ -101,59 +102,97 @@ fn dispatch(
     let worker = workers.next();
     let upstream = worker.upstream.clone();
     let shared = shared.clone();
-    // Plain and TLS connections are separate tasks so that a plain one does
-    // not hold room for a TLS handshake and stream for as long as it is open.
+    // Plain and TLS connections are separate tasks, so that a plain one
+    // does not hold room for a TLS session for as long as it is open. Each
+    // opens in a box of its own: what opening holds (the PROXY header, the
+    // handshake, the preface) is gone once the connection is open, where
+    // inline it would stay in the task for the connection's life.
     let Some((handshaker, secure)) = tls else {
         let plain = plain.clone();
         worker.handle.spawn(async move {
             let seat = admitted.seat().clone();
-            let opened = opening(&seat, take_over(stream, remote, &shared)).await;
-            if let Some(Some((stream, remote))) = opened {
-                shared
-                    .serve_plain(stream, remote, &plain, upstream, seat)
-                    .await
-            }
+            let opened = Box::pin(async {
+                let taken_over = opening(&seat, take_over(stream, remote, &shared)).await;
+                let (stream, remote) = taken_over.flatten()?;
+                shared.open(stream, remote, &plain, None, &seat).await
+            });
+            // Taken out in a statement of its own: an `if let` would keep
+            // room for it until the connection ends.
+            let Some(opened) = opened.await else {
+                return;
+            };
+            shared.serve_plain(opened, upstream, seat).await;
             drop(admitted);
         });
         return;
     };
     worker.handle.spawn(async move {
         let seat = admitted.seat().clone();
-        let opened = opening(&seat, take_over(stream, remote, &shared));
-        let Some(Some((stream, remote))) = opened.await else {
+        let opened = Box::pin(open_tls(
+            &shared,
+            &seat,
+            stream,
+            remote,
+            &handshaker,
+            &secure,
+        ));
+        let Some(opened) = opened.await else {
             return;
         };
-        let limit = shared.opening;
-        let handshake = opening(&seat, tokio::time::timeout(limit, handshaker.accept(stream)));
-        let Some(handshake) = handshake.await else {
-            return;
-        };
-        match handshake {
-            Ok(Ok(mut tls)) => {
-                // A client that agreed on h2 must open with HTTP/2's preface.
-                let preface = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    let read = opening(&seat, tokio::time::timeout(limit, h2_preface::read(&mut tls)));
-                    match read.await {
-                        None => return,
-                        Some(Ok(Ok(Some(preface)))) => Some(preface),
-                        Some(Ok(Ok(None))) => {
-                            return tracing::debug!(remote = %remote, "Wrong HTTP/2 preface, answered with GOAWAY")
-                        }
-                        Some(Ok(Err(e))) => return tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface"),
-                        Some(Err(_)) => return tracing::debug!(remote = %remote, "HTTP/2 preface timed out"),
-                    }
-                } else {
-                    None
-                };
-                shared
-                    .serve_tls(tls, remote, &secure, upstream, preface, seat)
-                    .await
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, remote = %remote, "TLS handshake failed"),
-            Err(_) => tracing::debug!(remote = %remote, "TLS handshake timed out"),
-        }
+        shared.serve_tls(opened, upstream, seat).await;
         drop(admitted);
     });
+}
+
+/// Opens a TLS connection: its PROXY header, the handshake and, from a
+/// client that agreed on h2, HTTP/2's preface, each within the opening
+/// time; `None` if it failed or was closed for room first.
+async fn open_tls<'p>(
+    shared: &Shared,
+    seat: &Seat,
+    stream: std::net::TcpStream,
+    remote: SocketAddr,
+    handshaker: &Handshaker,
+    protocols: &'p Protocols,
+) -> Option<Opened<'p, TlsStream<TcpStream>>> {
+    let (stream, remote) = opening(seat, take_over(stream, remote, shared)).await??;
+    let limit = shared.opening;
+    let handshake = opening(seat, tokio::time::timeout(limit, handshaker.accept(stream)));
+    let mut tls = match handshake.await? {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, remote = %remote, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(remote = %remote, "TLS handshake timed out");
+            return None;
+        }
+    };
+    // A client that agreed on h2 must open with HTTP/2's preface.
+    let mut preface = None;
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let read = opening(
+            seat,
+            tokio::time::timeout(limit, h2_preface::read(&mut tls)),
+        );
+        match read.await? {
+            Ok(Ok(Some(read))) => preface = Some(read),
+            Ok(Ok(None)) => {
+                tracing::debug!(remote = %remote, "Wrong HTTP/2 preface, answered with GOAWAY");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, remote = %remote, "No HTTP/2 preface");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(remote = %remote, "HTTP/2 preface timed out");
+                return None;
+            }
+        }
+    }
+    shared.open(tls, remote, protocols, preface, seat).await
 }
 
 /// One step of opening a connection (its PROXY header, TLS handshake,

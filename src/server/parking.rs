@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::server::conn::http1;
+use hyper::server::conn::http1::{self, UpgradeableConnection};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io;
@@ -77,79 +77,108 @@ impl Readable for TlsStream<TcpStream> {
 
 /// Serves `io` until it closes, parking it whenever it idles. `first`: the
 /// bytes read to tell its protocol.
-pub async fn serve<S>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn holds its arguments twice for as long as it runs"
+)]
+pub fn serve<S>(
     builder: &http1::Builder,
     mut io: ConnIo<S>,
     mut first: Bytes,
     state: Arc<ConnState>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
-    _live: mpsc::Sender<()>,
-) where
+    live: mpsc::Sender<()>,
+) -> impl Future<Output = ()> + '_
+where
     S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
 {
-    let seat = state.seat().clone();
-    let metrics = handler.app.metrics.as_deref();
-    // A connection that has sent nothing yet holds no buffer either.
-    if first.is_empty() && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
-        return;
-    }
-    loop {
-        // hyper starts once a head is here whole, unless it left bytes unread.
-        if !io.replaying() {
-            let first = std::mem::take(&mut first);
-            // No hyper connection to let go of it meanwhile.
-            io.pause_parking(true);
-            let next = head_read::next_head(&mut io, first, &seat, &mut stop, metrics).await;
-            io.pause_parking(false);
-            match next {
-                NextHead::Read(head) => io.read_again(head),
-                NextHead::Closed(result) => return ended(result),
-            }
-        }
-        let mut connection = Box::pin(
-            builder
-                .serve_connection(TokioIo::new(io), handler.clone())
-                .with_upgrades(),
-        );
-        let result = tokio::select! {
-            result = connection.as_mut() => return ended(result),
-            // Closed for room at the limit: idle, or its head too slow.
-            _ = seat.shed() => return ended(Ok::<(), io::Error>(())),
-            _ = stop.changed() => {
-                connection.as_mut().graceful_shutdown();
-                return ended(connection.await);
-            }
-            _ = state.parking() => {
-                // Idle: hyper closes at once, leaving the socket open.
-                connection.as_mut().graceful_shutdown();
-                connection.as_mut().await
-            }
-        };
-        if let Err(e) = result {
-            return ended(Err(e));
-        }
-        // None: the connection was upgraded, and belongs to the upgrade now.
-        let Some(parts) = Pin::into_inner(connection).into_parts() else {
-            return;
-        };
-        io = parts.io.into_inner();
-        let unread = !parts.read_buf.is_empty();
-        io.unpark(parts.read_buf);
-        trim::released();
-        if unread {
-            continue;
-        }
-        // Counted while parked, with metrics on.
-        let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
-        // Parked is idle: closed first when the house is full.
-        seat.idle();
-        // Boxed: the wait exists only while parked, and inline it would
-        // enlarge the task every connection holds for its whole life.
-        if !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
+    // Not an `async fn`: its arguments would be held twice (once as
+    // given, once as moved into its body) for as long as it is open.
+    async move {
+        // Held until the connection ends: shutdown waits for every holder.
+        let _live = live;
+        let seat = state.seat().clone();
+        let metrics = handler.app.metrics.as_deref();
+        // A connection that has sent nothing yet holds no buffer either.
+        if first.is_empty() && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
             return;
         }
+        loop {
+            // hyper starts once a head is here whole, unless it left bytes unread.
+            if !io.replaying() {
+                let first = std::mem::take(&mut first);
+                // No hyper connection to let go of it meanwhile.
+                io.pause_parking(true);
+                let next = head_read::next_head(&mut io, first, &seat, &mut stop, metrics).await;
+                io.pause_parking(false);
+                match next {
+                    NextHead::Read(head) => io.read_again(head),
+                    NextHead::Closed(result) => return ended(result),
+                }
+            }
+            let mut connection = Box::pin(
+                builder
+                    .serve_connection(TokioIo::new(io), handler.clone())
+                    .with_upgrades(),
+            );
+            let result = tokio::select! {
+                result = connection.as_mut() => return ended(result),
+                // Closed for room at the limit: idle, or its head too slow.
+                _ = seat.shed() => return ended(Ok::<(), io::Error>(())),
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    return ended(connection.await);
+                }
+                _ = state.parking() => {
+                    // Idle: hyper closes at once, leaving the socket open.
+                    connection.as_mut().graceful_shutdown();
+                    connection.as_mut().await
+                }
+            };
+            if let Err(e) = result {
+                return ended(Err(e));
+            }
+            // None: the connection was upgraded, and belongs to the upgrade now.
+            let read_buf = match take_apart(connection) {
+                Some((back, read_buf)) => {
+                    io = back;
+                    read_buf
+                }
+                None => return,
+            };
+            let unread = !read_buf.is_empty();
+            io.unpark(read_buf);
+            trim::released();
+            if unread {
+                continue;
+            }
+            // Counted while parked, with metrics on.
+            let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
+            // Parked is idle: closed first when the house is full.
+            seat.idle();
+            // Boxed: the wait exists only while parked, and inline it would
+            // enlarge the task every connection holds for its whole life.
+            if !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
+                return;
+            }
+        }
     }
+}
+
+/// hyper's connection let go of: the socket and the bytes it read beyond
+/// the last request; `None` if it was upgraded. Taken apart in a function
+/// of its own: hyper's parts, kept whole in `serve` (the rest of them are
+/// dropped at the end of their scope), would hold room for a second socket
+/// while the connection is parked.
+fn take_apart<S>(
+    connection: Pin<Box<UpgradeableConnection<TokioIo<ConnIo<S>>, Handler>>>,
+) -> Option<(ConnIo<S>, Bytes)>
+where
+    S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
+{
+    let parts = Pin::into_inner(connection).into_parts()?;
+    Some((parts.io.into_inner(), parts.read_buf))
 }
 
 /// Waits on a parked connection: true once the client sends bytes, false if
