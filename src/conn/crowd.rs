@@ -389,19 +389,14 @@ impl Seat {
     }
 
     /// The connection turned out to weigh `more` bytes more (an HTTP/2
-    /// connection's state); past the budget, room is made as for a new one.
-    /// The kind of room made, if any.
-    pub fn weigh_more(&self, more: usize) -> Option<Shed> {
+    /// connection's state), unless it is closing for room already; the
+    /// admission makes room if that takes the crowd past its budget.
+    pub fn weigh_more(&self, more: usize) {
         if self.is_shed() {
-            return None;
+            return;
         }
         self.weight.fetch_add(more, Ordering::AcqRel);
         self.crowd.weight.fetch_add(more, Ordering::AcqRel);
-        if self.crowd.overweight() {
-            self.crowd.make_room()
-        } else {
-            None
-        }
     }
 }
 
@@ -522,8 +517,11 @@ mod tests {
         idle.busy();
         idle.idle();
         assert!(!crowd.overweight());
-        // Turning out heavier makes room: the idle one goes, its weight free.
-        assert_eq!(busy.weigh_more(30), Some(Shed::Idle));
+        // Turning out heavier takes it past the budget; room made, the idle
+        // one goes, its weight free.
+        busy.weigh_more(30);
+        assert!(crowd.overweight());
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
         assert!(idle.is_shed() && !crowd.overweight());
         drop(idle);
         let heavy = crowd.seat(70);

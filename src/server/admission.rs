@@ -138,6 +138,24 @@ impl Admission {
         (!self.crowd.overweight()).then_some(admitted)
     }
 
+    /// The connection on `seat` turned out to weigh `more` bytes more (an
+    /// HTTP/2 one's state): past the connections' weight, room is made as
+    /// for a newcomer, counted and warned about the same way.
+    pub fn weigh_more(&self, seat: &Seat, more: usize) {
+        seat.weigh_more(more);
+        for _ in 0..MAX_SHED_FOR_WEIGHT {
+            if !self.crowd.overweight() {
+                return;
+            }
+            // No room to make: every other connection is busy, and this
+            // one is open already; the next newcomer finds the crowd full.
+            let Some(shed) = self.crowd.make_room() else {
+                return;
+            };
+            self.at_limit(Some(shed));
+        }
+    }
+
     /// Counts a connection closed for room (`Some`) or refused (`None`),
     /// with a warning now and then.
     fn at_limit(&self, shed: Option<Shed>) {
@@ -266,6 +284,27 @@ mod tests {
         busy.iter().for_each(|b| b.seat().busy());
         assert!(admission.admit(20 << 10).is_none());
         assert!(admission.admit(4096).is_some());
+    }
+
+    #[test]
+    fn a_connection_found_heavier_makes_room_and_is_counted() {
+        let admission = Admission::new(None, BUDGET, None);
+        let light: Vec<_> = (0..384).map(|_| admission.admit(4096).unwrap()).collect();
+        for admitted in &light {
+            admitted.seat().busy();
+            admitted.seat().idle();
+        }
+        // The newest turns out to speak HTTP/2: 32 KiB more, the 8 longest
+        // idle go.
+        let h2 = &light[383];
+        h2.seat().busy();
+        admission.weigh_more(h2.seat(), 32 << 10);
+        let shed: Vec<bool> = light.iter().map(|a| a.seat().is_shed()).collect();
+        assert!(shed[..8].iter().all(|s| *s) && !shed[8..].iter().any(|s| *s));
+        assert_eq!(
+            admission.shed[Shed::Idle as usize].load(Ordering::Relaxed),
+            8
+        );
     }
 
     #[test]

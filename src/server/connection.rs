@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::admission::Admission;
 use super::connection_end::ended;
 use super::h2_preface;
 use super::handler::Handler;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub live: mpsc::Sender<()>,
     /// QUIC handshakes under way (`http3::Handshakes`).
     pub handshakes: http3::Handshakes,
+    /// Where a connection found heavier than it was admitted as makes room.
+    pub admission: Arc<Admission>,
 }
 
 /// What a connection turned out to speak, with the bytes read to tell.
@@ -245,10 +248,8 @@ impl Shared {
     {
         // No HTTP/1 head will come: nothing for the head scanner.
         state.set_multiplexed();
-        let shed = state.seat().weigh_more(super::weight::HTTP2);
-        if let (Some(shed), Some(metrics)) = (shed, &self.app.metrics) {
-            metrics.connection_turned_away(Some(shed as usize));
-        }
+        self.admission
+            .weigh_more(state.seat(), super::weight::HTTP2);
         io.read_again(preface);
         let live = self.live.clone();
         http2::serve(settings, io, handler, self.stop.clone()).map(move |served| {

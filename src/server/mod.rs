@@ -316,6 +316,7 @@ impl Server {
             stop: stop_rx,
             live: live_tx,
             handshakes: Default::default(),
+            admission: self.admission.clone(),
         });
         tokio::pin!(stop);
         let output = loop {
