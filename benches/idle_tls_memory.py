@@ -1,5 +1,6 @@
 """Memory held by idle keep-alive connections over TLS, HTTP/1.1 or HTTP/2,
-for one or more thrust binaries in front of the suite's nginx app.
+or over QUIC (HTTP/3), for one or more thrust binaries in front of the
+suite's nginx app.
 
 Each binary is measured fresh, twice: RSS once it runs, then with COUNT TLS
 connections (ALPN http/1.1, or h2 with ALPN=h2; a self-signed ECDSA P-256
@@ -7,7 +8,8 @@ certificate) that each made one request and then sat idle for IDLE seconds
 (an HTTP/2 one with no stream open).
 
 Usage: python3 benches/idle_tls_memory.py BINARY [BINARY ...]
-       (COUNT=1000, IDLE=2.5, ALPN=http/1.1 or h2; h2 needs python3-h2)
+       (COUNT=1000, IDLE=2.5, ALPN=http/1.1, h2 or h3; h2 needs python3-h2,
+       h3 aioquic: run it with target/tools/aioquic/bin/python)
 """
 import os
 import socket
@@ -56,15 +58,49 @@ def h2_request(conn):
         conn.sendall(h2conn.data_to_send())
 
 
+def hold_h3(port, count, measure_held):
+    """`count` QUIC connections that each made one HTTP/3 request, held
+    while `measure_held` runs."""
+    import asyncio
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/apps"))
+    from aioquic.asyncio.client import connect
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+    from h3_client import Client
+
+    async def run():
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="app.test",
+                                   verify_mode=ssl.CERT_NONE)
+        opened = []
+        try:
+            for _ in range(count):
+                context = connect("127.0.0.1", port, configuration=config, create_protocol=Client)
+                client = await context.__aenter__()
+                opened.append(context)
+                url = f"https://app.test:{port}/dynamic"
+                exchange = await asyncio.wait_for(client.request("GET", url, [], None, None), 10)
+                if exchange.status != 200:
+                    raise RuntimeError(f"HTTP/3 answer {exchange.status}")
+            await asyncio.sleep(IDLE)
+            measure_held()
+        finally:
+            for context in opened:
+                await context.__aexit__(None, None, None)
+
+    asyncio.run(run())
+
+
 def measure(bench, binary, cert, key):
     https = free_port()
-    env = bench.thrust_env(HTTP_PORT=free_port(), HTTPS_PORT=https, SSL_CERT_PATH=cert, SSL_KEY_PATH=key)
+    env = bench.thrust_env(HTTP_PORT=free_port(), HTTPS_PORT=https, SSL_CERT_PATH=cert, SSL_KEY_PATH=key,
+                           THRUST_HTTP3="1" if ALPN == "h3" else "0")
     front = subprocess.Popen([binary, "sleep", "infinity"], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([ALPN])
+    # Over QUIC, thrust is known ready once it answers over TCP.
+    context.set_alpn_protocols(["http/1.1" if ALPN == "h3" else ALPN])
     try:
         deadline = time.time() + 10
         while True:
@@ -77,11 +113,17 @@ def measure(bench, binary, cert, key):
                 time.sleep(0.1)
         time.sleep(0.3)
         before = rss_kib([front.pid])
+
+        def report():
+            held = rss_kib([front.pid])
+            print(f"{binary}: RSS {before / 1024:.1f} MiB, {held / 1024:.1f} MiB with {COUNT} idle TLS connections "
+                  f"({(held - before) / COUNT:.1f} KiB each, {ALPN})", flush=True)
+        if ALPN == "h3":
+            hold_h3(https, COUNT, report)
+            return
         conns = [connect(https, context) for _ in range(COUNT)]
         time.sleep(IDLE)
-        held = rss_kib([front.pid])
-        print(f"{binary}: RSS {before / 1024:.1f} MiB, {held / 1024:.1f} MiB with {COUNT} idle TLS connections "
-              f"({(held - before) / COUNT:.1f} KiB each, {ALPN})", flush=True)
+        report()
         for conn in conns:
             conn.close()
     finally:

@@ -68,7 +68,7 @@ pub struct Server {
 /// What a new connection weighs in admission, by where it came
 /// (`config::memory_budget`); an HTTP/2 one weighs more once it is known.
 pub(super) mod weight {
-    use crate::config::memory_budget::{CONNECTION, HTTP2_STATE, TLS_SESSION};
+    use crate::config::memory_budget::{CONNECTION, HTTP2_STATE, HTTP3_CONNECTION, TLS_SESSION};
 
     const fn bytes(n: u64) -> usize {
         n as usize
@@ -76,8 +76,7 @@ pub(super) mod weight {
 
     pub const PLAIN: usize = bytes(CONNECTION);
     pub const TLS: usize = bytes(CONNECTION + TLS_SESSION);
-    /// Counted as HTTP/2 over TLS.
-    pub const QUIC: usize = bytes(CONNECTION + TLS_SESSION + HTTP2_STATE);
+    pub const QUIC: usize = bytes(HTTP3_CONNECTION);
     /// What a connection found to speak HTTP/2 weighs on top.
     pub const HTTP2: usize = bytes(HTTP2_STATE);
 }
