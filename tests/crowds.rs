@@ -213,16 +213,13 @@ fn large_unfinished_heads_past_their_memory_budget_close_the_oldest() {
 #[test]
 fn tls_connections_weigh_more_and_idle_ones_make_room() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_app_test(dir.path());
-    let (https, metrics) = (free_port(), free_port());
+    let metrics = free_port();
+    let (options, https, _) = Options::app().https_app_test(dir.path());
     // A cache as large as any machine's memory leaves connections the
     // floor: 256 KiB of weight, 21 TLS connections at 12 KiB (64 plain).
     let _t = Thrust::start_ready(
-        Options::app()
+        options
             .env("CACHE_SIZE", (1u64 << 40).to_string())
-            .env("SSL_CERT_PATH", cert.to_string_lossy())
-            .env("SSL_KEY_PATH", key.to_string_lossy())
-            .env("HTTPS_PORT", https.to_string())
             .env("THRUST_METRICS_PORT", metrics.to_string()),
     );
     // 25 keep-alive clients over TLS, a fifth of a second apart, each
@@ -267,15 +264,8 @@ fn busy_connections_are_never_closed_for_room() {
 #[test]
 fn an_idle_http2_connection_goes_with_goaway_to_make_room() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_app_test(dir.path());
-    let https = free_port();
-    let t = Thrust::start_ready(
-        Options::app()
-            .env("SSL_CERT_PATH", cert.to_string_lossy())
-            .env("SSL_KEY_PATH", key.to_string_lossy())
-            .env("HTTPS_PORT", https.to_string())
-            .env("THRUST_MAX_CONNECTIONS", "1"),
-    );
+    let (options, https, _) = Options::app().https_app_test(dir.path());
+    let t = Thrust::start_ready(options.env("THRUST_MAX_CONNECTIONS", "1"));
     let answered = dir.path().join("answered");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/h2_client.py");
     let client = Command::new("/usr/bin/python3")

@@ -169,15 +169,9 @@ fn with_h2c_on_idle_http1_connections_are_parked_and_http2_ones_served() {
 fn idle_tls_connections_are_parked_and_served_again() {
     use std::io::BufRead;
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_app_test(certs.path());
-    let (metrics, https) = (free_port(), free_port());
-    let _t = Thrust::start_ready(
-        Options::app()
-            .env("THRUST_METRICS_PORT", metrics.to_string())
-            .env("SSL_CERT_PATH", cert.to_str().unwrap())
-            .env("SSL_KEY_PATH", key.to_str().unwrap())
-            .env("HTTPS_PORT", https.to_string()),
-    );
+    let metrics = free_port();
+    let (options, https, _) = Options::app().https_app_test(certs.path());
+    let _t = Thrust::start_ready(options.env("THRUST_METRICS_PORT", metrics.to_string()));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/tls_keepalive.py");
     let mut clients = std::process::Command::new("python3")
         .args([script, &https.to_string(), "5"])

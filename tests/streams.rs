@@ -21,13 +21,8 @@ use serde_json::Value;
 /// and, for app.test, HTTPS (h2) on TCP and HTTP/3 on UDP at the port
 /// returned.
 fn start(dir: &Path, extra: &[(&'static str, &str)]) -> (Thrust, u16, PathBuf) {
-    let (cert, key) = self_signed_app_test(dir);
-    let https = free_port();
-    let mut options = Options::app()
-        .env("SSL_CERT_PATH", cert.to_string_lossy())
-        .env("SSL_KEY_PATH", key.to_string_lossy())
-        .env("HTTPS_PORT", https.to_string())
-        .env("THRUST_HTTP3", "1");
+    let (options, https, cert) = Options::app().https_app_test(dir);
+    let mut options = options.env("THRUST_HTTP3", "1");
     for (name, value) in extra {
         options = options.env(name, *value);
     }

@@ -264,14 +264,20 @@ mod tests {
         assert!(idle.seat().is_shed() && !new.seat().is_shed());
     }
 
-    #[test]
-    fn heavy_connections_take_the_room_of_light_ones() {
-        let admission = Admission::new(None, BUDGET, None);
-        let light: Vec<_> = (0..380).map(|_| admission.admit(4096).unwrap()).collect();
-        for admitted in &light {
+    /// `count` plain connections admitted, each answered once and idle.
+    fn idle_plain(admission: &Arc<Admission>, count: usize) -> Vec<Admitted> {
+        let idle: Vec<_> = (0..count).map(|_| admission.admit(4096).unwrap()).collect();
+        for admitted in &idle {
             admitted.seat().busy();
             admitted.seat().idle();
         }
+        idle
+    }
+
+    #[test]
+    fn heavy_connections_take_the_room_of_light_ones() {
+        let admission = Admission::new(None, BUDGET, None);
+        let light = idle_plain(&admission, 380);
         // 20 KiB where 16 are left: the longest idle makes room.
         let heavy = admission.admit(20 << 10).unwrap();
         assert!(light[0].seat().is_shed() && !light[1].seat().is_shed());
@@ -289,11 +295,7 @@ mod tests {
     #[test]
     fn a_connection_found_heavier_makes_room_and_is_counted() {
         let admission = Admission::new(None, BUDGET, None);
-        let light: Vec<_> = (0..384).map(|_| admission.admit(4096).unwrap()).collect();
-        for admitted in &light {
-            admitted.seat().busy();
-            admitted.seat().idle();
-        }
+        let light = idle_plain(&admission, 384);
         // The newest turns out to speak HTTP/2: 32 KiB more, the 8 longest
         // idle go.
         let h2 = &light[383];

@@ -104,6 +104,18 @@ impl<'a> Options<'a> {
         self.env.push((name, value.into()));
         self
     }
+
+    /// HTTPS for app.test on a free port, with a self-signed certificate
+    /// written to `dir`: the options, that port and the certificate.
+    pub fn https_app_test(self, dir: &Path) -> (Self, u16, PathBuf) {
+        let (cert, key) = self_signed_app_test(dir);
+        let https = free_port();
+        let options = self
+            .env("SSL_CERT_PATH", cert.to_string_lossy())
+            .env("SSL_KEY_PATH", key.to_string_lossy())
+            .env("HTTPS_PORT", https.to_string());
+        (options, https, cert)
+    }
 }
 
 impl Thrust {
