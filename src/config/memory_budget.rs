@@ -13,11 +13,12 @@
 use std::path::{Path, PathBuf};
 
 /// What an open connection holds of its own: its task (under 1 KiB plain,
-/// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head being read is counted apart,
-/// in `head_bytes` (its first buffer is 2 KiB: benches/head_flood.py
-/// measures 4.9–5.6 KiB per connection waiting on a small head; a parked
-/// one measures 6–8 KiB with the allocator's slack, holding no head). A
-/// request in flight adds hyper's 16 KiB of buffers.
+/// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head
+/// being read is counted apart, in `head_bytes` (its first buffer is
+/// 2 KiB: benches/head_flood.py measures 4.9–5.6 KiB per connection
+/// waiting on a small head; a parked one measures 6–8 KiB with the
+/// allocator's slack, holding no head). A request in flight adds hyper's
+/// 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
 /// What TLS adds to a connection: rustls' session and its buffers
@@ -53,7 +54,8 @@ pub struct ConnectionBudget {
     /// connections.
     pub connections: u64,
     /// Bytes the connections may weigh at once, each by its kind
-    /// (`CONNECTION`, with `TLS_SESSION` and `HTTP2_STATE` on top).
+    /// (`CONNECTION`, with `TLS_SESSION` and `HTTP2_STATE` on top;
+    /// `HTTP3_CONNECTION`).
     pub connection_bytes: u64,
     /// Bytes all request heads being read may hold at once.
     pub head_bytes: u64,

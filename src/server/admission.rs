@@ -127,13 +127,9 @@ impl Admission {
             seat: self.crowd.seat(weight),
         };
         // A heavy newcomer (TLS) may need the room of a few light ones.
-        for _ in 0..MAX_SHED_FOR_WEIGHT {
-            if !self.crowd.overweight() {
-                return Some(admitted);
-            }
-            let shed = self.crowd.make_room();
-            self.at_limit(shed);
-            shed?;
+        if !self.shed_while_overweight() {
+            self.at_limit(None);
+            return None;
         }
         (!self.crowd.overweight()).then_some(admitted)
     }
@@ -143,17 +139,25 @@ impl Admission {
     /// for a newcomer, counted and warned about the same way.
     pub fn weigh_more(&self, seat: &Seat, more: usize) {
         seat.weigh_more(more);
+        // With no room to make (every other connection busy) this one stays
+        // open all the same; the next newcomer finds the crowd full.
+        self.shed_while_overweight();
+    }
+
+    /// Closes connections for room, each counted, up to `MAX_SHED_FOR_WEIGHT`
+    /// while the open ones weigh past their budget; false if the crowd had
+    /// none to close (every connection busy).
+    fn shed_while_overweight(&self) -> bool {
         for _ in 0..MAX_SHED_FOR_WEIGHT {
             if !self.crowd.overweight() {
-                return;
+                return true;
             }
-            // No room to make: every other connection is busy, and this
-            // one is open already; the next newcomer finds the crowd full.
             let Some(shed) = self.crowd.make_room() else {
-                return;
+                return false;
             };
             self.at_limit(Some(shed));
         }
+        true
     }
 
     /// Counts a connection closed for room (`Some`) or refused (`None`),
