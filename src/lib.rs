@@ -191,7 +191,6 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
         jitter,
         config: config.clone(),
     });
-    tokio::spawn(memory::trim::keep_trimmed());
     let server = Server {
         app,
         h2c: config.h2c,

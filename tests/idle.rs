@@ -48,8 +48,9 @@ fn wait_parked(metrics_port: u16, count: u64) {
     );
 }
 
-/// thrust's RSS once it drops to `bound` KiB (malloc_trim runs once a
-/// second after connections park or close), or as it is after 10 s.
+/// thrust's RSS once it drops to `bound` KiB (the allocator returns freed
+/// pages about a second after connections park or close), or as it is
+/// after 10 s.
 fn rss_settled_below(t: &Thrust, bound: u64) -> u64 {
     wait_until(Duration::from_secs(10), || t.memory_kib().0 < bound);
     t.memory_kib().0

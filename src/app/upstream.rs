@@ -171,11 +171,11 @@ impl UpstreamClient {
 
     /// Closes the idle connections a quiet pool no longer needs (see
     /// `QUIET_KEEP`); connections opened ahead to a copy that is not current
-    /// yet are kept for the switch. Returns how many were closed.
-    pub fn trim(&self) -> usize {
+    /// yet are kept for the switch.
+    pub fn trim(&self) {
         let generation = self.pool.target.generation();
         let Ok(mut idle) = self.pool.idle.lock() else {
-            return 0;
+            return;
         };
         let unused =
             |i: &Idle| i.connection.generation <= generation && i.since.elapsed() >= QUIET_AFTER;
@@ -183,7 +183,6 @@ impl UpstreamClient {
         let surplus = idle.len().saturating_sub(QUIET_KEEP);
         let closing = idle.iter().take(surplus).take_while(|i| unused(i)).count();
         idle.drain(..closing);
-        closing
     }
 
     /// Opens up to `count` connections to `copy` before requests are

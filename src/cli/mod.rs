@@ -47,8 +47,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before the log writer, the first thread thrust starts.
-    crate::memory::arenas::cap(crate::server::workers::count());
     crate::log::init(config.debug);
     let code = crate::run(config, args);
     crate::log::flush();

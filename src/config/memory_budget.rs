@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 /// What an open connection holds of its own: its task (under 1 KiB plain,
 /// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head
 /// being read is counted apart, in `head_bytes` (its first buffer is
-/// 2 KiB: benches/head_flood.py measures 4.9–5.6 KiB per connection
-/// waiting on a small head; a parked one measures 6–8 KiB with the
-/// allocator's slack, holding no head). A request in flight adds hyper's
-/// 16 KiB of buffers.
+/// 2 KiB: benches/head_flood.py measures 4.4 KiB per connection waiting
+/// on a small head; benches/idle_memory.py 4.2–4.9 KiB per parked one,
+/// holding no head). A request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
 /// What TLS adds to a connection: rustls' session and its buffers

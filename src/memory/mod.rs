@@ -1,9 +1,9 @@
-//! The allocator: glibc's malloc kept to one heap per worker (`arenas`),
-//! and the memory that closed and parked connections free given back to
-//! the system (`trim`). What thrust asks of malloc beyond allocating lives
-//! here, so that a different allocator would be one folder's change.
+//! The allocator: jemalloc, which gives the pages that closed and parked
+//! connections free back to the system by itself (`allocator`), and its
+//! figures for /metrics (`heap`). What thrust asks of the allocator lives
+//! here, so that a different one would be one folder's change.
 //!
-//! May call: nothing of thrust's. The server and the command line call it.
+//! May call: nothing of thrust's. The metrics layer reads `heap`.
 
-pub mod arenas;
-pub mod trim;
+mod allocator;
+pub mod heap;

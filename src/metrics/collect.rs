@@ -108,12 +108,12 @@ impl Collector for Collected {
             counted,
         )?;
 
-        if let Some(heap) = super::heap::read() {
+        if let Some(heap) = crate::memory::heap::read() {
             labelled_gauges(
                 &mut encoder,
                 (
                     "heap",
-                    "Bytes the allocator has given out and not had back (in_use), and holds free for reuse (free, some of it already returned to the system)",
+                    "Bytes the allocator has given out and not had back (in_use), and keeps resident beyond them (free: room in its pages, pages freed and not yet returned to the system, its bookkeeping)",
                     Some(&Unit::Bytes),
                 ),
                 "state",

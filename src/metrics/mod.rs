@@ -4,12 +4,12 @@
 //! and one histogram observation; nothing is recorded without the port.
 //!
 //! The metrics layer owns the series and their encoding, and the /metrics
-//! listener. It may call conn (its accept loop) and nothing else: what is
-//! read at scrape time comes from the layers above through `collect::Scraped`.
+//! listener. It may call conn (its accept loop) and memory (the allocator's
+//! figures) and nothing else: what is read at scrape time comes from the
+//! layers above through `collect::Scraped`.
 
 pub mod collect;
 pub mod endpoint;
-pub mod heap;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! What happens when a served client connection is over: its memory counts
-//! toward the next trim, an error is worth a debug line, and an HTTP/2
-//! client on the HTTP/1-only port is worth a warning, since it fails there
-//! for a reason only the operator can fix (`H2C_ENABLED`).
+//! What happens when a served client connection is over: an error is worth
+//! a debug line, and an HTTP/2 client on the HTTP/1-only port is worth a
+//! warning, since it fails there for a reason only the operator can fix
+//! (`H2C_ENABLED`).
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -38,7 +38,6 @@ impl ConnectionError for std::io::Error {
 }
 
 pub fn ended<E: ConnectionError>(result: Result<(), E>) {
-    crate::memory::trim::released();
     let Err(e) = result else { return };
     if e.is_http2_on_http1() && HTTP2_ON_HTTP1.due() {
         tracing::warn!(

@@ -39,7 +39,6 @@ use crate::conn::crowd::Seat;
 use crate::conn::socket::ConnIo;
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
-use crate::memory::trim;
 use crate::server::connection_end::ended;
 
 /// How long a connection idles between requests before it is parked: long
@@ -149,7 +148,6 @@ where
             };
             let unread = !read_buf.is_empty();
             io.unpark(read_buf);
-            trim::released();
             if unread {
                 continue;
             }

@@ -14,10 +14,9 @@ use tokio::runtime::{Builder, Handle};
 use crate::app::app_connections::{self, AppConnections};
 use crate::app::target::AppTarget;
 use crate::app::upstream::{self, UpstreamClient};
-use crate::memory::trim;
 
 /// Threads a worker keeps for its blocking work (storing compressed
-/// variants, making dictionary deltas, malloc_trim): each of those is
+/// variants, making dictionary deltas): each of those is
 /// already bounded by a semaphore or runs alone, and every thread that has
 /// compressed keeps its compressor state and may hold heap pages.
 const BLOCKING_THREADS: usize = 2;
@@ -88,15 +87,12 @@ impl Workers {
     }
 }
 
-/// Closes what a worker's quiet pool no longer needs, once a second; the
-/// memory of the connections it closes counts toward the next malloc_trim.
+/// Closes what a worker's quiet pool no longer needs, once a second.
 async fn trim_every_second(upstream: UpstreamClient) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for _ in 0..upstream.trim() {
-            trim::released();
-        }
+        upstream.trim();
     }
 }

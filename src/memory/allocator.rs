@@ -1,0 +1,40 @@
+//! jemalloc as thrust's allocator, set to give freed memory back soon.
+//!
+//! glibc's malloc left the pages of a burst's request buffers in use by
+//! the few small blocks each parked connection keeps (6–7 KiB of RSS per
+//! idle connection for 2.6 KiB live), needed a `malloc_trim` that holds
+//! each arena's lock while it walks the heap, and crept under a steady mix
+//! of cache stores and compressions unless its arenas were capped.
+//! jemalloc keeps small blocks of one size together in their own pages and
+//! purges the pages that empty: benches/RESULTS.md, "The allocator".
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Read by jemalloc when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// still overrides each setting):
+/// - `background_thread`: jemalloc's own threads purge free pages, not the
+///   worker whose free left them, and not only when it next allocates;
+/// - `dirty_decay_ms:1000`: pages freed stay for reuse about a second (the
+///   default is ten) before they go back to the system;
+/// - `muzzy_decay_ms:0`: and then go back at once (`MADV_DONTNEED`, which
+///   lowers RSS where the lazy `MADV_FREE` would not until memory is short).
+#[export_name = "_rjem_malloc_conf"]
+static SETTINGS: Option<&'static std::ffi::c_char> = Some(
+    // SAFETY: a C string literal lives for the whole program.
+    unsafe { &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() },
+);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_settings_are_the_ones_jemalloc_runs_with() {
+        assert_eq!(tikv_jemalloc_ctl::background_thread::read(), Ok(true));
+        let decay = |name: &str| {
+            // SAFETY: both are `ssize_t` options, read as such.
+            unsafe { tikv_jemalloc_ctl::raw::read::<isize>(name.as_bytes()) }
+        };
+        assert_eq!(decay("opt.dirty_decay_ms\0"), Ok(1000));
+        assert_eq!(decay("opt.muzzy_decay_ms\0"), Ok(0));
+    }
+}
