@@ -3,10 +3,12 @@
 # exactly, where CPU time on a shared machine moves by a third between
 # runs): thrust runs under valgrind in front of the Python test app, 400
 # requests warm it up uninstrumented, then 5,000 are counted, HTTP/1.1
-# (h2load --h1 -c4) or h2c (h2load -c4 -m10). Request logs on (the
-# defaults), written to a file.
+# (h2load --h1 -c4), h2c (h2load -c4 -m10) or parked (100 keep-alive
+# connections taking turns, each request after 300 ms idle: the connection
+# is parked between requests and woken for each, as on a busy site where
+# most clients are idle). Request logs on (the defaults), written to a file.
 #
-# Usage: benches/instructions.sh BINARY [h1|h2c]   (prints: instructions per request)
+# Usage: benches/instructions.sh BINARY [h1|h2c|parked]   (prints: instructions per request)
 set -euo pipefail
 binary=$(realpath "$1")
 mode=${2:-h1}
@@ -32,7 +34,11 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 load() {
-  if [ "$mode" = h2c ]; then h2load -n"$1" -c4 -m10 "http://127.0.0.1:$port/"; else h2load --h1 -n"$1" -c4 "http://127.0.0.1:$port/"; fi
+  case "$mode" in
+    h2c) h2load -n"$1" -c4 -m10 "http://127.0.0.1:$port/" ;;
+    parked) python3 "$root/benches/load/parked_clients.py" "$port" 100 "$1" 0.3 ;;
+    *) h2load --h1 -n"$1" -c4 "http://127.0.0.1:$port/" ;;
+  esac
 }
 load 400 > /dev/null
 callgrind_control -i on $vg > /dev/null 2>&1
