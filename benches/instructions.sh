@@ -4,7 +4,8 @@
 # runs): thrust runs under valgrind in front of the Python test app, 400
 # requests warm it up uninstrumented, then 5,000 are counted, HTTP/1.1
 # (h2load --h1 -c4), h2c (h2load -c4 -m10) or parked (100 keep-alive
-# connections taking turns, each request after 300 ms idle: the connection
+# connections taking turns one request at a time, each after 300 ms idle or
+# more: the connection
 # is parked between requests and woken for each, as on a busy site where
 # most clients are idle). Request logs on (the defaults), written to a file.
 #

@@ -1,7 +1,9 @@
 """Keep-alive clients that wait between requests long enough for thrust to
 park their connections (PARK_AFTER is 100 ms), so each request wakes one:
-CLIENTS connections send one request each per round, PAUSE seconds apart,
-until TOTAL requests are answered. Prints "TOTAL succeeded" as h2load does
+CLIENTS connections send one request each per round, one after another
+(one request at the app at a time, as when visitors' requests are spread
+out: no burst of app connections), rounds PAUSE seconds apart, until TOTAL
+requests are answered. Prints "TOTAL succeeded" as h2load does
 (benches/instructions.sh's parked mode).
 
 Usage: python3 benches/load/parked_clients.py PORT CLIENTS TOTAL PAUSE
@@ -36,14 +38,12 @@ def main():
     conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(min(clients, total))]
     succeeded = 0
     while succeeded < total:
-        batch = conns[:total - succeeded]
-        for conn in batch:
+        for conn in conns[:total - succeeded]:
             conn.sendall(request)
-        for conn in batch:
             status = answer(conn)
             if status != b"200":
                 sys.exit(f"answered {status.decode()}, not 200")
-        succeeded += len(batch)
+            succeeded += 1
         if succeeded < total:
             time.sleep(pause)
     for conn in conns:

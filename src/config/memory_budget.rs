@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head
 /// being read is counted apart, in `head_bytes` (its first buffer is
 /// 2 KiB: benches/head_flood.py measures 4.4 KiB per connection waiting
-/// on a small head; benches/idle_memory.py 4.2–4.9 KiB per parked one,
+/// on a small head; benches/idle_memory.py 3.6–3.7 KiB per parked one,
 /// holding no head). A request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
@@ -32,8 +32,8 @@ pub const HTTP2_STATE: u64 = 32 << 10;
 
 /// What an HTTP/3 connection holds waiting, all told: quinn's connection
 /// (its TLS, streams and buffers) and h3's (`ALPN=h3
-/// target/tools/aioquic/bin/python benches/idle_tls_memory.py`: 65.3–65.5
-/// KiB an idle one).
+/// target/tools/aioquic/bin/python benches/idle_tls_memory.py`: 64.9 KiB
+/// an idle one).
 pub const HTTP3_CONNECTION: u64 = 64 << 10;
 
 /// The default never goes below this, however small the container: a

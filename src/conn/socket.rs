@@ -104,6 +104,16 @@ impl<S> ConnIo<S> {
         self.timeouts.idle.map(|t| self.idle_since + t)
     }
 
+    /// While parked: whether HTTP_IDLE_TIMEOUT has passed, timed on the
+    /// read timer (a parked connection reads nothing; a timer of its own
+    /// would add to what each one holds). Wakes `cx` when it passes.
+    pub fn poll_idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.idle_deadline() else {
+            return false;
+        };
+        Self::expired(&mut self.read_timer, &mut self.read_deadline, deadline, cx)
+    }
+
     /// Takes the connection back from a parked hyper connection: the bytes
     /// it had read are read again first.
     pub fn unpark(&mut self, unread: Bytes) {

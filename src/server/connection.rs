@@ -163,46 +163,62 @@ impl Shared {
         }
     }
 
-    /// Serves one QUIC connection: its handshake within the opening time,
-    /// then HTTP/3 until it closes or thrust stops.
-    pub async fn serve_quic(
+    /// A QUIC connection's handshake, within the opening time; `None`: it
+    /// was refused, failed, timed out or was closed for room.
+    pub async fn open_quic(
         &self,
         incoming: quinn::Incoming,
-        upstream: UpstreamClient,
-        seat: Arc<Seat>,
+        seat: &Seat,
         handshaking: http3::Handshaking,
-    ) {
+    ) -> Option<(quinn::Connection, SocketAddr)> {
         let remote = incoming.remote_address();
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
             Err(e) => {
-                return tracing::debug!(error = %e, remote = %remote, "QUIC connection not accepted")
+                tracing::debug!(error = %e, remote = %remote, "QUIC connection not accepted");
+                return None;
             }
         };
-        let handshake = opening(&seat, tokio::time::timeout(self.opening, connecting));
-        let handshake = handshake.await;
+        let handshake = opening(seat, tokio::time::timeout(self.opening, connecting)).await;
         drop(handshaking);
-        let connection = match handshake {
-            None => return,
-            Some(Ok(Ok(connection))) => connection,
-            Some(Ok(Err(e))) => {
-                return tracing::debug!(error = %e, remote = %remote, "QUIC handshake failed")
+        match handshake? {
+            Ok(Ok(connection)) => Some((connection, remote)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, remote = %remote, "QUIC handshake failed");
+                None
             }
-            Some(Err(_)) => return tracing::debug!(remote = %remote, "QUIC handshake timed out"),
-        };
+            Err(_) => {
+                tracing::debug!(remote = %remote, "QUIC handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// Serves an open QUIC connection with HTTP/3 until it closes or thrust
+    /// stops. Not an `async fn`, and the end handled by `map`: either would
+    /// hold the HTTP/3 future twice (as an argument or captured, and as
+    /// awaited) for the connection's life.
+    pub fn serve_quic(
+        &self,
+        connection: quinn::Connection,
+        remote: SocketAddr,
+        upstream: UpstreamClient,
+        seat: Arc<Seat>,
+    ) -> impl Future<Output = ()> + Send + '_ {
         let counted = self.count(Protocol::H3);
         let state = Arc::new(ConnState::seated(seat));
         // No HTTP/1 head will come: nothing for the head scanner.
         state.set_multiplexed();
         let handler = self.handler(state, remote, true, upstream, counted);
         let live = self.live.clone();
-        let served = http3::serve(connection, handler, self.opening, self.stop.clone()).await;
-        if let Err(e) = served {
-            if !e.is_h3_no_error() {
-                tracing::debug!(error = %e, remote = %remote, "HTTP/3 connection ended with an error");
+        http3::serve(connection, handler, self.opening, self.stop.clone()).map(move |served| {
+            if let Err(e) = served {
+                if !e.is_h3_no_error() {
+                    tracing::debug!(error = %e, remote = %remote, "HTTP/3 connection ended with an error");
+                }
             }
-        }
-        drop(live);
+            drop(live);
+        })
     }
 
     /// Which protocol the connection speaks: known from the listener or

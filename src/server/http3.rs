@@ -114,10 +114,14 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), h3::error::ConnectionError> {
     let seat = handler.conn.state.seat().clone();
-    let mut h3 = h3::server::builder()
-        .max_field_section_size(MAX_HEAD_BYTES as u64)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
-        .await?;
+    // Setting up and shutting down are boxed: inline, the task would keep
+    // room for them while the connection waits.
+    let mut h3 = Box::pin(
+        h3::server::builder()
+            .max_field_section_size(MAX_HEAD_BYTES as u64)
+            .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone())),
+    )
+    .await?;
     // No stream open yet: idle in the crowd.
     seat.idle();
     let stopped = stop.changed();
@@ -141,11 +145,11 @@ pub async fn serve(
             // Closed for room while idle, or stopping: GOAWAY either way.
             _ = seat.shed(), if !stopping => {
                 stopping = true;
-                h3.shutdown(0).await?;
+                Box::pin(h3.shutdown(0)).await?;
             }
             _ = &mut stopped, if !stopping => {
                 stopping = true;
-                h3.shutdown(0).await?;
+                Box::pin(h3.shutdown(0)).await?;
             }
         }
     }

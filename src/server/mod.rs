@@ -250,11 +250,21 @@ fn dispatch_quic(
     let worker = workers.quic_home();
     let upstream = worker.upstream.clone();
     let shared = shared.clone();
+    let seat = admitted.seat().clone();
+    // The handshake in a box of its own, made here: captured by the task,
+    // the attempt (`Incoming`) and the handshake's state would keep their
+    // room in it for the connection's life.
+    let opened = {
+        let (shared, seat) = (shared.clone(), seat.clone());
+        Box::pin(async move { shared.open_quic(incoming, &seat, handshaking).await })
+    };
     worker.handle.spawn(async move {
-        let seat = admitted.seat().clone();
-        shared
-            .serve_quic(incoming, upstream, seat, handshaking)
-            .await;
+        // Taken out in a statement of its own: an `if let` would keep room
+        // for it until the connection ends.
+        let Some((connection, remote)) = opened.await else {
+            return;
+        };
+        shared.serve_quic(connection, remote, upstream, seat).await;
         drop(admitted);
     });
 }

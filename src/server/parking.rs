@@ -20,6 +20,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,12 +49,12 @@ pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// A socket a parked connection waits on: readable once the client sends.
 pub trait Readable {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl Readable for TcpStream {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        TcpStream::readable(self)
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
     }
 }
 
@@ -62,15 +63,12 @@ impl Readable for TcpStream {
 /// go of a parked connection only once it had read everything rustls could
 /// decrypt, so what comes next arrives on the socket.
 impl Readable for TlsStream<TcpStream> {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let (socket, session) = self.get_ref();
-        let decrypted = !session.wants_read();
-        async move {
-            if decrypted {
-                return Ok(());
-            }
-            socket.readable().await
+        if !session.wants_read() {
+            return Poll::Ready(Ok(()));
         }
+        socket.poll_read_ready(cx)
     }
 }
 
@@ -100,7 +98,7 @@ where
         let seat = state.seat().clone();
         let metrics = handler.app.metrics.as_deref();
         // A connection that has sent nothing yet holds no buffer either.
-        if first.is_empty() && !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
+        if first.is_empty() && !wait_for_bytes(&mut io, &mut stop, &seat).await {
             return;
         }
         loop {
@@ -155,9 +153,10 @@ where
             let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
             // Parked is idle: closed first when the house is full.
             seat.idle();
-            // Boxed: the wait exists only while parked, and inline it would
-            // enlarge the task every connection holds for its whole life.
-            if !Box::pin(wait_for_bytes(&io, &mut stop, &seat)).await {
+            // Inline: the wait takes no more of the task than reading a head
+            // does, where a box would be an allocation more per connection
+            // parked (and per park).
+            if !wait_for_bytes(&mut io, &mut stop, &seat).await {
                 return;
             }
         }
@@ -183,23 +182,22 @@ where
 /// it closes, idles past HTTP_IDLE_TIMEOUT, is closed for room or thrust
 /// stops.
 async fn wait_for_bytes<S: Readable>(
-    io: &ConnIo<S>,
+    io: &mut ConnIo<S>,
     stop: &mut watch::Receiver<bool>,
     seat: &Seat,
 ) -> bool {
-    let deadline = io.idle_deadline();
-    let idle_limit = async move {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
+    let parked = std::future::poll_fn(|cx| {
+        if let Poll::Ready(readable) = io.get_ref().poll_readable(cx) {
+            return Poll::Ready(readable.is_ok());
         }
-    };
-    tokio::select! {
-        readable = io.get_ref().readable() => readable.is_ok(),
-        _ = idle_limit => {
+        if io.poll_idle_expired(cx) {
             tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)");
-            false
+            return Poll::Ready(false);
         }
+        Poll::Pending
+    });
+    tokio::select! {
+        readable = parked => readable,
         _ = seat.shed() => false,
         _ = stop.changed() => false,
     }
