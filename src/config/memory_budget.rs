@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 /// What an open connection holds of its own: its task (under 1 KiB plain,
-/// 2.1 KiB over TLS), its state, timers and seat in the crowd. A head
+/// 2 KiB over TLS), its state, timers and seat in the crowd. A head
 /// being read is counted apart, in `head_bytes` (its first buffer is
 /// 2 KiB: benches/head_flood.py measures 4.4 KiB per connection waiting
 /// on a small head; benches/idle_memory.py 3.6–3.7 KiB per parked one,

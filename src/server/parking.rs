@@ -107,7 +107,11 @@ where
                 let first = std::mem::take(&mut first);
                 // No hyper connection to let go of it meanwhile.
                 io.pause_parking(true);
-                let next = head_read::next_head(&mut io, first, &seat, &mut stop, metrics).await;
+                // Boxed: reading a head is the largest of the task's states,
+                // and inline every connection, serving or parked, would keep
+                // room for it; a box is one allocation a request.
+                let reading = head_read::next_head(&mut io, first, &seat, &mut stop, metrics);
+                let next = Box::pin(reading).await;
                 io.pause_parking(false);
                 match next {
                     NextHead::Read(head) => io.read_again(head),
