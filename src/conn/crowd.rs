@@ -42,6 +42,12 @@ use futures_util::task::AtomicWaker;
 /// ones find room again once this has passed.
 pub const HEAD_GRACE: Duration = Duration::from_millis(100);
 
+/// Open connections from which the crowd counts as large: connections then
+/// park sooner (`Seat::in_a_crowd`), as what each holds for a while after
+/// its request adds up (hyper's 16 KiB of buffers: 16 MiB for the tenth of
+/// a second after ten thousand clients' requests each second).
+pub const LARGE_CROWD: usize = 1024;
+
 /// A seat's state: its phase in the low bits, how many times it changed
 /// phase above them (so a queue entry can tell it is out of date).
 const PHASE_BITS: u32 = 2;
@@ -73,6 +79,8 @@ pub struct Crowd {
     /// and how much they may.
     weight: AtomicUsize,
     weight_budget: usize,
+    /// Connections seated and not yet gone.
+    open: AtomicUsize,
 }
 
 /// What the memory a crowd's connections may hold is split into.
@@ -124,6 +132,7 @@ impl Crowd {
             head_budget: budgets.heads,
             weight: AtomicUsize::new(0),
             weight_budget: budgets.connections,
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -131,6 +140,7 @@ impl Crowd {
     /// waiting for its first head.
     pub fn seat(self: &Arc<Self>, weight: usize) -> Arc<Seat> {
         self.weight.fetch_add(weight, Ordering::AcqRel);
+        self.open.fetch_add(1, Ordering::Relaxed);
         let seat = Arc::new(Seat {
             crowd: self.clone(),
             state: AtomicU64::new(BUSY),
@@ -313,6 +323,11 @@ impl Seat {
         self.crowd.weight.fetch_sub(weight, Ordering::AcqRel);
     }
 
+    /// Whether `LARGE_CROWD` connections or more are open.
+    pub fn in_a_crowd(&self) -> bool {
+        self.crowd.open.load(Ordering::Relaxed) >= LARGE_CROWD
+    }
+
     pub fn is_shed(&self) -> bool {
         self.state.load(Ordering::Acquire) & PHASE_MASK == SHED
     }
@@ -403,6 +418,7 @@ impl Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         self.release_weight();
+        self.crowd.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -446,6 +462,21 @@ mod tests {
         // Heads are young, the last one busy: no room.
         assert_eq!(crowd.make_room(), None);
         assert!(!busy.is_shed());
+    }
+
+    #[test]
+    fn a_crowd_is_large_from_large_crowd_connections_until_they_are_gone() {
+        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let mut seats: Vec<_> = (1..LARGE_CROWD).map(|_| crowd.seat(0)).collect();
+        assert!(!seats[0].in_a_crowd());
+        seats.push(crowd.seat(0));
+        assert!(seats[0].in_a_crowd());
+        // Shed ones count until their connection is gone.
+        seats[1].idle();
+        assert_eq!(crowd.make_room(), Some(Shed::Idle));
+        assert!(seats[0].in_a_crowd());
+        seats.truncate(LARGE_CROWD - 1);
+        assert!(!seats[0].in_a_crowd());
     }
 
     #[test]

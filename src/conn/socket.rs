@@ -51,7 +51,8 @@ pub struct ConnIo<S> {
     scanner: HeadScanner,
     /// Request heads read whole so far: the next one's number.
     heads_read: u64,
-    park_after: Option<Duration>,
+    /// After how long idle it is parked: alone, and with a large crowd open.
+    park_after: Option<(Duration, Duration)>,
     /// thrust reads a head itself (`server::head_read`): no hyper to park.
     park_paused: bool,
     /// Bytes hyper had read but not used when it let go of the connection.
@@ -89,9 +90,10 @@ impl<S> ConnIo<S> {
         }
     }
 
-    /// Asks for the connection to be parked after it idles for `after`.
-    pub fn park_after(mut self, after: Duration) -> Self {
-        self.park_after = Some(after);
+    /// Asks for the connection to be parked after it idles for `after`, or
+    /// for `in_a_crowd` while a large crowd is open (`Seat::in_a_crowd`).
+    pub fn park_after(mut self, after: Duration, in_a_crowd: Duration) -> Self {
+        self.park_after = Some((after, in_a_crowd));
         self
     }
 
@@ -175,7 +177,12 @@ impl<S> ConnIo<S> {
     /// When to ask for parking: only between requests, never before the
     /// first exchange (hyper can let go of a connection only between them).
     fn park_deadline(&self) -> Option<Instant> {
-        let after = self.park_after.filter(|_| !self.park_paused)?;
+        let (alone, in_a_crowd) = self.park_after.filter(|_| !self.park_paused)?;
+        let after = if self.state.seat().in_a_crowd() {
+            in_a_crowd
+        } else {
+            alone
+        };
         let between = self.seen_completed > 0
             && self.head_started.is_none()
             && self.scanner.between_requests();

@@ -154,7 +154,7 @@ impl Shared {
                 self.serve_http2(io, &state, handler, settings, preface),
             )),
             Speaks::Http1(builder, first) => {
-                let io = io.park_after(parking::PARK_AFTER);
+                let io = io.park_after(parking::PARK_AFTER, parking::PARK_AFTER_IN_A_CROWD);
                 let (stop, live) = (self.stop.clone(), self.live.clone());
                 Either::Right(parking::serve(
                     builder, io, first, state, handler, stop, live,

@@ -47,6 +47,12 @@ use crate::server::connection_end::ended;
 /// it, short enough that idle ones cost little.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
+/// The same while a large crowd is open (`conn::crowd::LARGE_CROWD`): what
+/// thousands of connections hold in the while before they park is most of
+/// the crowd's memory; a client asking 20–100 ms apart then pays a park
+/// and a wake between its requests.
+pub const PARK_AFTER_IN_A_CROWD: Duration = Duration::from_millis(20);
+
 /// A socket a parked connection waits on: readable once the client sends.
 pub trait Readable {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
