@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub const CONNECTION: u64 = 4 << 10;
 
 /// What TLS adds to a connection: rustls' session and its buffers
-/// (`ALPN=http/1.1 python3 benches/idle_tls_memory.py`: 11.2–11.5 KiB an
+/// (`ALPN=http/1.1 python3 benches/idle_tls_memory.py`: 10.8–11.4 KiB an
 /// idle HTTP/1.1 connection over TLS).
 pub const TLS_SESSION: u64 = 8 << 10;
 

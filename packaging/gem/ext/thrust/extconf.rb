@@ -21,7 +21,12 @@ end
 target = ENV["CARGO_TARGET_DIR"] || File.join(source, "target")
 command = [cargo, "build", "--release", "--locked", "--manifest-path", File.join(source, "Cargo.toml")]
 puts "thrust: building with #{command.join(" ")} (a few minutes)"
-system({ "CARGO_TARGET_DIR" => target }, *command) or abort "thrust: cargo build failed (see above)"
+# RubyGems sets SOURCE_DATE_EPOCH to the time of the install; the C libraries'
+# build scripts (aws-lc, zstd, jemalloc) watch it, so with it cargo would build
+# them again even in a target dir where they are built (CARGO_TARGET_DIR).
+# thrust's binary embeds no build date.
+env = { "CARGO_TARGET_DIR" => target, "SOURCE_DATE_EPOCH" => nil }
+system(env, *command) or abort "thrust: cargo build failed (see above)"
 
 native = File.join(gem_root, "native")
 FileUtils.mkdir_p(native)
