@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
@@ -268,14 +268,18 @@ impl Seat {
     /// Completes once the seat has been shed: the connection should close
     /// (an HTTP/2 or HTTP/3 one with GOAWAY).
     pub fn shed(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|cx| {
-            self.shed.register(cx.waker());
-            if self.is_shed() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
+        std::future::poll_fn(|cx| self.poll_shed(cx))
+    }
+
+    /// `shed` for a future of the caller's own: ready once shed, else
+    /// wakes `cx` when it is.
+    pub fn poll_shed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.shed.register(cx.waker());
+        if self.is_shed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Counts `more` bytes of buffer for this connection's head against the

@@ -65,6 +65,50 @@ pub struct ConnIo<S> {
     between_writes: bool,
 }
 
+/// A parked connection's I/O (see `parking`): its socket and what carries
+/// over to its next request. Its timers, head scanner and the rest are made
+/// anew when it wakes, so that while it waits it holds no more than this.
+pub struct ParkedIo<S> {
+    inner: S,
+    state: Arc<ConnState>,
+    timeouts: Timeouts,
+    seen_completed: u64,
+    heads_read: u64,
+    idle_since: Instant,
+}
+
+impl<S> ParkedIo<S> {
+    /// A new connection, waiting for its first bytes.
+    pub fn new(inner: S, state: Arc<ConnState>, timeouts: Timeouts) -> Self {
+        ParkedIo {
+            inner,
+            state,
+            timeouts,
+            seen_completed: 0,
+            heads_read: 0,
+            idle_since: Instant::now(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// When it is closed for idling (HTTP_IDLE_TIMEOUT), if ever.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        self.timeouts.idle.map(|t| self.idle_since + t)
+    }
+
+    /// The connection's I/O again, for its next request.
+    pub fn wake(self) -> ConnIo<S> {
+        let mut io = ConnIo::new(self.inner, self.state, self.timeouts);
+        io.seen_completed = self.seen_completed;
+        io.heads_read = self.heads_read;
+        io.idle_since = self.idle_since;
+        io
+    }
+}
+
 impl<S> ConnIo<S> {
     pub fn new(inner: S, state: Arc<ConnState>, timeouts: Timeouts) -> Self {
         let now = Instant::now();
@@ -97,23 +141,24 @@ impl<S> ConnIo<S> {
         self
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// When an idle connection is closed (HTTP_IDLE_TIMEOUT), if ever.
-    pub fn idle_deadline(&self) -> Option<Instant> {
+    fn idle_deadline(&self) -> Option<Instant> {
         self.timeouts.idle.map(|t| self.idle_since + t)
     }
 
-    /// While parked: whether HTTP_IDLE_TIMEOUT has passed, timed on the
-    /// read timer (a parked connection reads nothing; a timer of its own
-    /// would add to what each one holds). Wakes `cx` when it passes.
-    pub fn poll_idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.idle_deadline() else {
-            return false;
-        };
-        Self::expired(&mut self.read_timer, &mut self.read_deadline, deadline, cx)
+    /// Parks the connection: keeps its socket and what the next request
+    /// needs to know, lets go of its timers. Only between requests, with
+    /// nothing left to read again (hyper let go of it idle).
+    pub fn park(self) -> ParkedIo<S> {
+        debug_assert!(self.replay.is_empty() && self.head_started.is_none());
+        ParkedIo {
+            inner: self.inner,
+            state: self.state,
+            timeouts: self.timeouts,
+            seen_completed: self.seen_completed,
+            heads_read: self.heads_read,
+            idle_since: self.idle_since,
+        }
     }
 
     /// Takes the connection back from a parked hyper connection: the bytes

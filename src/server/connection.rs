@@ -27,7 +27,7 @@ use super::parking::{self, Readable};
 use super::protocols::Protocols;
 use crate::app::upstream::UpstreamClient;
 use crate::conn::crowd::Seat;
-use crate::conn::socket::{ConnIo, Timeouts};
+use crate::conn::socket::{ConnIo, ParkedIo, Timeouts};
 use crate::conn::state::ConnState;
 use crate::conn::zero_copy::SendFile;
 use crate::metrics::{OpenClientConnection, Protocol};
@@ -147,18 +147,18 @@ impl Shared {
             Speaks::Http1(..) => http1_state(seat),
         });
         let handler = self.handler(state.clone(), remote, https, upstream, counted);
-        let io = ConnIo::new(stream, state.clone(), self.timeouts);
         match speaks {
             // Boxed: an HTTP/1 connection's task need not have room for it.
-            Speaks::Http2(settings, preface) => Either::Left(Box::pin(
-                self.serve_http2(io, &state, handler, settings, preface),
-            )),
-            Speaks::Http1(builder, first) => {
-                let io = io.park_after(parking::PARK_AFTER, parking::PARK_AFTER_IN_A_CROWD);
-                let (stop, live) = (self.stop.clone(), self.live.clone());
-                Either::Right(parking::serve(
-                    builder, io, first, state, handler, stop, live,
+            Speaks::Http2(settings, preface) => {
+                let io = ConnIo::new(stream, state.clone(), self.timeouts);
+                Either::Left(Box::pin(
+                    self.serve_http2(io, &state, handler, settings, preface),
                 ))
+            }
+            Speaks::Http1(builder, first) => {
+                let parked = ParkedIo::new(stream, state, self.timeouts);
+                let (stop, live) = (self.stop.clone(), self.live.clone());
+                Either::Right(parking::serve(builder, parked, first, handler, stop, live))
             }
         }
     }

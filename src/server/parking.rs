@@ -5,10 +5,12 @@
 //! thousand idle keep-alive connections would hold about 20 MiB. Once a
 //! connection has been idle between requests for `PARK_AFTER`, its hyper
 //! connection is ended without closing the socket, and thrust waits for the
-//! next bytes with nothing but the socket and its timeouts; a new
-//! connection waits for its first bytes the same way. Then the head is read
-//! into a small buffer (`head_read`) and a new hyper connection is started
-//! on the socket with it. HTTP_IDLE_TIMEOUT and shutdown apply
+//! next bytes with nothing but the socket and what its next request needs
+//! to know (`ParkedIo`): the connection's task then holds only that, as
+//! serving (the head being read, hyper's connection, the I/O's timers) is
+//! boxed and gone. A new connection waits for its first bytes the same
+//! way. Then the head is read into a small buffer (`head_read`) and a new
+//! hyper connection is started on the socket with it. HTTP_IDLE_TIMEOUT and shutdown apply
 //! to parked connections as to the others. A parked connection is idle in
 //! the crowd (`conn::crowd`): at the connection limit the longest parked
 //! is closed to make room.
@@ -18,16 +20,15 @@
 //! parked; with h2c on, a plain connection is parked once its first bytes
 //! have told it is HTTP/1 (`Shared::serve_plain`).
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::server::conn::http1::{self, UpgradeableConnection};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
-use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -37,10 +38,9 @@ use tokio_rustls::server::TlsStream;
 use super::handler::Handler;
 use super::head_read::{self, NextHead};
 use crate::conn::crowd::Seat;
-use crate::conn::socket::ConnIo;
-use crate::conn::state::ConnState;
+use crate::conn::socket::{ConnIo, ParkedIo};
 use crate::conn::zero_copy::SendFile;
-use crate::server::connection_end::ended;
+use crate::server::connection_end::{ended, ConnectionError};
 
 /// How long a connection idles between requests before it is parked: long
 /// enough that a busy client's next request finds its connection as it left
@@ -78,17 +78,17 @@ impl Readable for TlsStream<TcpStream> {
     }
 }
 
-/// Serves `io` until it closes, parking it whenever it idles. `first`: the
-/// bytes read to tell its protocol.
+/// Serves a connection until it closes, parking it whenever it idles.
+/// `first`: the bytes read to tell its protocol (none: it waits for them
+/// parked).
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn holds its arguments twice for as long as it runs"
 )]
 pub fn serve<S>(
     builder: &http1::Builder,
-    mut io: ConnIo<S>,
+    mut parked: ParkedIo<S>,
     mut first: Bytes,
-    state: Arc<ConnState>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     live: mpsc::Sender<()>,
@@ -100,77 +100,100 @@ where
     // given, once as moved into its body) for as long as it is open.
     async move {
         // Held until the connection ends: shutdown waits for every holder.
-        let _live = live;
-        let seat = state.seat().clone();
-        let metrics = handler.app.metrics.as_deref();
+        let _live = &live;
+        let seat = handler.conn.state.seat();
         // A connection that has sent nothing yet holds no buffer either.
-        if first.is_empty() && !wait_for_bytes(&mut io, &mut stop, &seat).await {
+        if first.is_empty() && !wait_for_bytes(&parked, &mut stop, seat).await {
             return;
         }
         loop {
-            // hyper starts once a head is here whole, unless it left bytes unread.
-            if !io.replaying() {
-                let first = std::mem::take(&mut first);
-                // No hyper connection to let go of it meanwhile.
-                io.pause_parking(true);
-                // Boxed: reading a head is the largest of the task's states,
-                // and inline every connection, serving or parked, would keep
-                // room for it; a box is one allocation a request.
-                let reading = head_read::next_head(&mut io, first, &seat, &mut stop, metrics);
-                let next = Box::pin(reading).await;
-                io.pause_parking(false);
-                match next {
-                    NextHead::Read(head) => io.read_again(head),
-                    NextHead::Closed(result) => return ended(result),
-                }
-            }
-            let mut connection = Box::pin(
-                builder
-                    .serve_connection(TokioIo::new(io), handler.clone())
-                    .with_upgrades(),
-            );
-            let result = tokio::select! {
-                result = connection.as_mut() => return ended(result),
-                // Closed for room at the limit: idle, or its head too slow.
-                _ = seat.shed() => return ended(Ok::<(), io::Error>(())),
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    return ended(connection.await);
-                }
-                _ = state.parking() => {
-                    // Idle: hyper closes at once, leaving the socket open.
-                    connection.as_mut().graceful_shutdown();
-                    connection.as_mut().await
-                }
-            };
-            if let Err(e) = result {
-                return ended(Err(e));
-            }
-            // None: the connection was upgraded, and belongs to the upgrade now.
-            let read_buf = match take_apart(connection) {
-                Some((back, read_buf)) => {
-                    io = back;
-                    read_buf
-                }
+            let io = parked.wake().park_after(PARK_AFTER, PARK_AFTER_IN_A_CROWD);
+            // Boxed: what serving holds (the head being read, hyper's
+            // connection, the I/O's timers) is gone while the connection is
+            // parked, where inline every connection's task would keep room
+            // for it; a box is one allocation per wake.
+            let serving =
+                serve_until_idle(builder, io, std::mem::take(&mut first), &handler, &mut stop);
+            parked = match Box::pin(serving).await {
+                Some(parked) => parked,
                 None => return,
             };
-            let unread = !read_buf.is_empty();
-            io.unpark(read_buf);
-            if unread {
-                continue;
-            }
             // Counted while parked, with metrics on.
             let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
             // Parked is idle: closed first when the house is full.
             seat.idle();
-            // Inline: the wait takes no more of the task than reading a head
-            // does, where a box would be an allocation more per connection
-            // parked (and per park).
-            if !wait_for_bytes(&mut io, &mut stop, &seat).await {
+            if !wait_for_bytes(&parked, &mut stop, seat).await {
                 return;
             }
         }
     }
+}
+
+/// Serves requests on `io` until it idles long enough to park (its parked
+/// I/O is returned) or closes (`None`).
+async fn serve_until_idle<S>(
+    builder: &http1::Builder,
+    mut io: ConnIo<S>,
+    mut first: Bytes,
+    handler: &Handler,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<ParkedIo<S>>
+where
+    S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
+{
+    let state = &handler.conn.state;
+    let seat = state.seat();
+    let metrics = handler.app.metrics.as_deref();
+    loop {
+        // hyper starts once a head is here whole, unless it left bytes unread.
+        if !io.replaying() {
+            let first = std::mem::take(&mut first);
+            // No hyper connection to let go of it meanwhile.
+            io.pause_parking(true);
+            let next = head_read::next_head(&mut io, first, seat, stop, metrics).await;
+            io.pause_parking(false);
+            match next {
+                NextHead::Read(head) => io.read_again(head),
+                NextHead::Closed(result) => return closed(result),
+            }
+        }
+        let mut connection = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(io), handler.clone())
+                .with_upgrades(),
+        );
+        let result = tokio::select! {
+            result = connection.as_mut() => return closed(result),
+            // Closed for room at the limit: idle, or its head too slow.
+            _ = seat.shed() => return closed(Ok::<(), io::Error>(())),
+            _ = stop.changed() => {
+                connection.as_mut().graceful_shutdown();
+                return closed(connection.await);
+            }
+            _ = state.parking() => {
+                // Idle: hyper closes at once, leaving the socket open.
+                connection.as_mut().graceful_shutdown();
+                connection.as_mut().await
+            }
+        };
+        if let Err(e) = result {
+            return closed(Err(e));
+        }
+        // None: the connection was upgraded, and belongs to the upgrade now.
+        let (back, read_buf) = take_apart(connection)?;
+        io = back;
+        let unread = !read_buf.is_empty();
+        io.unpark(read_buf);
+        if !unread {
+            return Some(io.park());
+        }
+    }
+}
+
+/// A connection's end, logged (`ended`): nothing to park.
+fn closed<S, E: ConnectionError>(result: Result<(), E>) -> Option<ParkedIo<S>> {
+    ended(result);
+    None
 }
 
 /// hyper's connection let go of: the socket and the bytes it read beyond
@@ -192,23 +215,30 @@ where
 /// it closes, idles past HTTP_IDLE_TIMEOUT, is closed for room or thrust
 /// stops.
 async fn wait_for_bytes<S: Readable>(
-    io: &mut ConnIo<S>,
+    parked: &ParkedIo<S>,
     stop: &mut watch::Receiver<bool>,
     seat: &Seat,
 ) -> bool {
+    // One future for the socket, the idle deadline and being closed for
+    // room: each parked connection's task holds it for as long as it waits.
+    let mut idle = std::pin::pin!(parked.idle_deadline().map(tokio::time::sleep_until));
     let parked = std::future::poll_fn(|cx| {
-        if let Poll::Ready(readable) = io.get_ref().poll_readable(cx) {
+        if let Poll::Ready(readable) = parked.get_ref().poll_readable(cx) {
             return Poll::Ready(readable.is_ok());
         }
-        if io.poll_idle_expired(cx) {
-            tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)");
+        if let Some(idle) = idle.as_mut().as_pin_mut() {
+            if idle.poll(cx).is_ready() {
+                tracing::debug!("Connection ended: idle connection (HTTP_IDLE_TIMEOUT)");
+                return Poll::Ready(false);
+            }
+        }
+        if seat.poll_shed(cx).is_ready() {
             return Poll::Ready(false);
         }
         Poll::Pending
     });
     tokio::select! {
         readable = parked => readable,
-        _ = seat.shed() => false,
         _ = stop.changed() => false,
     }
 }
