@@ -682,14 +682,25 @@ pub fn connections_to(port: u16) -> usize {
 
 /// `count` connections to `t`, each with `request` (for `path`) arrived at
 /// the app and still in flight: busy ones. A connection refused while the
-/// start-up check's still held its place (503) is replaced by a new one.
+/// start-up check's still held its place (503, or closed) is replaced by a
+/// new one; one that is not refused is waited for however slow the app is
+/// to see it, so that no request left behind reaches the app later.
 pub fn busy_connections(t: &Thrust, count: usize, request: &[u8], path: &str) -> Vec<TcpStream> {
     let mut busy = Vec::new();
     while busy.len() < count {
         let mut s = connect(t.port);
         s.write_all(request).unwrap();
         let n = busy.len() + 1;
-        if wait_until(Duration::from_secs(1), || t.app_requests(path).len() == n) {
+        let arrived = || t.app_requests(path).len() >= n;
+        // A busy connection hears nothing until the app answers.
+        let answered = |s: &TcpStream| {
+            s.set_nonblocking(true).unwrap();
+            let peeked = s.peek(&mut [0u8; 1]);
+            s.set_nonblocking(false).unwrap();
+            peeked.is_ok()
+        };
+        wait_until(Duration::from_secs(10), || arrived() || answered(&s));
+        if arrived() {
             busy.push(s);
         }
     }
