@@ -109,9 +109,9 @@ fn idle_connections_hold_little_memory_and_are_served_again() {
 }
 
 #[test]
-fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
+fn parked_connections_close_at_the_idle_timeout() {
     let metrics = free_port();
-    let mut t = Thrust::start_ready(
+    let t = Thrust::start_ready(
         Options::app()
             .env("HTTP_IDLE_TIMEOUT", "2")
             .env("THRUST_METRICS_PORT", metrics.to_string()),
@@ -127,15 +127,31 @@ fn parked_connections_close_at_the_idle_timeout_and_at_shutdown() {
         waited > Duration::from_millis(1500) && waited < Duration::from_secs(5),
         "closed after {waited:?}"
     );
+}
 
-    // A parked connection does not hold up thrust's exit.
+#[test]
+fn neither_parked_nor_silent_new_connections_hold_up_shutdown() {
+    // HTTP_IDLE_TIMEOUT at its default (60 s) and THRUST_SHUTDOWN_TIMEOUT
+    // at 30: an exit within a few seconds means both were closed at once.
+    let metrics = free_port();
+    let mut t = Thrust::start_ready(Options::app().env("THRUST_METRICS_PORT", metrics.to_string()));
     let mut kept = connect(t.port);
     kept.write_all(GET).unwrap();
     assert_eq!(served(&mut kept), 200);
     wait_parked(metrics, 1);
+    let mut silent = connect(t.port);
+    let open = || {
+        scrape(metrics)
+            .get("thrust_open_connections{protocol=\"http/1.1\"}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert!(wait_until(Duration::from_secs(5), || open() >= 2.0));
     t.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(t.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(t.wait_exit(Duration::from_secs(10)).is_some());
+    let mut rest = Vec::new();
     assert_eq!(kept.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0);
 }
 
 #[test]

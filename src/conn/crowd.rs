@@ -81,6 +81,9 @@ pub struct Crowd {
     weight_budget: usize,
     /// Connections seated and not yet gone.
     open: AtomicUsize,
+    /// thrust is stopping: connections waiting for bytes close
+    /// (`Seat::poll_closing`).
+    stopping: AtomicBool,
 }
 
 /// What the memory a crowd's connections may hold is split into.
@@ -133,6 +136,22 @@ impl Crowd {
             weight: AtomicUsize::new(0),
             weight_budget: budgets.connections,
             open: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// thrust is stopping: every connection waiting for bytes, parked or
+    /// new, is woken to close. Each of them is in a queue (idle, or waiting
+    /// for a head); one that starts waiting after this finds `stopping`
+    /// set. Connections serving requests hear of it from their own shutdown
+    /// signal and finish what they serve.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let queues = self.lock();
+        for entry in queues.iter().flatten() {
+            if let Some(seat) = entry.seat.upgrade() {
+                seat.shed.wake();
+            }
         }
     }
 
@@ -271,15 +290,24 @@ impl Seat {
         std::future::poll_fn(|cx| self.poll_shed(cx))
     }
 
-    /// `shed` for a future of the caller's own: ready once shed, else
-    /// wakes `cx` when it is.
-    pub fn poll_shed(&self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_shed(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.shed.register(cx.waker());
         if self.is_shed() {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    /// For a connection waiting for bytes (parked, or new): ready once it
+    /// is shed or thrust is stopping (`Crowd::stop`), else wakes `cx` when
+    /// it is. One check in the waiter's own future, where a shutdown
+    /// signal of its own would add to what each waiting connection holds.
+    pub fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.poll_shed(cx).is_ready() || self.crowd.stopping.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Counts `more` bytes of buffer for this connection's head against the

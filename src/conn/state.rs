@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
@@ -34,8 +34,11 @@ pub struct ConnState {
     /// Set by the I/O once the connection has idled long enough to park.
     park: AtomicBool,
     park_waker: AtomicWaker,
-    /// Present where file bodies may be sent as stand-ins (see `zero_copy`).
-    file_slots: Option<Arc<Slots>>,
+    /// Whether file bodies may be sent as stand-ins (see `zero_copy`), and
+    /// where: made when the first file is sent, as most connections never
+    /// send one.
+    sends_files: bool,
+    file_slots: OnceLock<Arc<Slots>>,
     /// 103 Early Hints waiting for the socket (HTTP/1.1).
     interim: Interim,
     /// The connection's place in the crowd (see `crowd`).
@@ -45,15 +48,15 @@ pub struct ConnState {
 impl ConnState {
     /// A connection holding `seat` in the crowd.
     pub fn seated(seat: Arc<Seat>) -> Self {
-        Self::new(seat, None)
+        Self::new(seat, false)
     }
 
     /// A connection whose socket sends file parts for stand-ins.
     pub fn sending_files(seat: Arc<Seat>) -> Self {
-        Self::new(seat, Some(Arc::new(Slots::default())))
+        Self::new(seat, true)
     }
 
-    fn new(seat: Arc<Seat>, file_slots: Option<Arc<Slots>>) -> Self {
+    fn new(seat: Arc<Seat>, sends_files: bool) -> Self {
         ConnState {
             in_flight: AtomicUsize::default(),
             completed: AtomicU64::default(),
@@ -65,7 +68,8 @@ impl ConnState {
             idle_waker: AtomicWaker::default(),
             park: AtomicBool::default(),
             park_waker: AtomicWaker::default(),
-            file_slots,
+            sends_files,
+            file_slots: OnceLock::new(),
             interim: Interim::default(),
             seat,
         }
@@ -76,7 +80,8 @@ impl ConnState {
     }
 
     pub fn file_slots(&self) -> Option<&Arc<Slots>> {
-        self.file_slots.as_ref()
+        self.sends_files
+            .then(|| self.file_slots.get_or_init(Arc::default))
     }
 
     pub fn interim(&self) -> &Interim {

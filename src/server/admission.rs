@@ -134,6 +134,12 @@ impl Admission {
         (!self.crowd.overweight()).then_some(admitted)
     }
 
+    /// thrust is stopping: connections waiting for bytes close at once
+    /// (`Crowd::stop`).
+    pub fn stop(&self) {
+        self.crowd.stop();
+    }
+
     /// The connection on `seat` turned out to weigh `more` bytes more (an
     /// HTTP/2 one's state): past the connections' weight, room is made as
     /// for a newcomer, counted and warned about the same way.

@@ -374,6 +374,8 @@ impl Server {
         drop(https);
         let limit = self.app.config.shutdown_timeout;
         stop_tx.send_replace(true);
+        // Parked and new connections wait on the crowd, not on `stop`.
+        self.admission.stop();
         drop(shared);
         if tokio::time::timeout(limit, live_rx.recv()).await.is_err() {
             tracing::warn!(

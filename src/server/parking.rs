@@ -103,7 +103,7 @@ where
         let _live = &live;
         let seat = handler.conn.state.seat();
         // A connection that has sent nothing yet holds no buffer either.
-        if first.is_empty() && !wait_for_bytes(&parked, &mut stop, seat).await {
+        if first.is_empty() && !wait_for_bytes(&parked, seat).await {
             return;
         }
         loop {
@@ -122,7 +122,7 @@ where
             let _parked = handler.conn.counted.as_ref().map(|c| c.parked());
             // Parked is idle: closed first when the house is full.
             seat.idle();
-            if !wait_for_bytes(&parked, &mut stop, seat).await {
+            if !wait_for_bytes(&parked, seat).await {
                 return;
             }
         }
@@ -214,15 +214,10 @@ where
 /// Waits on a parked connection: true once the client sends bytes, false if
 /// it closes, idles past HTTP_IDLE_TIMEOUT, is closed for room or thrust
 /// stops.
-async fn wait_for_bytes<S: Readable>(
-    parked: &ParkedIo<S>,
-    stop: &mut watch::Receiver<bool>,
-    seat: &Seat,
-) -> bool {
-    // One future for the socket, the idle deadline and being closed for
-    // room: each parked connection's task holds it for as long as it waits.
+async fn wait_for_bytes<S: Readable>(parked: &ParkedIo<S>, seat: &Seat) -> bool {
+    // One future for all of it: each waiting connection's task holds it.
     let mut idle = std::pin::pin!(parked.idle_deadline().map(tokio::time::sleep_until));
-    let parked = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         if let Poll::Ready(readable) = parked.get_ref().poll_readable(cx) {
             return Poll::Ready(readable.is_ok());
         }
@@ -232,13 +227,11 @@ async fn wait_for_bytes<S: Readable>(
                 return Poll::Ready(false);
             }
         }
-        if seat.poll_shed(cx).is_ready() {
+        // Closed for room, or thrust stopping (`Crowd::stop`).
+        if seat.poll_closing(cx).is_ready() {
             return Poll::Ready(false);
         }
         Poll::Pending
-    });
-    tokio::select! {
-        readable = parked => readable,
-        _ = stop.changed() => false,
-    }
+    })
+    .await
 }
