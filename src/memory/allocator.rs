@@ -22,7 +22,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `tcache_gc_incr_bytes:1048576`: each thread sorts out the blocks its
 ///   cache holds once per MiB it allocates, not per 64 KiB: a wake from
 ///   parking allocates hyper's 16 KiB of buffers, and the sorting cost
-///   about 2,500 instructions a request (1.7–3.6% fewer per request,
+///   about 2,500 instructions a request (1.7–3.7% fewer per request,
 ///   benches/RESULTS.md, "Parked connections hold less").
 #[export_name = "_rjem_malloc_conf"]
 static SETTINGS: Option<&'static std::ffi::c_char> = Some(

@@ -10,8 +10,8 @@
 //! serving (the head being read, hyper's connection, the I/O's timers) is
 //! boxed and gone. A new connection waits for its first bytes the same
 //! way. Then the head is read into a small buffer (`head_read`) and a new
-//! hyper connection is started on the socket with it. HTTP_IDLE_TIMEOUT and shutdown apply
-//! to parked connections as to the others. A parked connection is idle in
+//! hyper connection is started on the socket with it. HTTP_IDLE_TIMEOUT
+//! and shutdown apply to parked connections as to the others. A parked connection is idle in
 //! the crowd (`conn::crowd`): at the connection limit the longest parked
 //! is closed to make room.
 //!
