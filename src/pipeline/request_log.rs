@@ -87,7 +87,7 @@ impl RequestFacts {
                 .bytes("req_content_type", bytes(self.content_type.as_ref()))
                 .number("resp_content_length", resp_content_length)
                 .bytes("resp_content_type", bytes(resp_content_type))
-                .display("remote_addr", self.remote)
+                .text("remote_addr", self.remote.text().as_str())
                 .bytes("user_agent", bytes(self.user_agent.as_ref()))
                 .bytes("cache", cache.map_or(&b"bypass"[..], |v| v.as_bytes()))
                 .text("query", self.uri.query().unwrap_or_default())
