@@ -250,6 +250,24 @@ fn request_heads_over_64_kib_get_431_and_never_reach_the_app() {
 }
 
 #[test]
+fn more_than_100_header_lines_get_431() {
+    // Puma takes any number of lines (Python's http.server refuses more than
+    // 100 itself, counting those thrust adds): a 431 here is thrust's.
+    let t = Thrust::start_ready(Options::puma("tests/apps/origin.ru"));
+    for (lines, status) in [(101, 431), (100, 200)] {
+        // Host, Connection and short lines: far below 64 KiB.
+        let fillers: String = (2..lines).map(|i| format!("X-Line-{i}: {i}\r\n")).collect();
+        let head =
+            format!("GET /many-lines HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{fillers}\r\n");
+        assert_eq!(
+            raw(t.port, head.as_bytes()).unwrap().status,
+            status,
+            "{lines} lines"
+        );
+    }
+}
+
+#[test]
 fn a_thousand_idle_connections_beyond_the_starting_fd_limit_do_not_stop_others() {
     let script = format!(
         "echo \"app open files: $(ulimit -n)\"; exec python3 {}",

@@ -276,6 +276,11 @@ pub async fn handle(
     {
         (redirect::answer(certificates, &req), false)
     } else {
+        // The map is as large as the client's headers: room at once for
+        // what thrust adds on the way to the app (X-Request-Id, Host,
+        // X-Forwarded-For, -Host, -Proto, X-Request-Start), where it grew
+        // and was rehashed up to four times a request.
+        req.headers_mut().reserve(6);
         facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
         (serve_app(&app, &conn, req).await, false)
     };

@@ -118,6 +118,10 @@ pub async fn forward(
 
     let (mut parts, incoming) = response.into_parts();
     forwarding::strip_hop_by_hop(&mut parts.headers, false);
+    // The map is as large as the app's headers: room at once for what
+    // thrust may add (X-Cache, Vary, Content-Encoding, Alt-Svc), where each
+    // growth rehashes it.
+    parts.headers.reserve(4);
     Response::from_parts(parts, body::boxed(incoming))
 }
 

@@ -25,8 +25,11 @@ impl Protocols {
             .timer(TokioTimer::new())
             // The head's deadline is kept by ConnIo, which knows idle from reading.
             .header_read_timeout(None)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .max_headers(256);
+            // At most 100 header lines (hyper's default, and Apache's
+            // LimitRequestFields), more get 431: any other count makes hyper
+            // allocate 32 bytes a line for each request it parses, where
+            // 100 fit on its stack.
+            .max_buf_size(MAX_HEAD_BYTES);
         // Body bytes queued as given, never copied into a flat buffer: file
         // stand-ins on plain connections rely on it (zero_copy).
         builder.writev(true);
