@@ -21,6 +21,8 @@ const PREFIX: usize = 18;
 
 const CONTENT_LENGTH: &[u8] = b"content-length:";
 const TRANSFER_ENCODING: &[u8] = b"transfer-encoding:";
+/// HTTP/2's preface as a request line, lowercased.
+const HTTP2_PREFACE: &[u8] = b"pri * http/2.0";
 
 /// What a complete request head turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,9 @@ pub struct HeadScanner {
     coding_tail: [u8; 7],
     malformed_length: bool,
     http2: bool,
+    /// The line's start rules out all the scanner looks for: the rest of
+    /// it is counted, not read byte by byte.
+    skip_line: bool,
 }
 
 impl HeadScanner {
@@ -117,6 +122,12 @@ impl HeadScanner {
                         continue;
                     }
                 }
+                Place::Head if self.skip_line && b != b'\n' => {
+                    let skipped = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    self.bytes += skipped;
+                    rest = &rest[skipped..];
+                    continue;
+                }
                 Place::Head => {
                     if let Some(head) = self.head_byte(b) {
                         on_head(head);
@@ -153,7 +164,7 @@ impl HeadScanner {
             if line.is_empty() && self.lines > 0 {
                 return Some(self.end_of_head());
             }
-            if self.lines == 0 && line == b"pri * http/2.0" {
+            if self.lines == 0 && line == HTTP2_PREFACE {
                 // HTTP/2's preface: what follows is frames, not HTTP/1.
                 self.http2 = true;
             }
@@ -162,13 +173,24 @@ impl HeadScanner {
             }
             self.line_len = 0;
             self.in_length = false;
+            self.skip_line = false;
             return None;
         }
         if self.line_len < PREFIX {
             self.line[self.line_len] = b.to_ascii_lowercase();
             self.line_len += 1;
+            let name = &self.line[..self.line_len];
+            let may_matter = if self.lines == 0 {
+                HTTP2_PREFACE.starts_with(name)
+            } else {
+                CONTENT_LENGTH.starts_with(name) || TRANSFER_ENCODING.starts_with(name)
+            };
+            // A line that is `\r` so far may yet be the blank one ending the head.
+            if !may_matter && !self.in_length && b != b'\r' {
+                self.skip_line = true;
+                return None;
+            }
             if self.lines > 0 {
-                let name = &self.line[..self.line_len];
                 if name == CONTENT_LENGTH {
                     self.in_length = true;
                     self.malformed_length |= self.content_length.is_some();
@@ -311,6 +333,41 @@ mod tests {
             began += usize::from(s.feed(part, |head| heads.push(head)));
         }
         (began, heads, s.between_requests())
+    }
+
+    #[test]
+    fn lines_skipped_for_their_start_leave_the_framing_headers_seen() {
+        // Lines ruled out at their first bytes (Cookie and Connection share
+        // Content-Length's first letter, Trailer Transfer-Encoding's),
+        // long ones, and a line of a lone CR before the head's end.
+        let filler = format!("User-Agent: {}\r\n", "x".repeat(3000));
+        let framed = format!(
+            "POST /a HTTP/1.1\r\n{filler}Cookie: a=1\r\nConnection: keep-alive\r\n\
+             Content-Length: 12\r\nTrailer: x\r\n\r\nhello world!GET /b HTTP/1.1\r\n\r\n"
+        );
+        let smuggle = format!(
+            "POST /a HTTP/1.1\r\n{filler}Content-Length: 5\r\nTrAnSfEr-Encoding: chunked\r\n\r\n"
+        );
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        for piece in [1, 2, 3, 7, 64, 4096, 1 << 20] {
+            let (_, found, between) = heads(framed.as_bytes(), piece);
+            assert_eq!(
+                (found, between),
+                (vec![Head::Fine, Head::Fine], true),
+                "{piece}"
+            );
+            assert_eq!(
+                heads(smuggle.as_bytes(), piece).1,
+                vec![Head::AmbiguousFraming],
+                "{piece}"
+            );
+            // Frames follow HTTP/2's preface: nothing more is scanned.
+            assert_eq!(
+                heads(preface, piece),
+                (1, vec![Head::Fine], false),
+                "{piece}"
+            );
+        }
     }
 
     #[test]
