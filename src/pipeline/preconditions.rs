@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::http::conditional;
@@ -30,6 +30,16 @@ pub enum Outcome {
 /// A request's conditional headers and Range, taken before it is forwarded.
 /// Empty for methods other than GET and HEAD: the app has already acted on
 /// those, so there is nothing left for a precondition to prevent.
+/// The request headers `Conditions` holds, in the order of its fields.
+const CONDITIONAL: [HeaderName; 6] = [
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::RANGE,
+    header::IF_RANGE,
+];
+
 #[derive(Clone, Debug, Default)]
 pub struct Conditions {
     method: Method,
@@ -52,21 +62,25 @@ fn last_modified(headers: &HeaderMap) -> Option<SystemTime> {
 
 impl Conditions {
     pub fn of(method: &Method, headers: &HeaderMap) -> Self {
-        if !(method == Method::GET || method == Method::HEAD) {
+        // One pass over the head's names: most requests carry none of the
+        // six, each a hashed lookup otherwise.
+        let conditional = |name: &HeaderName| CONDITIONAL.contains(name);
+        if !(method == Method::GET || method == Method::HEAD) || !headers.keys().any(conditional) {
             return Conditions {
                 method: method.clone(),
                 ..Conditions::default()
             };
         }
-        let get = |name| headers.get(name).cloned();
+        let [if_match, if_unmodified_since, if_none_match, if_modified_since, range, if_range] =
+            CONDITIONAL.map(|name| headers.get(name).cloned());
         Conditions {
             method: method.clone(),
-            if_match: get(header::IF_MATCH),
-            if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
-            if_none_match: get(header::IF_NONE_MATCH),
-            if_modified_since: get(header::IF_MODIFIED_SINCE),
-            range: get(header::RANGE),
-            if_range: get(header::IF_RANGE),
+            if_match,
+            if_unmodified_since,
+            if_none_match,
+            if_modified_since,
+            range,
+            if_range,
         }
     }
 

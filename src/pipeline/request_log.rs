@@ -8,6 +8,7 @@ use http::{Method, Request, Uri, Version};
 use crate::config::trusted_proxies::ClientAddr;
 use crate::http::headers::content_length;
 use crate::log;
+use crate::pipeline::compression::dictionary::AVAILABLE_DICTIONARY;
 
 /// What the log line needs from the request, taken before the request is
 /// handed on. Cheap clones (shared bytes), formatted only if a line is written.
@@ -44,7 +45,7 @@ impl RequestFacts {
             user_agent: headers.get(header::USER_AGENT).cloned(),
             content_length: content_length(headers).unwrap_or(0),
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
-            dictionary: headers.get("available-dictionary").cloned(),
+            dictionary: headers.get(AVAILABLE_DICTIONARY).cloned(),
             request_id: None,
         }
     }
