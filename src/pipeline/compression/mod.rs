@@ -6,7 +6,8 @@ pub mod dictionary;
 mod gzip;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 
@@ -31,33 +32,31 @@ const CREDENTIALS: [HeaderName; 3] = [
 
 /// What compression needs from the request, taken before it is forwarded.
 pub struct CompressionRequest {
-    accept_encoding: Option<String>,
+    accept_encoding: Option<HeaderValue>,
     has_credentials: bool,
     method: Method,
     /// The request target: it keys the padding of streamed responses.
-    target: String,
+    target: Option<PathAndQuery>,
 }
 
 impl CompressionRequest {
     pub fn of<B>(req: &Request<B>) -> Self {
         let headers = req.headers();
         CompressionRequest {
-            accept_encoding: headers
-                .get(header::ACCEPT_ENCODING)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            // Shared with the request's bytes, not copied.
+            accept_encoding: headers.get(header::ACCEPT_ENCODING).cloned(),
             has_credentials: headers.keys().any(|name| CREDENTIALS.contains(name)),
             method: req.method().clone(),
-            target: req
-                .uri()
-                .path_and_query()
-                .map(|pq| pq.as_str().to_string())
-                .unwrap_or_default(),
+            target: req.uri().path_and_query().cloned(),
         }
     }
 
+    fn target(&self) -> &str {
+        self.target.as_ref().map_or("", PathAndQuery::as_str)
+    }
+
     pub fn accept_encoding(&self) -> Option<&str> {
-        self.accept_encoding.as_deref()
+        self.accept_encoding.as_ref().and_then(|v| v.to_str().ok())
     }
 }
 
@@ -202,7 +201,7 @@ pub fn apply(
     let size = content_length(&parts.headers);
     mark_encoded(&mut parts.headers, encoding);
     vary_on_accept_encoding(&mut parts.headers);
-    tracing::debug!(encoding = encoding.token(), target = %request.target, "Compressing response");
+    tracing::debug!(encoding = encoding.token(), target = request.target(), "Compressing response");
     if request.method == Method::HEAD {
         return Response::from_parts(parts, body::empty());
     }
@@ -221,7 +220,7 @@ enum State {
     /// No data yet: the padding depends on the first chunk.
     Waiting {
         jitter: std::sync::Arc<Jitter>,
-        target: String,
+        target: Option<PathAndQuery>,
     },
     Running(Compressor),
     Done,
@@ -239,7 +238,8 @@ impl Encoder {
         if let State::Waiting { jitter, target } = &self.state {
             // Keyed on the target and the first chunk: a response that
             // reflects an attacker's guess gets a different padding per guess.
-            let padding = jitter.padding((target.as_str(), first));
+            let target = target.as_ref().map_or("", PathAndQuery::as_str);
+            let padding = jitter.padding((target, first));
             self.state = State::Running(Compressor::new(self.encoding, padding, self.size)?);
         }
         match &mut self.state {
