@@ -201,7 +201,11 @@ pub fn apply(
     let size = content_length(&parts.headers);
     mark_encoded(&mut parts.headers, encoding);
     vary_on_accept_encoding(&mut parts.headers);
-    tracing::debug!(encoding = encoding.token(), target = request.target(), "Compressing response");
+    tracing::debug!(
+        encoding = encoding.token(),
+        target = request.target(),
+        "Compressing response"
+    );
     if request.method == Method::HEAD {
         return Response::from_parts(parts, body::empty());
     }
