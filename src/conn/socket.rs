@@ -36,6 +36,14 @@ pub struct Timeouts {
     pub write: Option<Duration>,
 }
 
+impl Timeouts {
+    /// When a connection idle since `since` is closed (HTTP_IDLE_TIMEOUT),
+    /// if ever.
+    fn idle_deadline(&self, since: Instant) -> Option<Instant> {
+        self.idle.map(|t| since + t)
+    }
+}
+
 pub struct ConnIo<S> {
     inner: S,
     state: Arc<ConnState>,
@@ -96,7 +104,7 @@ impl<S> ParkedIo<S> {
 
     /// When it is closed for idling (HTTP_IDLE_TIMEOUT), if ever.
     pub fn idle_deadline(&self) -> Option<Instant> {
-        self.timeouts.idle.map(|t| self.idle_since + t)
+        self.timeouts.idle_deadline(self.idle_since)
     }
 
     /// The connection's I/O again, for its next request.
@@ -139,11 +147,6 @@ impl<S> ConnIo<S> {
     pub fn park_after(mut self, after: Duration, in_a_crowd: Duration) -> Self {
         self.park_after = Some((after, in_a_crowd));
         self
-    }
-
-    /// When an idle connection is closed (HTTP_IDLE_TIMEOUT), if ever.
-    fn idle_deadline(&self) -> Option<Instant> {
-        self.timeouts.idle.map(|t| self.idle_since + t)
     }
 
     /// Parks the connection: keeps its socket and what the next request
@@ -215,7 +218,7 @@ impl<S> ConnIo<S> {
         }
         match self.head_started {
             Some(started) if !self.state.multiplexed() => self.timeouts.read.map(|t| started + t),
-            _ => self.idle_deadline(),
+            _ => self.timeouts.idle_deadline(self.idle_since),
         }
     }
 

@@ -30,20 +30,18 @@ fn escaped(out: &mut Vec<u8>, text: &str) {
     let mut rest = text.as_bytes();
     while let Some(at) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..at]);
-        let escape: &[u8] = match rest[at] {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
+        match rest[at] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
             other => {
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX_DIGITS[usize::from(other >> 4)]);
                 out.push(HEX_DIGITS[usize::from(other & 0xf)]);
-                b""
             }
-        };
-        out.extend_from_slice(escape);
+        }
         rest = &rest[at + 1..];
     }
     out.extend_from_slice(rest);

@@ -65,22 +65,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One look at the few names a head has: most have none of these, and a
     // removal by name each cost about 2,000 instructions a request.
     let present = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE;
-    if !headers.keys().any(present) {
-        if keep_upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if headers.keys().any(present) {
+        if headers.contains_key(header::CONNECTION) {
+            remove_connection_named(headers);
         }
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        remove_connection_named(headers);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+        if !keep_upgrade {
+            headers.remove(header::UPGRADE);
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 

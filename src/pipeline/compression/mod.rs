@@ -52,12 +52,17 @@ impl CompressionRequest {
     }
 
     fn target(&self) -> &str {
-        self.target.as_ref().map_or("", PathAndQuery::as_str)
+        target_text(&self.target)
     }
 
     pub fn accept_encoding(&self) -> Option<&str> {
         self.accept_encoding.as_ref().and_then(|v| v.to_str().ok())
     }
+}
+
+/// The request target as text: empty for a request without one.
+fn target_text(target: &Option<PathAndQuery>) -> &str {
+    target.as_ref().map_or("", PathAndQuery::as_str)
 }
 
 /// Content types worth compressing. An allow-list: images, archives, audio
@@ -242,8 +247,7 @@ impl Encoder {
         if let State::Waiting { jitter, target } = &self.state {
             // Keyed on the target and the first chunk: a response that
             // reflects an attacker's guess gets a different padding per guess.
-            let target = target.as_ref().map_or("", PathAndQuery::as_str);
-            let padding = jitter.padding((target, first));
+            let padding = jitter.padding((target_text(target), first));
             self.state = State::Running(Compressor::new(self.encoding, padding, self.size)?);
         }
         match &mut self.state {
