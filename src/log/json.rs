@@ -26,8 +26,9 @@ pub struct Line<'a> {
 
 /// Writes `text` as the inside of a JSON string: quotes, backslashes and
 /// control characters (and DEL, which terminals act on) escaped.
-fn escaped(out: &mut Vec<u8>, text: &str) {
-    let mut rest = text.as_bytes();
+/// `text` is UTF-8.
+fn escaped(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
     while let Some(at) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..at]);
         match rest[at] {
@@ -89,19 +90,29 @@ impl Line<'_> {
     }
 
     pub fn text(&mut self, key: &str, value: &str) -> &mut Self {
-        self.key(key);
-        self.out.push(b'"');
-        escaped(self.out, value);
-        self.out.push(b'"');
-        self
+        self.quoted(key, value.as_bytes())
     }
 
     /// Bytes from the wire (header values): UTF-8 as it is, anything else lossily.
     pub fn bytes(&mut self, key: &str, value: &[u8]) -> &mut Self {
+        // Header values are ASCII but for rare obs-text: checked first, as
+        // a full UTF-8 check costs more than the value's escaping.
+        if value.is_ascii() {
+            return self.quoted(key, value);
+        }
         match std::str::from_utf8(value) {
             Ok(text) => self.text(key, text),
             Err(_) => self.text(key, &String::from_utf8_lossy(value)),
         }
+    }
+
+    /// A string field; `utf8` is valid UTF-8.
+    fn quoted(&mut self, key: &str, utf8: &[u8]) -> &mut Self {
+        self.key(key);
+        self.out.push(b'"');
+        escaped(self.out, utf8);
+        self.out.push(b'"');
+        self
     }
 
     pub fn number(&mut self, key: &str, value: u64) -> &mut Self {

@@ -20,7 +20,7 @@ use super::compression::dictionary::{
     Dictionaries, Offer, AVAILABLE_DICTIONARY, USE_AS_DICTIONARY,
 };
 use super::compression::{self, CompressionRequest};
-use super::forwarding::{self, Rewrite};
+use super::forwarding::{self, Rewrite, ORIGIN_HEADERS};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
@@ -61,7 +61,11 @@ impl CacheRequest {
         let host = req
             .headers()
             .get(header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .map(|h| {
+                let mut host = String::with_capacity(h.len());
+                push_lossy(&mut host, h.as_bytes());
+                host
+            })
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let target = req
@@ -118,14 +122,34 @@ impl CacheRequest {
 fn origin(headers: &HeaderMap) -> String {
     // Room for a host name and a scheme: one allocation in the usual case.
     let mut key = String::with_capacity(64);
-    for (index, name) in forwarding::ORIGIN_HEADERS.iter().enumerate() {
+    // Which of them the head holds, in one pass over its names: a hashed
+    // lookup for each of the seven cost more than the rest of the key.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(index) = ORIGIN_HEADERS.iter().position(|origin| origin == name) {
+            present |= 1 << index;
+        }
+    }
+    for (index, name) in ORIGIN_HEADERS.iter().enumerate() {
+        if present & (1 << index) == 0 {
+            continue;
+        }
         for value in headers.get_all(name) {
             key.push(char::from(b'0' + index as u8));
-            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            push_lossy(&mut key, value.as_bytes());
             key.push('\n');
         }
     }
     key
+}
+
+/// Appends header bytes as text: as they are when UTF-8 (checked a word at
+/// a time), lossily otherwise.
+fn push_lossy(text: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => text.push_str(valid),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }
 
 pub fn mark(response: &mut Response<Body>, outcome: &'static str) {
