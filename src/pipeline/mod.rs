@@ -27,6 +27,7 @@ pub mod scraped;
 pub mod sendfile;
 mod upstream_timeout;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -82,105 +83,115 @@ pub struct ConnInfo {
 
 /// What the app answers, with thrust's additions: the cache, files sent for
 /// it, compression.
-async fn serve_app(app: &App, conn: &ConnInfo, mut req: Request<ClientBody>) -> Response<Body> {
-    let conditions = Conditions::of(req.method(), req.headers());
-    let compression_request = CompressionRequest::of(&req);
-    // A copy for the cache, should the answer be stored, taken while the
-    // values are still shared with hyper's buffer (cloning is then cheap);
-    // the cache redoes the rewrite on it (`forwarding::Rewrite`).
-    let client_headers = (matches!(*req.method(), Method::GET | Method::HEAD)
-        && !req.headers().contains_key(header::RANGE))
-    .then(|| req.headers().clone());
-    let passage = proxy::prepare(app, conn, &mut req);
-    let mut cache_request = CacheRequest::of(&req);
-    let hit = cache_request
-        .as_mut()
-        .and_then(|c| app.cache.lookup(c, req.headers()));
-    let dictionary = app
-        .cache
-        .dictionary_offer(cache_request.as_ref(), req.headers());
-    let dictionary = dictionary.as_ref().map(|(d, offer)| (*d, offer));
-    let answer_hit = |entry: &cache::store::Entry| {
-        let mut response = cache::respond(
-            &app.config,
-            &conditions,
-            &compression_request,
-            entry,
-            dictionary,
-        );
-        cache::mark(&mut response, "hit");
-        compression::apply(&app.config, &app.jitter, &compression_request, response)
-    };
-    if let Some(entry) = hit {
-        return answer_hit(&entry);
-    }
-    // Only a miss that may be stored needs the request's headers later, for
-    // the Vary values of the stored entry: hits never copy them. A range of
-    // something not stored goes to the app as it is (a bypass), and is not
-    // stored.
-    let mut to_store = cache_request
-        .filter(|c| !c.is_range())
-        .zip(client_headers)
-        .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
-    // The first miss for a URL goes to the app; the others wait for its
-    // answer to be stored, then are answered from it (cache::flights).
-    if let Some(request) = to_store.as_mut() {
-        match app.cache.turn(request) {
-            Turn::Lead(leader) => request.lead(leader),
-            Turn::Wait(waiting) => {
-                waiting.done().await;
-                if let Some(entry) = app.cache.lookup(request, req.headers()) {
-                    return answer_hit(&entry);
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn holds its arguments twice for as long as it runs"
+)]
+fn serve_app<'a>(
+    app: &'a App,
+    conn: &'a ConnInfo,
+    mut req: Request<ClientBody>,
+) -> impl Future<Output = Response<Body>> + 'a {
+    async move {
+        let conditions = Conditions::of(req.method(), req.headers());
+        let compression_request = CompressionRequest::of(&req);
+        // A copy for the cache, should the answer be stored, taken while the
+        // values are still shared with hyper's buffer (cloning is then cheap);
+        // the cache redoes the rewrite on it (`forwarding::Rewrite`).
+        let client_headers = (matches!(*req.method(), Method::GET | Method::HEAD)
+            && !req.headers().contains_key(header::RANGE))
+        .then(|| req.headers().clone());
+        let passage = proxy::prepare(app, conn, &mut req);
+        let mut cache_request = CacheRequest::of(&req);
+        let hit = cache_request
+            .as_mut()
+            .and_then(|c| app.cache.lookup(c, req.headers()));
+        let dictionary = app
+            .cache
+            .dictionary_offer(cache_request.as_ref(), req.headers());
+        let dictionary = dictionary.as_ref().map(|(d, offer)| (*d, offer));
+        let answer_hit = |entry: &cache::store::Entry| {
+            let mut response = cache::respond(
+                &app.config,
+                &conditions,
+                &compression_request,
+                entry,
+                dictionary,
+            );
+            cache::mark(&mut response, "hit");
+            compression::apply(&app.config, &app.jitter, &compression_request, response)
+        };
+        if let Some(entry) = hit {
+            return answer_hit(&entry);
+        }
+        // Only a miss that may be stored needs the request's headers later, for
+        // the Vary values of the stored entry: hits never copy them. A range of
+        // something not stored goes to the app as it is (a bypass), and is not
+        // stored.
+        let mut to_store = cache_request
+            .filter(|c| !c.is_range())
+            .zip(client_headers)
+            .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
+        // The first miss for a URL goes to the app; the others wait for its
+        // answer to be stored, then are answered from it (cache::flights).
+        if let Some(request) = to_store.as_mut() {
+            match app.cache.turn(request) {
+                Turn::Lead(leader) => request.lead(leader),
+                Turn::Wait(waiting) => {
+                    waiting.done().await;
+                    if let Some(entry) = app.cache.lookup(request, req.headers()) {
+                        return answer_hit(&entry);
+                    }
                 }
+                Turn::Pass => {}
             }
-            Turn::Pass => {}
         }
+        let outcome = if to_store.is_some() { "miss" } else { "bypass" };
+        // A file below THRUST_PUBLIC_DIR is answered as if the app had named it.
+        let public_file = app
+            .config
+            .public_dir
+            .as_deref()
+            .and_then(|root| public_dir::file_for(root, &req));
+        let named = match public_file {
+            Some(path) => {
+                let parts = public_dir::head(&path);
+                Named::File(path, parts)
+            }
+            None => {
+                sendfile::announce(req.headers_mut(), &app.config);
+                let response = proxy::forward(app, conn, req, passage).await;
+                let named = sendfile::named(&app.config, response);
+                if let (Named::File(..), Some(metrics)) = (&named, &app.metrics) {
+                    metrics.file_sent();
+                }
+                named
+            }
+        };
+        let mut response = match named {
+            Named::Nothing(response) => match to_store {
+                Some(request) => app.cache.capture(request, response),
+                None => response,
+            },
+            Named::File(path, parts) => {
+                send_named(
+                    app,
+                    conn,
+                    to_store,
+                    path,
+                    parts,
+                    &Asked {
+                        conditions: &conditions,
+                        compression: &compression_request,
+                        dictionary,
+                    },
+                )
+                .await
+            }
+        };
+        cache::mark(&mut response, outcome);
+        compression::apply(&app.config, &app.jitter, &compression_request, response)
     }
-    let outcome = if to_store.is_some() { "miss" } else { "bypass" };
-    // A file below THRUST_PUBLIC_DIR is answered as if the app had named it.
-    let public_file = app
-        .config
-        .public_dir
-        .as_deref()
-        .and_then(|root| public_dir::file_for(root, &req));
-    let named = match public_file {
-        Some(path) => {
-            let parts = public_dir::head(&path);
-            Named::File(path, parts)
-        }
-        None => {
-            sendfile::announce(req.headers_mut(), &app.config);
-            let response = proxy::forward(app, conn, req, passage).await;
-            let named = sendfile::named(&app.config, response);
-            if let (Named::File(..), Some(metrics)) = (&named, &app.metrics) {
-                metrics.file_sent();
-            }
-            named
-        }
-    };
-    let mut response = match named {
-        Named::Nothing(response) => match to_store {
-            Some(request) => app.cache.capture(request, response),
-            None => response,
-        },
-        Named::File(path, parts) => {
-            send_named(
-                app,
-                conn,
-                to_store,
-                path,
-                parts,
-                &Asked {
-                    conditions: &conditions,
-                    compression: &compression_request,
-                    dictionary,
-                },
-            )
-            .await
-        }
-    };
-    cache::mark(&mut response, outcome);
-    compression::apply(&app.config, &app.jitter, &compression_request, response)
 }
 
 /// What the client asked about the form of the answer.
@@ -231,66 +242,73 @@ async fn send_named(
 
 /// Answers one request: thrust's own answers first, then the app's; the
 /// log line and metrics once the response body has ended.
-pub async fn handle(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn holds its arguments twice for as long as it runs"
+)]
+pub fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
     mut req: Request<ClientBody>,
-) -> Response<Body> {
-    let in_flight = conn.state.begin();
-    let alt_svc = (app.config.http3 && conn.https && req.version() != Version::HTTP_3)
-        .then(|| alt_svc::value(&req));
-    if req.version() == Version::HTTP_2 {
-        conn.state.set_multiplexed();
-        if let Some(counted) = &conn.counted {
-            counted.saw_http2();
+) -> impl Future<Output = Response<Body>> {
+    async move {
+        let in_flight = conn.state.begin();
+        let alt_svc = (app.config.http3 && conn.https && req.version() != Version::HTTP_3)
+            .then(|| alt_svc::value(&req));
+        if req.version() == Version::HTTP_2 {
+            conn.state.set_multiplexed();
+            if let Some(counted) = &conn.counted {
+                counted.saw_http2();
+            }
         }
-    }
-    let client = app
-        .config
-        .trusted_proxies
-        .client(conn.remote, req.headers());
-    let mut facts = RequestFacts::of(&req, client);
+        let client = app
+            .config
+            .trusted_proxies
+            .client(conn.remote, req.headers());
+        let mut facts = RequestFacts::of(&req, client);
 
-    let (mut response, passing_health_check) = if let Some((status, text)) = refused(&conn, &req) {
-        (proxy::plain(status, text, true), false)
-    } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
-        let response = health::answer(
-            &app.readiness,
-            app.deep_check.as_deref(),
-            &conn.upstream,
-            req.method(),
-        )
-        .await;
-        let ok = response.status() == StatusCode::OK;
-        (response, ok)
-    } else if let Some(answer) = app
-        .certificates
-        .as_ref()
-        .and_then(|c| redirect::acme_http_challenge(c, &req))
-    {
-        (answer, false)
-    } else if let Some(certificates) = app
-        .certificates
-        .as_ref()
-        .filter(|_| !conn.https && !redirect::is_acme_challenge(&req))
-    {
-        (redirect::answer(certificates, &req), false)
-    } else {
-        // The map is as large as the client's headers: room at once for
-        // what thrust adds on the way to the app (X-Request-Id, Host,
-        // X-Forwarded-For, -Host, -Proto, X-Request-Start), where it grew
-        // and was rehashed up to four times a request.
-        req.headers_mut().reserve(6);
-        facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
-        (serve_app(&app, &conn, req).await, false)
-    };
-    if let Some(offer) = alt_svc {
-        response
-            .headers_mut()
-            .entry(header::ALT_SVC)
-            .or_insert(offer);
+        let (mut response, passing_health_check) =
+            if let Some((status, text)) = refused(&conn, &req) {
+                (proxy::plain(status, text, true), false)
+            } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
+                let response = health::answer(
+                    &app.readiness,
+                    app.deep_check.as_deref(),
+                    &conn.upstream,
+                    req.method(),
+                )
+                .await;
+                let ok = response.status() == StatusCode::OK;
+                (response, ok)
+            } else if let Some(answer) = app
+                .certificates
+                .as_ref()
+                .and_then(|c| redirect::acme_http_challenge(c, &req))
+            {
+                (answer, false)
+            } else if let Some(certificates) = app
+                .certificates
+                .as_ref()
+                .filter(|_| !conn.https && !redirect::is_acme_challenge(&req))
+            {
+                (redirect::answer(certificates, &req), false)
+            } else {
+                // The map is as large as the client's headers: room at once for
+                // what thrust adds on the way to the app (X-Request-Id, Host,
+                // X-Forwarded-For, -Host, -Proto, X-Request-Start), where it grew
+                // and was rehashed up to four times a request.
+                req.headers_mut().reserve(6);
+                facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
+                (serve_app(&app, &conn, req).await, false)
+            };
+        if let Some(offer) = alt_svc {
+            response
+                .headers_mut()
+                .entry(header::ALT_SVC)
+                .or_insert(offer);
+        }
+        reported(&app, response, facts, in_flight, passing_health_check)
     }
-    reported(&app, response, facts, in_flight, passing_health_check)
 }
 
 /// Why a request is refused before anything else looks at it, if it is.

@@ -1,6 +1,7 @@
 //! Forwarding a request to the app server and its answer back: streaming
 //! both ways, upgrades, and the 4xx/5xx answers for what can go wrong.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -62,67 +63,73 @@ pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
     }
 }
 
-pub async fn forward(
-    app: &App,
-    conn: &ConnInfo,
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn holds its arguments twice for as long as it runs"
+)]
+pub fn forward<'a>(
+    app: &'a App,
+    conn: &'a ConnInfo,
     mut req: Request<ClientBody>,
     passage: Passage,
-) -> Response<Body> {
-    let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
-    if let (Some(limit), Some(declared)) = (limit, content_length(req.headers())) {
-        if declared > limit {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large\n",
-                true,
-            );
+) -> impl Future<Output = Response<Body>> + 'a {
+    async move {
+        let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
+        if let (Some(limit), Some(declared)) = (limit, content_length(req.headers())) {
+            if declared > limit {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large\n",
+                    true,
+                );
+            }
         }
-    }
-    if !app.readiness.is_ready() && !app.readiness.wait_ready(app.config.boot_wait).await {
-        tracing::warn!(path = %req.uri().path(), "App server not ready, answering 502");
-        return bad_gateway(app);
-    }
-
-    let Passage {
-        upgrade,
-        h2_websocket,
-        ..
-    } = passage;
-    let client_upgrade = upgrade.then(|| ClientUpgrade::of(&mut req));
-    let hints = if upgrade {
-        None
-    } else {
-        early_hints::route(conn, &mut req)
-    };
-    let (mut parts, incoming) = req.into_parts();
-    let (upstream_body, upload) = upstream_body(app, &mut parts, incoming, h2_websocket, limit);
-    // For the log lines below (a shared copy).
-    let client_uri = parts.uri.clone();
-    let path = client_uri.path();
-    parts.version = Version::HTTP_11;
-    let mut upstream_req = Request::from_parts(parts, upstream_body);
-    let listening = hints.map(|hints| early_hints::listen(hints, &mut upstream_req));
-
-    let head = response_head(app, conn, upstream_req, upload, path).await;
-    drop(listening);
-    let response = match head {
-        Ok(response) => response,
-        Err(answer) => return answer,
-    };
-
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            return switch_protocols(conn, response, client_upgrade, h2_websocket);
+        if !app.readiness.is_ready() && !app.readiness.wait_ready(app.config.boot_wait).await {
+            tracing::warn!(path = %req.uri().path(), "App server not ready, answering 502");
+            return bad_gateway(app);
         }
-    }
 
-    let (mut parts, incoming) = response.into_parts();
-    forwarding::strip_hop_by_hop(&mut parts.headers, false);
-    // The map is as large as the app's headers: room at once for what
-    // thrust may add (X-Cache, Vary, Content-Encoding, Alt-Svc), where each
-    // growth rehashes it.
-    parts.headers.reserve(4);
-    Response::from_parts(parts, body::boxed(incoming))
+        let Passage {
+            upgrade,
+            h2_websocket,
+            ..
+        } = passage;
+        let client_upgrade = upgrade.then(|| ClientUpgrade::of(&mut req));
+        let hints = if upgrade {
+            None
+        } else {
+            early_hints::route(conn, &mut req)
+        };
+        let (mut parts, incoming) = req.into_parts();
+        let (upstream_body, upload) = upstream_body(app, &mut parts, incoming, h2_websocket, limit);
+        // For the log lines below (a shared copy).
+        let client_uri = parts.uri.clone();
+        let path = client_uri.path();
+        parts.version = Version::HTTP_11;
+        let mut upstream_req = Request::from_parts(parts, upstream_body);
+        let listening = hints.map(|hints| early_hints::listen(hints, &mut upstream_req));
+
+        let head = response_head(app, conn, upstream_req, upload, path).await;
+        drop(listening);
+        let response = match head {
+            Ok(response) => response,
+            Err(answer) => return answer,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                return switch_protocols(conn, response, client_upgrade, h2_websocket);
+            }
+        }
+
+        let (mut parts, incoming) = response.into_parts();
+        forwarding::strip_hop_by_hop(&mut parts.headers, false);
+        // The map is as large as the app's headers: room at once for what
+        // thrust may add (X-Cache, Vary, Content-Encoding, Alt-Svc), where each
+        // growth rehashes it.
+        parts.headers.reserve(4);
+        Response::from_parts(parts, body::boxed(incoming))
+    }
 }
 
 /// The body the app is sent: none, or the client's with its limit, deadline

@@ -5,34 +5,62 @@
 //! the body, or once the body has ended, this limit does.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::request_body::{UploadClock, UploadState};
 
-/// `response` once it completes, or `None` when the app has let `limit`
-/// pass since it last took request body bytes (`upload`: the request's
-/// body, if it has one).
-pub async fn within<F: Future>(
+pin_project_lite::pin_project! {
+    /// `response` once it completes, or `None` when the app has let `limit`
+    /// pass since it last took request body bytes (`within`).
+    pub struct Within<'u, F> {
+        // Held once, in place: an `async fn` would hold the app's response
+        // future twice (as given and as pinned), in every request's future.
+        #[pin]
+        response: F,
+        #[pin]
+        deadline: Sleep,
+        limit: Duration,
+        upload: Option<&'u UploadClock>,
+    }
+}
+
+/// `response` within `limit` (`upload`: the request's body, if it has one).
+pub fn within<F: Future>(
     limit: Duration,
     response: F,
     upload: Option<&UploadClock>,
-) -> Option<F::Output> {
-    tokio::pin!(response);
-    let mut deadline = Instant::now() + limit;
-    loop {
-        tokio::select! {
-            out = &mut response => return Some(out),
-            _ = tokio::time::sleep_until(deadline) => {
-                deadline = match upload.map(UploadClock::state) {
-                    None => return None,
-                    Some(UploadState::WaitingOnClient) => Instant::now() + limit,
-                    Some(UploadState::TakenAt(at)) if at + limit > Instant::now() => at + limit,
-                    Some(UploadState::TakenAt(_)) => return None,
-                };
-            }
+) -> Within<'_, F> {
+    Within {
+        response,
+        deadline: tokio::time::sleep(limit),
+        limit,
+        upload,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.response.poll(cx) {
+            return Poll::Ready(Some(out));
         }
+        while this.deadline.as_mut().poll(cx).is_ready() {
+            let limit = *this.limit;
+            let next = match this.upload.map(UploadClock::state) {
+                None => return Poll::Ready(None),
+                Some(UploadState::WaitingOnClient) => Instant::now() + limit,
+                Some(UploadState::TakenAt(at)) if at + limit > Instant::now() => at + limit,
+                Some(UploadState::TakenAt(_)) => return Poll::Ready(None),
+            };
+            this.deadline.as_mut().reset(next);
+        }
+        Poll::Pending
     }
 }
 
