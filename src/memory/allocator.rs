@@ -26,12 +26,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   MiB saved 1.7–3.7% of a request's instructions, once per 4 MiB 2.5%
 ///   more on a parked connection's, with idle connections holding the
 ///   same (benches/RESULTS.md, "Parked connections hold less", "Fewer
+///   instructions a request");
+/// - `slab_sizes:8192-10240:10`: blocks of 8 and 10 KiB (hyper's read and
+///   write buffers, made anew each time a parked connection wakes) five or
+///   four to a 40 KiB slab, not one each: a slab is fetched and handed
+///   back through the page allocator, so with one block to a slab every
+///   wake paid for two (parked requests 65,362 -> 61,531 instructions,
+///   idle connections holding the same; benches/RESULTS.md, "Fewer
 ///   instructions a request").
 #[export_name = "_rjem_malloc_conf"]
 static SETTINGS: Option<&'static std::ffi::c_char> = Some(
     // SAFETY: a C string literal lives for the whole program.
     unsafe {
-        &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_gc_incr_bytes:4194304"
+        &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_gc_incr_bytes:4194304,slab_sizes:8192-10240:10"
             .as_ptr()
     },
 );
@@ -50,5 +57,17 @@ mod tests {
         // SAFETY: a `size_t` option, read as such.
         let gc = unsafe { tikv_jemalloc_ctl::raw::read::<usize>(b"opt.tcache_gc_incr_bytes\0") };
         assert_eq!(gc, Ok(4 << 20));
+        // SAFETY: `unsigned` and `size_t` values, read as such.
+        let bins = unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.nbins\0") };
+        let slab_of = |size: usize| {
+            (0..bins.unwrap_or(0)).find_map(|bin| unsafe {
+                let key = |field: &str| format!("arenas.bin.{bin}.{field}\0");
+                let bin_size = tikv_jemalloc_ctl::raw::read::<usize>(key("size").as_bytes());
+                (bin_size == Ok(size))
+                    .then(|| tikv_jemalloc_ctl::raw::read::<usize>(key("slab_size").as_bytes()))
+            })
+        };
+        assert_eq!(slab_of(8192), Some(Ok(40960)));
+        assert_eq!(slab_of(10240), Some(Ok(40960)));
     }
 }
