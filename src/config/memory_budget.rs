@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// 2 KiB over TLS), its state, timers and seat in the crowd. A head
 /// being read is counted apart, in `head_bytes` (its first buffer is
 /// 2 KiB: benches/head_flood.py measures 4.4 KiB per connection waiting
-/// on a small head; benches/idle_memory.py 2.9–3.5 KiB per parked one,
+/// on a small head; benches/idle_memory.py 2.7 KiB per parked one,
 /// holding no head). A request in flight adds hyper's 16 KiB of buffers.
 pub const CONNECTION: u64 = 4 << 10;
 
