@@ -84,6 +84,9 @@ pub async fn next_head<S: AsyncRead + Unpin>(
             }
         }
         let read = tokio::select! {
+            // The read first: a woken connection's bytes are there, and the
+            // other two then cost nothing (polled, each would register).
+            biased;
             read = io.read_buf(&mut buf) => read,
             _ = seat.shed() => return NextHead::Closed(Ok(())),
             // A head under way is read and answered; none begun: closed.
