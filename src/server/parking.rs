@@ -131,61 +131,67 @@ where
 
 /// Serves requests on `io` until it idles long enough to park (its parked
 /// I/O is returned) or closes (`None`).
-async fn serve_until_idle<S>(
-    builder: &http1::Builder,
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn holds its arguments twice for as long as it runs"
+)]
+fn serve_until_idle<'a, S>(
+    builder: &'a http1::Builder,
     mut io: ConnIo<S>,
     mut first: Bytes,
-    handler: &Handler,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<ParkedIo<S>>
+    handler: &'a Handler,
+    stop: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = Option<ParkedIo<S>>> + 'a
 where
     S: AsyncRead + AsyncWrite + SendFile + Readable + Unpin + Send + 'static,
 {
-    let state = &handler.conn.state;
-    let seat = state.seat();
-    let metrics = handler.app.metrics.as_deref();
-    loop {
-        // hyper starts once a head is here whole, unless it left bytes unread.
-        if !io.replaying() {
-            let first = std::mem::take(&mut first);
-            // No hyper connection to let go of it meanwhile.
-            io.pause_parking(true);
-            let next = head_read::next_head(&mut io, first, seat, stop, metrics).await;
-            io.pause_parking(false);
-            match next {
-                NextHead::Read(head) => io.read_again(head),
-                NextHead::Closed(result) => return closed(result),
+    async move {
+        let state = &handler.conn.state;
+        let seat = state.seat();
+        let metrics = handler.app.metrics.as_deref();
+        loop {
+            // hyper starts once a head is here whole, unless it left bytes unread.
+            if !io.replaying() {
+                let first = std::mem::take(&mut first);
+                // No hyper connection to let go of it meanwhile.
+                io.pause_parking(true);
+                let next = head_read::next_head(&mut io, first, seat, stop, metrics).await;
+                io.pause_parking(false);
+                match next {
+                    NextHead::Read(head) => io.read_again(head),
+                    NextHead::Closed(result) => return closed(result),
+                }
             }
-        }
-        let mut connection = Box::pin(
-            builder
-                .serve_connection(TokioIo::new(io), handler.clone())
-                .with_upgrades(),
-        );
-        let result = tokio::select! {
-            result = connection.as_mut() => return closed(result),
-            // Closed for room at the limit: idle, or its head too slow.
-            _ = seat.shed() => return closed(Ok::<(), io::Error>(())),
-            _ = stopping(stop) => {
-                connection.as_mut().graceful_shutdown();
-                return closed(connection.await);
+            let mut connection = Box::pin(
+                builder
+                    .serve_connection(TokioIo::new(io), handler.clone())
+                    .with_upgrades(),
+            );
+            let result = tokio::select! {
+                result = connection.as_mut() => return closed(result),
+                // Closed for room at the limit: idle, or its head too slow.
+                _ = seat.shed() => return closed(Ok::<(), io::Error>(())),
+                _ = stopping(stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    return closed(connection.await);
+                }
+                _ = state.parking() => {
+                    // Idle: hyper closes at once, leaving the socket open.
+                    connection.as_mut().graceful_shutdown();
+                    connection.as_mut().await
+                }
+            };
+            if let Err(e) = result {
+                return closed(Err(e));
             }
-            _ = state.parking() => {
-                // Idle: hyper closes at once, leaving the socket open.
-                connection.as_mut().graceful_shutdown();
-                connection.as_mut().await
+            // None: the connection was upgraded, and belongs to the upgrade now.
+            let (back, read_buf) = take_apart(connection)?;
+            io = back;
+            let unread = !read_buf.is_empty();
+            io.unpark(read_buf);
+            if !unread {
+                return Some(io.park());
             }
-        };
-        if let Err(e) = result {
-            return closed(Err(e));
-        }
-        // None: the connection was upgraded, and belongs to the upgrade now.
-        let (back, read_buf) = take_apart(connection)?;
-        io = back;
-        let unread = !read_buf.is_empty();
-        io.unpark(read_buf);
-        if !unread {
-            return Some(io.park());
         }
     }
 }
