@@ -27,9 +27,6 @@ pub enum Outcome {
     PreconditionFailed,
 }
 
-/// A request's conditional headers and Range, taken before it is forwarded.
-/// Empty for methods other than GET and HEAD: the app has already acted on
-/// those, so there is nothing left for a precondition to prevent.
 /// The request headers `Conditions` holds, in the order of its fields.
 const CONDITIONAL: [HeaderName; 6] = [
     header::IF_MATCH,
@@ -40,6 +37,9 @@ const CONDITIONAL: [HeaderName; 6] = [
     header::IF_RANGE,
 ];
 
+/// A request's conditional headers and Range, taken before it is forwarded.
+/// Empty for methods other than GET and HEAD: the app has already acted on
+/// those, so there is nothing left for a precondition to prevent.
 #[derive(Clone, Debug, Default)]
 pub struct Conditions {
     method: Method,
