@@ -136,7 +136,7 @@ fn header_rewriting(c: &mut Criterion) {
                     trusted: false,
                 };
                 set_forwarded(&mut headers, &client);
-                set_request_start(&mut headers, 1_796_000_000_000);
+                set_request_start(&mut headers, 1_796_000_000_000, client.trusted);
                 headers
             },
             BatchSize::SmallInput,

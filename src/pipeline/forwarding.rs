@@ -221,23 +221,21 @@ fn appended(headers: &HeaderMap, name: &HeaderName, addr: IpAddr) -> Option<Head
 }
 
 /// Adds `X-Request-Start: t=<unix ms>` unless a trusted proxy set one
-/// (`set_forwarded` removes a client's).
-pub fn set_request_start(headers: &mut HeaderMap, millis: u128) {
-    if !headers.contains_key(&X_REQUEST_START) {
-        headers.insert(X_REQUEST_START, request_start(millis));
+/// (`set_forwarded` removes a client's, so from anyone else it is set
+/// without looking).
+pub fn set_request_start(headers: &mut HeaderMap, millis: u128, trusted: bool) {
+    if trusted && headers.contains_key(&X_REQUEST_START) {
+        return;
     }
-}
-
-/// `t=<unix ms>`.
-fn request_start(millis: u128) -> HeaderValue {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(millis).as_bytes();
     // "t=" and up to 39 digits.
     let mut text = [0u8; 41];
     text[..2].copy_from_slice(b"t=");
     text[2..2 + digits.len()].copy_from_slice(digits);
-    HeaderValue::from_bytes(&text[..2 + digits.len()])
-        .unwrap_or_else(|_| HeaderValue::from_static("t=0"))
+    if let Ok(value) = HeaderValue::from_bytes(&text[..2 + digits.len()]) {
+        headers.insert(X_REQUEST_START, value);
+    }
 }
 
 /// Milliseconds since the Unix epoch, for X-Request-Start.
@@ -286,12 +284,7 @@ impl Rewrite {
                 trusted: self.trusted,
             },
         );
-        if self.trusted {
-            set_request_start(headers, self.start_millis);
-        } else {
-            // A client's own is gone (`set_forwarded`).
-            headers.insert(X_REQUEST_START, request_start(self.start_millis));
-        }
+        set_request_start(headers, self.start_millis, self.trusted);
     }
 }
 
@@ -420,12 +413,12 @@ mod tests {
     fn request_id_and_start_are_added_once() {
         let mut h = headers(&[("x-request-id", "abc"), ("x-request-start", "t=1")]);
         assert_eq!(ensure_request_id(&mut h), "abc");
-        set_request_start(&mut h, unix_millis());
+        set_request_start(&mut h, unix_millis(), true);
         assert_eq!(h["x-request-start"], "t=1");
         let mut h = HeaderMap::new();
         let id = ensure_request_id(&mut h);
         assert_eq!(id.len(), 36);
-        set_request_start(&mut h, 1_796_000_000_123);
+        set_request_start(&mut h, 1_796_000_000_123, true);
         assert_eq!(h["x-request-start"], "t=1796000000123");
     }
 }
