@@ -4,6 +4,12 @@
 //! and `run` starts them in order — ports, limits, worker threads, metrics,
 //! the app, the control socket — then serves until the app is gone.
 
+// Futures a connection or a request holds for as long as it lives are
+// written as functions returning an `async` block: an `async fn` keeps each
+// argument twice (as given and as moved into its body) for as long as it
+// runs (`pipeline::handle`, `server::parking::serve`, benches/RESULTS.md).
+#![allow(clippy::manual_async_fn)]
+
 // The layers, from the bottom: each may call only the ones listed before it
 // (each folder's first comment says what it owns and may not call).
 mod app;

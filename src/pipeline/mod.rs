@@ -83,10 +83,6 @@ pub struct ConnInfo {
 
 /// What the app answers, with thrust's additions: the cache, files sent for
 /// it, compression.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn holds its arguments twice for as long as it runs"
-)]
 fn serve_app<'a>(
     app: &'a App,
     conn: &'a ConnInfo,
@@ -242,10 +238,6 @@ async fn send_named(
 
 /// Answers one request: thrust's own answers first, then the app's; the
 /// log line and metrics once the response body has ended.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn holds its arguments twice for as long as it runs"
-)]
 pub fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,

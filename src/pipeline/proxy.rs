@@ -63,10 +63,6 @@ pub fn prepare<B>(app: &App, conn: &ConnInfo, req: &mut Request<B>) -> Passage {
     }
 }
 
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn holds its arguments twice for as long as it runs"
-)]
 pub fn forward<'a>(
     app: &'a App,
     conn: &'a ConnInfo,

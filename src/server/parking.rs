@@ -81,10 +81,6 @@ impl Readable for TlsStream<TcpStream> {
 /// Serves a connection until it closes, parking it whenever it idles.
 /// `first`: the bytes read to tell its protocol (none: it waits for them
 /// parked).
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn holds its arguments twice for as long as it runs"
-)]
 pub fn serve<S>(
     builder: &http1::Builder,
     mut parked: ParkedIo<S>,
@@ -131,10 +127,6 @@ where
 
 /// Serves requests on `io` until it idles long enough to park (its parked
 /// I/O is returned) or closes (`None`).
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn holds its arguments twice for as long as it runs"
-)]
 fn serve_until_idle<'a, S>(
     builder: &'a http1::Builder,
     mut io: ConnIo<S>,
