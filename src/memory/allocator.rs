@@ -57,9 +57,10 @@ mod tests {
         // SAFETY: a `size_t` option, read as such.
         let gc = unsafe { tikv_jemalloc_ctl::raw::read::<usize>(b"opt.tcache_gc_incr_bytes\0") };
         assert_eq!(gc, Ok(4 << 20));
-        // SAFETY: `unsigned` and `size_t` values, read as such.
+        // SAFETY: an `unsigned` value, read as such.
         let bins = unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.nbins\0") };
         let slab_of = |size: usize| {
+            // SAFETY: `size_t` values of an existing bin, read as such.
             (0..bins.unwrap_or(0)).find_map(|bin| unsafe {
                 let key = |field: &str| format!("arenas.bin.{bin}.{field}\0");
                 let bin_size = tikv_jemalloc_ctl::raw::read::<usize>(key("size").as_bytes());
