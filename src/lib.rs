@@ -140,7 +140,13 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     let jitter = Arc::new(pipeline::compression::codec::Jitter::new(
         config.compression_jitter,
     ));
-    let cache = pipeline::cache::Store::new(config.clone(), jitter.clone());
+    let budget = config::memory_budget::connection_budget(
+        memory_limit,
+        config.cache_size,
+        app::fd_limit::current(),
+    );
+    let cache_share = conn::cache_share::CacheShare::new(budget.cache_lendable);
+    let cache = pipeline::cache::Store::new(config.clone(), jitter.clone(), cache_share.clone());
     let metrics = ports.metrics.map(|listener| {
         let gauges = pipeline::scraped::Gauges {
             readiness: readiness.clone(),
@@ -156,11 +162,8 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     });
     let admission = server::admission::Admission::new(
         config.max_connections,
-        config::memory_budget::connection_budget(
-            memory_limit,
-            config.cache_size,
-            app::fd_limit::current(),
-        ),
+        budget,
+        cache_share,
         metrics.clone(),
     );
     let wiring = Wiring {

@@ -93,6 +93,74 @@ fn the_default_connection_limit_follows_the_containers_memory() {
     assert_eq!(started["max_connections"], 6144);
 }
 
+/// Whether thrust has closed `s` (the end read, or a reset), looked at
+/// without waiting.
+fn closed_now(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let closed = match (&*s).read(&mut [0u8; 1]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+#[test]
+#[ignore = "makes a memory cgroup, which needs root: scripts/test (and CI) run it"]
+fn heads_borrow_what_the_cache_leaves_and_give_it_back_as_it_fills() {
+    let cgroup = MemoryCgroup::new(256)
+        .expect("making a memory cgroup (needs root and a cgroup file system)");
+    let metrics = free_port();
+    // 256 MiB: thrust's 128 MiB, less a 480 MiB cache's 120 MiB of
+    // captures, leaves heads their 1 MiB floor and 6.75 MiB of the cache's
+    // share to borrow while the cache is empty.
+    let options = Options::app()
+        .env("CACHE_SIZE", (480u64 << 20).to_string())
+        .env("MAX_CACHE_ITEM_SIZE", (1 << 20).to_string())
+        .env("THRUST_MAX_CONNECTIONS", "400")
+        .env("THRUST_METRICS_PORT", metrics.to_string());
+    let t = Thrust::start_ready(Options {
+        cgroup: Some(cgroup.path.clone()),
+        ..options
+    });
+    // A 60 KiB head holds a 64 KiB buffer: 124 fit in 7.75 MiB, 16 in 1 MiB.
+    let filler = "a".repeat(60 * 1024);
+    let head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: {filler}");
+    let heads: Vec<TcpStream> = (0..150)
+        .map(|_| {
+            let mut s = connect(t.port);
+            s.write_all(head.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            s
+        })
+        .collect();
+    let kept = |heads: &[TcpStream]| heads.iter().filter(|s| !closed_now(s)).count();
+    assert!(
+        wait_until(Duration::from_secs(5), || kept(&heads) <= 124),
+        "heads kept: {}",
+        kept(&heads)
+    );
+    assert!(kept(&heads) >= 100, "heads kept: {}", kept(&heads));
+    // The cache stores 10 MB: it takes its share back, the oldest heads go.
+    drop(storable_misses(&t, 10, 1_000_000));
+    assert!(
+        wait_until(Duration::from_secs(10), || kept(&heads) <= 16),
+        "heads kept with the cache full: {}",
+        kept(&heads)
+    );
+    assert!(kept(&heads) >= 8, "heads kept: {}", kept(&heads));
+    assert!(
+        heads.iter().take(100).all(closed_now),
+        "the oldest went first"
+    );
+    assert_eq!(get(t.port, "/").unwrap().status, 200);
+    let shed = scrape(metrics)
+        .get("thrust_shed_connections_total{reason=\"head_memory\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(shed >= 130.0, "heads closed for memory counted: {shed}");
+}
+
 /// thrust with an 8 MiB cache in front of the test app.
 fn small_cache() -> Thrust {
     Thrust::start_ready(

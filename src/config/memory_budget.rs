@@ -8,7 +8,9 @@
 //! is the app's. From it come the cache (CACHE_SIZE), the responses being
 //! captured for it (`capture_budget`) and the rest goes to connections:
 //! half to the connections themselves (`CONNECTION` each: the default
-//! limit), half to the request heads being read, which share it.
+//! limit), half to the request heads being read, which share it. What the
+//! cache does not hold of its share, heads may borrow until the cache
+//! needs it back (`ConnectionBudget::cache_lendable`).
 
 use std::path::{Path, PathBuf};
 
@@ -58,13 +60,18 @@ pub struct ConnectionBudget {
     pub connection_bytes: u64,
     /// Bytes all request heads being read may hold at once.
     pub head_bytes: u64,
+    /// Bytes of the cache's share, within the memory thrust may use, that
+    /// heads may borrow while the cache does not hold them (a cache larger
+    /// than that memory lends only what lies within it).
+    pub cache_lendable: u64,
 }
 
 /// What half the memory limit leaves for connections after the cache and
 /// its captures, split in two: half for the connections themselves, each
 /// weighing what its kind holds (as many as that makes at `CONNECTION`
 /// each, no more than half the open-file limit, is the default limit), half
-/// for the heads being read.
+/// for the heads being read; and what of the cache's share heads may
+/// borrow.
 pub fn connection_budget(
     memory_limit: u64,
     cache_size: u64,
@@ -77,10 +84,15 @@ pub fn connection_budget(
     let connection_bytes = (for_connections / 2).max(MIN_CONNECTIONS * CONNECTION);
     let by_memory = connection_bytes / CONNECTION;
     let by_files = fd_limit.map_or(u64::MAX, |fds| (fds / 2).max(1));
+    let cache_lendable = (memory_limit / 2)
+        .saturating_sub(capture_budget(cache_size))
+        .saturating_sub(connection_bytes + head_bytes)
+        .min(cache_size);
     ConnectionBudget {
         connections: by_memory.min(by_files),
         connection_bytes,
         head_bytes,
+        cache_lendable,
     }
 }
 
@@ -160,22 +172,32 @@ mod tests {
     fn connections_and_heads_share_what_half_the_memory_leaves_after_the_cache() {
         let budget = |memory, fds| connection_budget(memory, 64 * MIB, fds);
         // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB, half of it
-        // for connections at 4 KiB, half for heads.
+        // for connections at 4 KiB, half for heads, which may borrow the
+        // whole cache while it is empty.
         let expected = ConnectionBudget {
             connections: 6144,
             connection_bytes: 24 * MIB,
             head_bytes: 24 * MIB,
+            cache_lendable: 64 * MIB,
         };
         assert_eq!(budget(256 * MIB, Some(1 << 20)), expected);
         assert_eq!(budget(1024 * MIB, Some(1 << 20)).connections, 55296);
         // The file limit still bounds it, and a tiny container gets the floor.
         assert_eq!(budget(1024 * MIB, Some(1000)).connections, 500);
+        // 64 MiB: the cache is past thrust's 32; heads get their floor and
+        // may borrow what of the cache lies within the 32 (after captures).
         let floor = ConnectionBudget {
             connections: 64,
             connection_bytes: 256 << 10,
             head_bytes: MIB,
+            cache_lendable: 32 * MIB - 16 * MIB - MIB - (256 << 10),
         };
         assert_eq!(budget(64 * MIB, None), floor);
+        // A cache whose captures alone pass that memory lends nothing.
+        assert_eq!(
+            connection_budget(16 << 30, MIB << 20, None).cache_lendable,
+            0
+        );
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //! shed only from the phase it was found in (compare-and-swap), so one that
 //! turns busy meanwhile keeps its request.
 //!
-//! Request heads being read share a budget of bytes (`Seat::hold_head_bytes`):
-//! a head that needs more buffer than the budget has left closes the oldest
-//! head for room, whatever its age, so large unfinished heads cannot take
-//! thrust past its memory whatever the connection limit.
+//! Request heads being read share a budget of bytes (`Seat::hold_head_bytes`),
+//! with what the cache leaves unused of its share (`CacheShare`): a head
+//! that needs more buffer than is left closes the oldest head for room,
+//! whatever its age, and so does the cache taking its share back, so large
+//! unfinished heads cannot take thrust past its memory whatever the
+//! connection limit. Heads closed for memory are reported (`HeadsClosed`).
 //!
 //! The two queues hold each seat at most once and are checked lazily: a
 //! seat that changed since it was queued is queued again or dropped when it
@@ -33,6 +35,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
+
+use super::cache_share::{Borrower, CacheShare};
 
 /// How long a request head may have been coming before it can be closed to
 /// make room. A browser's head arrives in one packet; at a full house a
@@ -70,11 +74,17 @@ pub enum Shed {
     SlowHead,
 }
 
+/// Told how many heads were just closed for memory.
+pub type HeadsClosed = Box<dyn Fn(usize) + Send + Sync>;
+
 pub struct Crowd {
     queues: Mutex<[VecDeque<Entry>; 2]>,
-    /// Bytes of buffer the heads being read hold, and how many they may.
+    /// Bytes of buffer the heads being read hold, and how many they may,
+    /// besides what they borrow of the cache's share.
     head_bytes: AtomicUsize,
     head_budget: usize,
+    cache: Arc<CacheShare>,
+    heads_closed: HeadsClosed,
     /// What the open connections weigh (`Crowd::seat`, `Seat::weigh_more`),
     /// and how much they may.
     weight: AtomicUsize,
@@ -101,7 +111,7 @@ pub struct Budgets {
 pub enum HeadRoom {
     Held,
     /// Held past the budget: this many of the oldest heads were closed to
-    /// free their bytes.
+    /// free their bytes (and reported).
     HeldForOldest(usize),
     /// Over the budget with no head to close: this one cannot grow.
     Full,
@@ -128,16 +138,40 @@ pub struct Seat {
 }
 
 impl Crowd {
-    pub fn new(budgets: Budgets) -> Self {
-        Crowd {
+    /// A crowd within `budgets`, its heads borrowing of `cache`.
+    pub fn new(budgets: Budgets, cache: Arc<CacheShare>, heads_closed: HeadsClosed) -> Arc<Self> {
+        let crowd = Arc::new(Crowd {
             queues: Mutex::default(),
             head_bytes: AtomicUsize::new(0),
             head_budget: budgets.heads,
+            cache,
+            heads_closed,
             weight: AtomicUsize::new(0),
             weight_budget: budgets.connections,
             open: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+        });
+        let borrower: Weak<dyn Borrower> = Arc::downgrade(&crowd) as Weak<Crowd>;
+        crowd.cache.lend_to(borrower);
+        crowd
+    }
+
+    /// Bytes the heads may hold now: their own and what the cache leaves.
+    fn head_allowance(&self) -> usize {
+        self.head_budget.saturating_add(self.cache.unused())
+    }
+
+    /// Closes the oldest heads holding bytes until the heads are within
+    /// what they may hold, or none holds any; how many were closed.
+    fn close_heads_for_memory(&self, queues: &mut [VecDeque<Entry>; 2]) -> usize {
+        let mut closed = 0;
+        while self.head_bytes.load(Ordering::Acquire) > self.head_allowance() {
+            if !self.shed_oldest_head(&mut queues[HEAD_QUEUE]) {
+                break;
+            }
+            closed += 1;
         }
+        closed
     }
 
     /// thrust is stopping: every connection waiting for bytes, parked or
@@ -215,6 +249,19 @@ impl Crowd {
         self.queues
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Borrower for Crowd {
+    /// Closes the oldest heads holding bytes while the heads hold more
+    /// than they may (the cache took some of its share back); reported.
+    fn fit_heads(&self) {
+        if self.head_bytes.load(Ordering::Acquire) > self.head_allowance() {
+            let closed = self.close_heads_for_memory(&mut self.lock());
+            if closed > 0 {
+                (self.heads_closed)(closed);
+            }
+        }
     }
 }
 
@@ -311,26 +358,20 @@ impl Seat {
     }
 
     /// Counts `more` bytes of buffer for this connection's head against the
-    /// budget all heads share; past it, the oldest heads holding bytes are
-    /// closed until it is kept (their bytes counted free at once, so a
-    /// flood does not close more than it must). `release_head_bytes` gives
-    /// them back.
+    /// budget all heads share (with what they borrow of the cache's share);
+    /// past it, the oldest heads holding bytes are closed until it is kept
+    /// (their bytes counted free at once, so a flood does not close more
+    /// than it must). `release_head_bytes` gives them back.
     pub fn hold_head_bytes(&self, more: usize) -> HeadRoom {
         let crowd = &self.crowd;
         self.head_bytes.fetch_add(more, Ordering::AcqRel);
         let held = crowd.head_bytes.fetch_add(more, Ordering::AcqRel) + more;
-        if held <= crowd.head_budget {
+        if held <= crowd.head_budget || held <= crowd.head_allowance() {
             return HeadRoom::Held;
         }
-        let mut queues = crowd.lock();
-        let mut closed = 0;
-        while crowd.head_bytes.load(Ordering::Acquire) > crowd.head_budget {
-            if !crowd.shed_oldest_head(&mut queues[HEAD_QUEUE]) {
-                break;
-            }
-            closed += 1;
-        }
+        let closed = crowd.close_heads_for_memory(&mut crowd.lock());
         if closed > 0 {
+            (crowd.heads_closed)(closed);
             return HeadRoom::HeldForOldest(closed);
         }
         // Its own bytes back, unless it was closed itself meanwhile.
@@ -478,9 +519,14 @@ mod tests {
         connections: usize::MAX,
     };
 
+    /// A crowd whose heads borrow nothing of the cache's share.
+    fn crowd(budgets: Budgets) -> Arc<Crowd> {
+        Crowd::new(budgets, CacheShare::new(0), Box::new(|_| {}))
+    }
+
     #[test]
     fn the_longest_idle_goes_first_and_busy_ones_never() {
-        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let crowd = crowd(UNBOUNDED);
         let (first, second, busy) = (crowd.seat(0), crowd.seat(0), crowd.seat(0));
         busy.busy();
         first.busy();
@@ -498,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_crowd_is_large_from_large_crowd_connections_until_they_are_gone() {
-        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let crowd = crowd(UNBOUNDED);
         let mut seats: Vec<_> = (1..LARGE_CROWD).map(|_| crowd.seat(0)).collect();
         assert!(!seats[0].in_a_crowd());
         seats.push(crowd.seat(0));
@@ -513,7 +559,7 @@ mod tests {
 
     #[test]
     fn a_seat_that_turned_busy_is_not_shed() {
-        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let crowd = crowd(UNBOUNDED);
         let seat = crowd.seat(0);
         seat.busy();
         seat.idle();
@@ -530,7 +576,7 @@ mod tests {
 
     #[test]
     fn heads_go_only_once_past_the_grace() {
-        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let crowd = crowd(UNBOUNDED);
         let seat = crowd.seat(0);
         assert_eq!(crowd.make_room(), None);
         let mut queues = crowd.lock();
@@ -542,10 +588,10 @@ mod tests {
 
     #[test]
     fn heads_over_their_budget_close_the_oldest_heads_holding_bytes() {
-        let crowd = Arc::new(Crowd::new(Budgets {
+        let crowd = crowd(Budgets {
             heads: 1000,
             connections: usize::MAX,
-        }));
+        });
         let (empty, oldest, older, newer) =
             (crowd.seat(0), crowd.seat(0), crowd.seat(0), crowd.seat(0));
         assert_eq!(oldest.hold_head_bytes(300), HeadRoom::Held);
@@ -570,11 +616,50 @@ mod tests {
     }
 
     #[test]
+    fn heads_borrow_what_the_cache_leaves_and_give_it_back_when_it_stores() {
+        let cache = CacheShare::new(1000);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let count = closed.clone();
+        let budgets = Budgets {
+            heads: 1000,
+            connections: usize::MAX,
+        };
+        let crowd = Crowd::new(
+            budgets,
+            cache.clone(),
+            Box::new(move |n| {
+                count.fetch_add(n, Ordering::Relaxed);
+            }),
+        );
+        let (oldest, older, newer) = (crowd.seat(0), crowd.seat(0), crowd.seat(0));
+        // The cache empty: 2,000 bytes for heads.
+        assert_eq!(oldest.hold_head_bytes(800), HeadRoom::Held);
+        assert_eq!(older.hold_head_bytes(800), HeadRoom::Held);
+        assert_eq!(newer.hold_head_bytes(400), HeadRoom::Held);
+        // The cache stores 300: 1,700 left, the oldest head goes.
+        cache.cache_holds(300);
+        assert!(oldest.is_shed() && !older.is_shed() && !newer.is_shed());
+        assert_eq!(closed.load(Ordering::Relaxed), 1);
+        // Storing within what is left closes none.
+        cache.cache_holds(400);
+        assert!(!older.is_shed());
+        // A full cache leaves heads their own budget: 1,200 held, one more goes.
+        cache.cache_holds(5000);
+        assert!(older.is_shed() && !newer.is_shed());
+        assert_eq!(closed.load(Ordering::Relaxed), 2);
+        // A head growing past it closes the oldest, reported the same way.
+        let last = crowd.seat(0);
+        assert_eq!(last.hold_head_bytes(700), HeadRoom::HeldForOldest(1));
+        assert!(newer.is_shed());
+        assert_eq!(closed.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
     fn connections_weigh_until_they_close_or_are_shed() {
-        let crowd = Arc::new(Crowd::new(Budgets {
+        let crowd = crowd(Budgets {
             heads: usize::MAX,
             connections: 100,
-        }));
+        });
         let (idle, busy) = (crowd.seat(40), crowd.seat(40));
         busy.busy();
         idle.busy();
@@ -595,7 +680,7 @@ mod tests {
 
     #[test]
     fn streams_keep_a_connection_busy_until_the_last_ends() {
-        let crowd = Arc::new(Crowd::new(UNBOUNDED));
+        let crowd = crowd(UNBOUNDED);
         let seat = crowd.seat(0);
         let (a, b) = (seat.stream_opened(), seat.stream_opened());
         drop(a);

@@ -20,11 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::memory_budget::ConnectionBudget;
-use crate::conn::crowd::{Budgets, Crowd, Seat, Shed};
+use crate::conn::cache_share::CacheShare;
+use crate::conn::crowd::{Budgets, Crowd, HeadsClosed, Seat, Shed};
 use crate::log::throttle::Throttle;
 use crate::metrics::Metrics;
 
-/// At most one warning this often while the limit is reached.
+/// At most one warning this often while the limit is reached, and while
+/// heads are closed for memory.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Connections closed at most to make room for one heavier than each.
 const MAX_SHED_FOR_WEIGHT: usize = 8;
@@ -74,10 +76,11 @@ impl Admission {
     /// `configured`, or the budget's default (see `memory_budget`): then
     /// the connections also weigh, each by its kind, against the budget's
     /// bytes for them. Heads being read share the budget's head bytes
-    /// whatever the limit.
+    /// and what the cache leaves of its share, whatever the limit.
     pub fn new(
         configured: Option<usize>,
         budget: ConnectionBudget,
+        cache: Arc<CacheShare>,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
         let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -91,7 +94,7 @@ impl Admission {
         Arc::new(Admission {
             limit: configured.unwrap_or(usize_of(budget.connections)),
             open: AtomicUsize::new(0),
-            crowd: Arc::new(Crowd::new(budgets)),
+            crowd: Crowd::new(budgets, cache, heads_closed(metrics.clone())),
             refusing: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             shed: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -196,6 +199,19 @@ impl Admission {
     }
 }
 
+/// Counts heads closed for memory, with a warning now and then.
+fn heads_closed(metrics: Option<Arc<Metrics>>) -> HeadsClosed {
+    let warnings = Throttle::new(WARN_EVERY);
+    Box::new(move |closed| {
+        if let Some(metrics) = &metrics {
+            metrics.heads_closed_for_memory(closed);
+        }
+        if warnings.due() {
+            tracing::warn!("Request heads being read hold their whole memory budget: the oldest are closed for room");
+        }
+    })
+}
+
 /// A refused plain connection being answered; the count of those goes down
 /// when it is dropped.
 pub struct Refusal(Arc<Admission>);
@@ -248,13 +264,20 @@ mod tests {
         connections: 384,
         connection_bytes: 384 * 4096,
         head_bytes: 1 << 20,
+        cache_lendable: 0,
     };
 
     #[test]
     fn the_limit_counts_open_connections() {
-        assert_eq!(Admission::new(None, BUDGET, None).limit(), 384);
-        assert_eq!(Admission::new(Some(7), BUDGET, None).limit(), 7);
-        let admission = Admission::new(Some(2), BUDGET, None);
+        assert_eq!(
+            Admission::new(None, BUDGET, CacheShare::new(0), None).limit(),
+            384
+        );
+        assert_eq!(
+            Admission::new(Some(7), BUDGET, CacheShare::new(0), None).limit(),
+            7
+        );
+        let admission = Admission::new(Some(2), BUDGET, CacheShare::new(0), None);
         let first = admission.admit(4096).unwrap();
         let second = admission.admit(4096).unwrap();
         first.seat().busy();
@@ -266,7 +289,7 @@ mod tests {
 
     #[test]
     fn at_the_limit_an_idle_connection_makes_room() {
-        let admission = Admission::new(Some(1), BUDGET, None);
+        let admission = Admission::new(Some(1), BUDGET, CacheShare::new(0), None);
         let idle = admission.admit(4096).unwrap();
         idle.seat().busy();
         idle.seat().idle();
@@ -286,7 +309,7 @@ mod tests {
 
     #[test]
     fn heavy_connections_take_the_room_of_light_ones() {
-        let admission = Admission::new(None, BUDGET, None);
+        let admission = Admission::new(None, BUDGET, CacheShare::new(0), None);
         let light = idle_plain(&admission, 380);
         // 20 KiB where 16 are left: the longest idle makes room.
         let heavy = admission.admit(20 << 10).unwrap();
@@ -304,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_connection_found_heavier_makes_room_and_is_counted() {
-        let admission = Admission::new(None, BUDGET, None);
+        let admission = Admission::new(None, BUDGET, CacheShare::new(0), None);
         let light = idle_plain(&admission, 384);
         // The newest turns out to speak HTTP/2: 32 KiB more, the 8 longest
         // idle go.

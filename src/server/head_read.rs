@@ -8,14 +8,13 @@
 //! and starts hyper once the head is whole, handing it those bytes. The
 //! buffers of all heads being read share the crowd's budget
 //! (`Seat::hold_head_bytes`): a head that needs more than is left closes
-//! the oldest head for room.
+//! the oldest head for room (the crowd counts and reports it).
 //!
 //! The reads go through `ConnIo`, so its timeouts apply as they do to
 //! hyper's reads: HTTP_IDLE_TIMEOUT until a head starts, then
 //! HTTP_READ_TIMEOUT.
 
 use std::io;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -24,11 +23,6 @@ use tokio::sync::watch;
 use crate::conn::crowd::{HeadRoom, Seat};
 use crate::conn::socket::ConnIo;
 use crate::http::head_scan::MAX_HEAD_BYTES;
-use crate::log::throttle::Throttle;
-use crate::metrics::Metrics;
-
-/// One warning per 10 s while heads are closed for memory.
-static HEADS_CLOSED: Throttle = Throttle::new(Duration::from_secs(10));
 
 /// The buffer a head is first read into: a browser's head, cookies and all,
 /// mostly fits.
@@ -48,7 +42,6 @@ pub enum NextHead {
 /// Bytes of buffer counted against the heads' budget while a head is read.
 struct Held<'s> {
     seat: &'s Seat,
-    metrics: Option<&'s Metrics>,
 }
 
 impl Drop for Held<'_> {
@@ -64,11 +57,10 @@ pub async fn next_head<S: AsyncRead + Unpin>(
     first: Bytes,
     seat: &Seat,
     stop: &mut watch::Receiver<bool>,
-    metrics: Option<&Metrics>,
 ) -> NextHead {
     let heads_before = io.heads_read();
     io.scan(&first);
-    let held = Held { seat, metrics };
+    let held = Held { seat };
     let mut buf = BytesMut::new();
     if !first.is_empty() {
         if let Err(full) = grow(&mut buf, &held) {
@@ -106,21 +98,10 @@ pub async fn next_head<S: AsyncRead + Unpin>(
 /// budget.
 fn grow(buf: &mut BytesMut, held: &Held) -> Result<(), NextHead> {
     let more = buf.capacity().max(FIRST_BUFFER);
-    match held.seat.hold_head_bytes(more) {
-        HeadRoom::Held => {}
-        HeadRoom::HeldForOldest(closed) => {
-            if let Some(metrics) = held.metrics {
-                metrics.heads_closed_for_memory(closed);
-            }
-            if HEADS_CLOSED.due() {
-                tracing::warn!("Request heads being read hold their whole memory budget: the oldest are closed for room");
-            }
-        }
-        HeadRoom::Full => {
-            return Err(NextHead::Closed(Err(io::Error::other(
-                "no memory left for request heads",
-            ))))
-        }
+    if held.seat.hold_head_bytes(more) == HeadRoom::Full {
+        return Err(NextHead::Closed(Err(io::Error::other(
+            "no memory left for request heads",
+        ))));
     }
     buf.reserve(more);
     Ok(())

@@ -140,14 +140,13 @@ where
     async move {
         let state = &handler.conn.state;
         let seat = state.seat();
-        let metrics = handler.app.metrics.as_deref();
         loop {
             // hyper starts once a head is here whole, unless it left bytes unread.
             if !io.replaying() {
                 let first = std::mem::take(&mut first);
                 // No hyper connection to let go of it meanwhile.
                 io.pause_parking(true);
-                let next = head_read::next_head(&mut io, first, seat, stop, metrics).await;
+                let next = head_read::next_head(&mut io, first, seat, stop).await;
                 io.pause_parking(false);
                 match next {
                     NextHead::Read(head) => io.read_again(head),

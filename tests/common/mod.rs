@@ -68,6 +68,8 @@ pub struct Options<'a> {
     /// Start thrust through `systemd-socket-activate`, which listens on
     /// these addresses and passes the sockets under these names.
     pub activation: Option<(Vec<String>, String)>,
+    /// Start thrust in this cgroup (its directory), as in a container.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl<'a> Options<'a> {
@@ -97,6 +99,7 @@ impl<'a> Options<'a> {
             soft_nofile: None,
             nofile: None,
             activation: None,
+            cgroup: None,
         }
     }
 
@@ -211,6 +214,33 @@ impl Thrust {
             // SAFETY: setrlimit(2) is async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?));
+            }
+        }
+        if let Some(cgroup) = &options.cgroup {
+            let procs = std::ffi::CString::new(
+                cgroup
+                    .join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .unwrap();
+            // SAFETY: open(2), write(2) and close(2) are async-signal-safe,
+            // and the path was made before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // "0": the process writing, the child about to exec.
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if written == 1 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
             }
         }
         let child = cmd.spawn().expect("spawn thrust");

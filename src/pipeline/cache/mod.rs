@@ -25,6 +25,7 @@ use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::file::NamedFile;
 use crate::config::Config;
+use crate::conn::cache_share::CacheShare;
 use crate::http::body::{self, Body};
 use crate::http::headers::{vary_on_accept_encoding, weaken_etag};
 use capture::{capture, CaptureBudget};
@@ -232,10 +233,13 @@ pub struct Store {
     dictionaries: Option<Dictionaries>,
     /// Misses at the app, that others for the same URL wait on.
     flights: Arc<Flights>,
+    /// Told what the cache holds after each store: heads being read borrow
+    /// what it leaves of its share.
+    share: Arc<CacheShare>,
 }
 
 impl Store {
-    pub fn new(config: Arc<Config>, jitter: Arc<Jitter>) -> Self {
+    pub fn new(config: Arc<Config>, jitter: Arc<Jitter>, share: Arc<CacheShare>) -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Store {
             cache: Arc::new(ResponseCache::new(config.cache_size)),
@@ -249,6 +253,7 @@ impl Store {
             jitter,
             config,
             flights: Arc::default(),
+            share,
         }
     }
 
@@ -382,6 +387,7 @@ impl Store {
             store
                 .cache
                 .insert(request.base, vary, &request.headers, entry);
+            store.share.cache_holds(store.cache.weighed_size());
             // Logged once the entry can be found.
             tracing::debug!(target = %target, variants = count, "Stored response with its compressed variants");
         });
