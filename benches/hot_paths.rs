@@ -55,6 +55,7 @@ fn base(i: usize) -> BaseKey {
         target: format!("/assets/application-{i:08x}.js"),
         host: "shop.example.com".to_string(),
         origin: "0shop.example.com\n1https\n".to_string(),
+        public: false,
     }
 }
 

@@ -12,7 +12,8 @@ use common::*;
 const ASSETS: usize = 10;
 
 /// A public/ directory with ten fingerprinted assets (one with a .br
-/// sibling), robots.txt, and a symlink that leads out of it.
+/// sibling), robots.txt, dated reports, dotfiles, and a symlink that leads
+/// out of it.
 fn public_dir(dir: &Path) {
     let assets = dir.join("assets");
     std::fs::create_dir_all(&assets).unwrap();
@@ -33,6 +34,12 @@ fn public_dir(dir: &Path) {
     }
     std::fs::write(assets.join("app0-3f2a9c00.css.br"), compressed).unwrap();
     std::fs::write(dir.join("robots.txt"), "User-agent: *\n").unwrap();
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    std::fs::write(dir.join("report-20240131.pdf"), "%PDF-1.4 report").unwrap();
+    std::fs::write(dir.join("files/invoice-12345678.pdf"), "%PDF-1.4 invoice").unwrap();
+    std::fs::write(dir.join(".env"), "SECRET_KEY_BASE=1234\n").unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/config"), "[core]\n").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", dir.join("leak.txt")).unwrap();
 }
 
@@ -113,6 +120,9 @@ fn anything_that_is_not_a_file_below_the_directory_goes_to_the_app() {
         "/assets/../robots.txt",
         "/assets/%2e%2e/robots.txt",
         "/assets%2Fapp0-3f2a9c00.css",
+        "/.env",
+        "/.git/config",
+        "/%2eenv",
     ] {
         let r = raw(
             t.port,
@@ -133,8 +143,8 @@ fn anything_that_is_not_a_file_below_the_directory_goes_to_the_app() {
         .values()
         .filter_map(|v| v.as_u64())
         .sum();
-    assert_eq!(reached, 6, "the app saw {seen}");
-    for path in ["/missing.css", "/assets", "/leak.txt"] {
+    assert_eq!(reached, 9, "the app saw {seen}");
+    for path in ["/missing.css", "/assets", "/leak.txt", "/.git/config"] {
         assert_eq!(seen[path], 1, "{path} should have reached the app: {seen}");
     }
     // A POST to a file's path is the app's, and so is the health path.
@@ -149,6 +159,93 @@ fn anything_that_is_not_a_file_below_the_directory_goes_to_the_app() {
     assert_eq!(post.status, 404);
     assert_eq!(counts(&t)["/robots.txt"], 1);
     assert_eq!(get(t.port, "/up").unwrap().text(), "OK");
+}
+
+#[test]
+fn public_files_are_cached_by_path_whatever_the_host_or_query() {
+    let dir = tempfile::tempdir().unwrap();
+    public_dir(dir.path());
+    let t = start(dir.path(), true);
+    let asset = "/assets/app1-3f2a9c01.css";
+    let fetch = |target: &str, host: &str| {
+        raw(
+            t.port,
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(fetch(asset, "localhost").status, 200);
+    assert!(wait_until(Duration::from_secs(5), || fetch(
+        asset,
+        "localhost"
+    )
+    .header("x-cache")
+        == Some("hit")));
+    // Made-up Hosts, queries and spellings of the path: the same stored file.
+    for (target, host) in [
+        ("/assets/app1-3f2a9c01.css?n=1", "localhost"),
+        ("/assets/app1-3f2a9c01.css?n=2", "made-up.example"),
+        ("/assets//app1-3f2a9c01.css", "other.example"),
+        ("/assets/%61pp1-3f2a9c01.css?x", "x.example"),
+    ] {
+        let r = fetch(target, host);
+        assert_eq!(r.status, 200, "{target} {host}");
+        assert_eq!(r.header("x-cache"), Some("hit"), "{target} {host}");
+    }
+    // Digits in a name outside the asset prefix are not a fingerprint: no
+    // year of caching, not stored.
+    for report in ["/report-20240131.pdf", "/files/invoice-12345678.pdf"] {
+        for _ in 0..2 {
+            let r = fetch(report, "localhost");
+            assert_eq!(r.status, 200, "{report}");
+            assert_eq!(r.header("cache-control"), None, "{report}");
+            assert_ne!(r.header("x-cache"), Some("hit"), "{report}");
+        }
+    }
+    let seen = counts(&t);
+    assert_eq!(seen, serde_json::json!({}), "the app saw {seen}");
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_never_leads_out() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("data.txt"), "SECRET outside").unwrap();
+    let public = tempfile::tempdir().unwrap();
+    let (dir, kept) = (public.path().join("dir"), public.path().join("dir.real"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("data.txt"), "inside").unwrap();
+    let t = Thrust::start_ready(
+        Options::app().env("THRUST_PUBLIC_DIR", public.path().to_string_lossy()),
+    );
+    // While requests come, the directory keeps turning into a symlink that
+    // leads out, and back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapping = {
+        let (stop, outside) = (stop.clone(), outside.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut swaps = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&dir, &kept).unwrap();
+                std::os::unix::fs::symlink(&outside, &dir).unwrap();
+                std::fs::remove_file(&dir).unwrap();
+                std::fs::rename(&kept, &dir).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut inside = 0;
+    for _ in 0..1500 {
+        let r = get(t.port, "/dir/data.txt").unwrap();
+        assert!(!r.text().contains("SECRET"), "a request left the directory");
+        inside += usize::from(r.text() == "inside");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapping.join().unwrap();
+    assert!(
+        swaps > 100 && inside > 0,
+        "{swaps} swaps, {inside} answered from inside"
+    );
 }
 
 #[test]

@@ -104,6 +104,8 @@ pub struct Config {
     pub send_file_roots: Vec<PathBuf>,
     /// THRUST_PUBLIC_DIR, resolved (symlinks followed) at start-up.
     pub public_dir: Option<PathBuf>,
+    /// THRUST_ASSET_PREFIX: starts and ends with `/`.
+    pub asset_prefix: String,
     pub compression: bool,
     /// THRUST_COMPRESSION_DICTIONARIES.
     pub dictionaries: bool,
@@ -171,6 +173,7 @@ impl Config {
             accel_mapping: sections::accel_mapping(&env)?,
             send_file_roots: sections::send_file_roots(&env)?,
             public_dir: sections::public_dir(&env)?,
+            asset_prefix: sections::asset_prefix(&env)?,
             compression: env.boolean("GZIP_COMPRESSION_ENABLED", true)?,
             dictionaries: env.boolean("THRUST_COMPRESSION_DICTIONARIES", false)?,
             encodings: sections::encodings(&env)?,

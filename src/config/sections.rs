@@ -95,6 +95,30 @@ pub fn public_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
     }
 }
 
+/// THRUST_ASSET_PREFIX: a path (`/assets/`), kept ending in `/` so that
+/// `/assets-old/` is not below `/assets`.
+pub fn asset_prefix(env: &Env) -> Result<String, ConfigError> {
+    let Some(prefix) = env.text("THRUST_ASSET_PREFIX") else {
+        return Ok("/assets/".into());
+    };
+    let plain = prefix.starts_with('/')
+        && prefix
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+        && !prefix.contains(['?', '#', '%', '\\']);
+    if !plain {
+        return Err(env.invalid(
+            "THRUST_ASSET_PREFIX",
+            "a path starting with / (no dot segments, query or percent-encoding)",
+        ));
+    }
+    Ok(if prefix.ends_with('/') {
+        prefix
+    } else {
+        prefix + "/"
+    })
+}
+
 pub fn encodings(env: &Env) -> Result<Vec<Encoding>, ConfigError> {
     let all = vec![Encoding::Zstd, Encoding::Brotli, Encoding::Gzip];
     env.typed("THRUST_COMPRESSION", parse_encodings, all)

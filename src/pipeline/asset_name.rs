@@ -1,9 +1,9 @@
 //! The naming rule of fingerprinted assets: a name that carries a digest
 //! of the file's content (`app-4f4d5a3b.css`, Propshaft's and Sprockets'
-//! `-<hex>.`, jsbundling's `.digested.`) names content that never changes. It
-//! decides which public files are cached for a year (`public_dir`) and
-//! which scripts and stylesheets serve as compression dictionaries
-//! (`compression::dictionary`).
+//! `-<hex>.`, jsbundling's `.digested.`) names content that never changes.
+//! With the asset prefix it decides which public files are cached for a
+//! year (`public_dir`); it decides which scripts and stylesheets serve as
+//! compression dictionaries (`compression::dictionary`).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -98,10 +98,30 @@ fn serve_app<'a>(
             && !req.headers().contains_key(header::RANGE))
         .then(|| req.headers().clone());
         let passage = proxy::prepare(app, conn, &mut req);
-        let mut cache_request = CacheRequest::of(&req);
-        let hit = cache_request
+        // A path below THRUST_PUBLIC_DIR is looked up by that path alone;
+        // when no file is there, the request is the app's, and so is its key.
+        let public = app.config.public_dir.as_deref().and_then(|root| {
+            public_dir::Target::of(&req, &app.config.asset_prefix).map(|target| (root, target))
+        });
+        let mut cache_request = match &public {
+            Some((_, target)) => target
+                .key()
+                .and_then(|key| CacheRequest::for_public_file(&req, key)),
+            None => CacheRequest::of(&req),
+        };
+        let mut hit = cache_request
             .as_mut()
             .and_then(|c| app.cache.lookup(c, req.headers()));
+        let mut public_file = None;
+        if let (None, Some((root, target))) = (&hit, public) {
+            public_file = target.open(root);
+            if public_file.is_none() {
+                cache_request = CacheRequest::of(&req);
+                hit = cache_request
+                    .as_mut()
+                    .and_then(|c| app.cache.lookup(c, req.headers()));
+            }
+        }
         let dictionary = app
             .cache
             .dictionary_offer(cache_request.as_ref(), req.headers());
@@ -144,16 +164,8 @@ fn serve_app<'a>(
         }
         let outcome = if to_store.is_some() { "miss" } else { "bypass" };
         // A file below THRUST_PUBLIC_DIR is answered as if the app had named it.
-        let public_file = app
-            .config
-            .public_dir
-            .as_deref()
-            .and_then(|root| public_dir::file_for(root, &req));
         let named = match public_file {
-            Some(path) => {
-                let parts = public_dir::head(&path);
-                Named::File(path, parts)
-            }
+            Some((source, parts)) => Named::File(source, parts),
             None => {
                 sendfile::announce(req.headers_mut(), &app.config);
                 let response = proxy::forward(app, conn, req, passage).await;
@@ -169,12 +181,12 @@ fn serve_app<'a>(
                 Some(request) => app.cache.capture(request, response),
                 None => response,
             },
-            Named::File(path, parts) => {
+            Named::File(source, parts) => {
                 send_named(
                     app,
                     conn,
                     to_store,
-                    path,
+                    source,
                     parts,
                     &Asked {
                         conditions: &conditions,
@@ -204,16 +216,16 @@ async fn send_named(
     app: &App,
     conn: &ConnInfo,
     to_store: Option<CacheRequest>,
-    path: std::path::PathBuf,
+    mut source: sendfile::FileSource,
     parts: http::response::Parts,
     asked: &Asked<'_>,
 ) -> Response<Body> {
-    match to_store.and_then(|request| app.cache.store_file(request, &parts, &path)) {
+    match to_store.and_then(|request| app.cache.store_file(request, &parts, &mut source)) {
         Some(entry) => {
             if let Some((dictionaries, offer)) = asked.dictionary {
                 if offer.wants_delta() && dictionaries.delta(offer).is_none() {
                     app.cache
-                        .learn_file(dictionaries, offer, &entry, &path)
+                        .learn_file(dictionaries, offer, &entry, source.path())
                         .await;
                 }
             }
@@ -227,7 +239,7 @@ async fn send_named(
         }
         None => sendfile::serve(
             &app.config,
-            &path,
+            source,
             asked.conditions,
             asked.compression,
             parts,

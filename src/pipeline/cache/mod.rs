@@ -23,7 +23,7 @@ use super::compression::{self, CompressionRequest};
 use super::forwarding::{self, Rewrite, ORIGIN_HEADERS};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
-use super::sendfile::file::NamedFile;
+use super::sendfile::FileSource;
 use crate::config::Config;
 use crate::conn::cache_share::CacheShare;
 use crate::http::body::{self, Body};
@@ -54,9 +54,7 @@ pub struct CacheRequest {
 impl CacheRequest {
     /// None when the request must bypass the cache.
     pub fn of<B>(req: &Request<B>) -> Option<Self> {
-        if !(req.method() == Method::GET || req.method() == Method::HEAD)
-            || forwarding::wants_upgrade(req.headers())
-        {
+        if !may_use_cache(req) {
             return None;
         }
         let host = req
@@ -74,19 +72,37 @@ impl CacheRequest {
             .path_and_query()
             .map(|pq| pq.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        Some(CacheRequest {
-            base: BaseKey {
-                target,
-                host,
-                origin: origin(req.headers()),
-            },
+        let base = BaseKey {
+            target,
+            host,
+            origin: origin(req.headers()),
+            public: false,
+        };
+        Some(CacheRequest::keyed(req, base))
+    }
+
+    /// For a file below THRUST_PUBLIC_DIR, keyed on its path `key` alone:
+    /// None when the request must bypass the cache.
+    pub fn for_public_file<B>(req: &Request<B>, key: &str) -> Option<Self> {
+        let base = BaseKey {
+            target: key.to_string(),
+            host: String::new(),
+            origin: String::new(),
+            public: true,
+        };
+        may_use_cache(req).then(|| CacheRequest::keyed(req, base))
+    }
+
+    fn keyed<B>(req: &Request<B>, base: BaseKey) -> Self {
+        CacheRequest {
+            base,
             method: req.method().clone(),
             range: req.headers().contains_key(header::RANGE),
             hash: 0,
             headers: HeaderMap::new(),
             rewrite: None,
             leader: None,
-        })
+        }
     }
 
     /// Keeps the client's request headers and how they were rewritten,
@@ -115,6 +131,12 @@ impl CacheRequest {
             leader.not_storable();
         }
     }
+}
+
+/// GET or HEAD, no upgrade.
+fn may_use_cache<B>(req: &Request<B>) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && !forwarding::wants_upgrade(req.headers())
 }
 
 /// The origin headers of a request as the app receives them (X-Forwarded-
@@ -427,17 +449,17 @@ impl Store {
         &self,
         request: CacheRequest,
         parts: &response::Parts,
-        path: &Path,
+        source: &mut FileSource,
     ) -> Option<Entry> {
         let mut plan = self.plan(request, parts)?;
-        let file = NamedFile::open(path)?;
+        let file = source.open()?;
         let limit = self.config.max_cache_item_size;
         if file.size() > limit {
             plan.request.not_storable();
             return None;
         }
-        file.describe(path, &mut plan.headers);
-        plan.file = Some(path.to_path_buf());
+        file.describe(source.path(), &mut plan.headers);
+        plan.file = Some(source.path().to_path_buf());
         // Describing may add `Vary: Accept-Encoding` (a file the app encoded
         // itself): the entry is keyed on what it finally varies on.
         plan.vary = vary_names(&plan.headers)?;

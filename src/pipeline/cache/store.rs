@@ -38,12 +38,16 @@ const ENTRY_OVERHEAD: usize = 512;
 const MAX_VARIANTS: usize = 16;
 
 /// What identifies a URL: path and query, Host, and the origin a trusted
-/// proxy reported (X-Forwarded-Host, -Proto...), as the app received them.
+/// proxy reported (X-Forwarded-Host, -Proto...), as the app received them;
+/// for a file below THRUST_PUBLIC_DIR, its path alone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BaseKey {
     pub target: String,
     pub host: String,
     pub origin: String,
+    /// A public file's (host and origin empty): never the same key as an
+    /// app's answer for the same path.
+    pub public: bool,
 }
 
 /// A stored response.
@@ -284,6 +288,7 @@ mod tests {
             target: target.into(),
             host: "example.com".into(),
             origin: String::new(),
+            public: false,
         }
     }
 
@@ -321,6 +326,12 @@ mod tests {
             ..base("/a")
         };
         assert!(cache.get_base(&other_origin, &fr).is_none());
+        let public_file = BaseKey {
+            host: String::new(),
+            public: true,
+            ..base("/a")
+        };
+        assert!(cache.get_base(&public_file, &fr).is_none());
 
         // A second variant joins the first; a new response replaces its own.
         cache.insert(base("/a"), vary.clone(), &en, entry("hello"));

@@ -27,6 +27,68 @@ use crate::pipeline::compression::{choose, mark_encoded, CompressionRequest};
 use crate::pipeline::preconditions::{Conditions, Outcome};
 use crate::pipeline::representation::{self, Content};
 
+use super::beneath;
+
+/// Where a file to send is: a path the app named, or a path below
+/// THRUST_PUBLIC_DIR, opened without leaving that directory (`beneath`).
+pub struct FileSource {
+    /// The file's path, for its name (Content-Type, logs, the versions
+    /// beside it).
+    path: PathBuf,
+    /// For a public file: the directory and the path below it.
+    below: Option<(PathBuf, PathBuf)>,
+    /// Opened already (a public file is opened to know it is one).
+    opened: Option<NamedFile>,
+}
+
+impl FileSource {
+    /// A file the app named by its absolute path.
+    pub fn named(path: PathBuf) -> Self {
+        FileSource {
+            path,
+            below: None,
+            opened: None,
+        }
+    }
+
+    /// The regular file `relative` names below `root`, if there is one.
+    pub fn below(root: &Path, relative: PathBuf) -> Option<Self> {
+        let file = beneath::open(root, &relative).ok()?;
+        let opened = NamedFile::of(file)?;
+        Some(FileSource {
+            path: root.join(&relative),
+            below: Some((root.to_path_buf(), relative)),
+            opened: Some(opened),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file, open (None: missing, unreadable or not a regular file).
+    pub fn open(&mut self) -> Option<NamedFile> {
+        if let Some(opened) = self.opened.take() {
+            return Some(opened);
+        }
+        match &self.below {
+            Some((root, relative)) => NamedFile::of(beneath::open(root, relative).ok()?),
+            None => NamedFile::open(&self.path),
+        }
+    }
+
+    /// Its precompressed sibling for `encoding` (`app.css.br`), if one is
+    /// there, opened the same way.
+    fn open_sibling(&self, encoding: Encoding) -> Option<NamedFile> {
+        match &self.below {
+            Some((root, relative)) => {
+                NamedFile::of(beneath::open(root, &sibling(relative, encoding)).ok()?)
+            }
+            None => NamedFile::open(&sibling(&self.path, encoding)),
+        }
+    }
+}
+
 /// An open regular file with what its answer needs to say about it.
 pub struct NamedFile {
     file: File,
@@ -45,6 +107,11 @@ impl NamedFile {
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .ok()?;
+        Self::of(file)
+    }
+
+    /// `file`, if it is a regular file.
+    fn of(file: File) -> Option<Self> {
         let meta = file.metadata().ok().filter(|m| m.is_file())?;
         Some(NamedFile {
             file,
@@ -144,7 +211,7 @@ pub fn not_found_response() -> Response<Body> {
 /// the connection has `file_slots` and the answer leaves uncompressed.
 pub fn serve(
     config: &Config,
-    path: &Path,
+    mut source: FileSource,
     conditions: &Conditions,
     compression: &CompressionRequest,
     mut parts: response::Parts,
@@ -155,19 +222,20 @@ pub fn serve(
     } else {
         &[]
     };
-    let Some(named) = NamedFile::open(path) else {
-        return not_found(path);
+    let Some(named) = source.open() else {
+        return not_found(source.path());
     };
-    named.describe(path, &mut parts.headers);
-    let siblings: Vec<Encoding> = if parts.headers.contains_key(header::CONTENT_ENCODING) {
-        Vec::new()
-    } else {
-        offered
-            .iter()
-            .copied()
-            .filter(|&e| std::fs::metadata(sibling(path, e)).is_ok_and(|m| m.is_file()))
-            .collect()
-    };
+    named.describe(source.path(), &mut parts.headers);
+    // Each sibling opened once: what was found is what is sent.
+    let mut siblings: Vec<(Encoding, NamedFile)> =
+        if parts.headers.contains_key(header::CONTENT_ENCODING) {
+            Vec::new()
+        } else {
+            offered
+                .iter()
+                .filter_map(|&e| source.open_sibling(e).map(|file| (e, file)))
+                .collect()
+        };
     if !siblings.is_empty() {
         vary_on_accept_encoding(&mut parts.headers);
     }
@@ -175,10 +243,12 @@ pub fn serve(
     // the identity bytes.
     let outcome = conditions.evaluate(parts.status, &parts.headers, named.size);
     let (mut file, mut size) = (named.file, named.size);
-    let preferred = negotiate(compression.accept_encoding(), &siblings);
+    let encodings: Vec<Encoding> = siblings.iter().map(|(e, _)| *e).collect();
+    let preferred = negotiate(compression.accept_encoding(), &encodings);
     match (outcome, preferred) {
         (Outcome::Whole, Some(encoding)) => {
-            if let Some(sibling) = NamedFile::open(&sibling(path, encoding)) {
+            if let Some(at) = siblings.iter().position(|(e, _)| *e == encoding) {
+                let (_, sibling) = siblings.swap_remove(at);
                 mark_encoded(&mut parts.headers, encoding);
                 (file, size) = (sibling.file, sibling.size);
             }

@@ -1,12 +1,11 @@
 //! X-Sendfile / X-Accel-Redirect: the app names a file in a response header
 //! and thrust sends the file, so Puma's threads are not tied up streaming it.
 
+mod beneath;
 pub mod file;
 pub(crate) mod path;
 
-pub use file::serve;
-
-use std::path::PathBuf;
+pub use file::{serve, FileSource};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{response, Response, StatusCode};
@@ -57,9 +56,9 @@ pub fn announce(headers: &mut HeaderMap, config: &Config) {
 pub enum Named {
     /// No file: the response goes on as it is.
     Nothing(Response<Body>),
-    /// The file at this absolute path, answered with the app's status and
-    /// headers (the app's body dropped, the file header removed).
-    File(PathBuf, response::Parts),
+    /// This file, answered with the app's status and headers (the app's
+    /// body dropped, the file header removed).
+    File(FileSource, response::Parts),
 }
 
 /// Whether `response` names a file for thrust to send. A relative path is
@@ -89,7 +88,7 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
         parts.headers.remove(header::CONTENT_RANGE);
     }
     match resolved {
-        Ok(path) => Named::File(path, parts),
+        Ok(path) => Named::File(FileSource::named(path), parts),
         Err(Refusal::Relative) => {
             tracing::error!(path = %shown, header = %name, "The app named a relative path to send; it must be absolute");
             Named::Nothing(proxy::plain(
