@@ -143,6 +143,7 @@ async fn start(config: Config, command: Vec<String>) -> Result<(Server, Ports, L
     let budget = config::memory_budget::connection_budget(
         memory_limit,
         config.cache_size,
+        config.dictionaries && config.compression,
         app::fd_limit::current(),
     );
     let cache_share = conn::cache_share::CacheShare::new(budget.cache_lendable);

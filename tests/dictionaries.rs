@@ -2,7 +2,10 @@
 //! a returning visitor holding version 1 of a fingerprinted script gets
 //! version 2 as a `dcz` delta, decoded here by Python's zstandard with
 //! version 1 as a raw-content dictionary, and by Debian's headless Chromium
-//! (http://localhost is a secure context), which then runs it.
+//! (http://localhost is a secure context), which then runs it. Both from
+//! THRUST_PUBLIC_DIR and on the Rails path: Debian's Puma with
+//! ActionDispatch::Static behind Rack::Sendfile naming `.br`/`.gz`
+//! siblings (tests/apps/public_site.ru).
 
 mod common;
 
@@ -155,10 +158,27 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A classic script (the functions without `export`) that writes which
+/// version ran into the page.
+fn script_that_shows(version: u32) -> Vec<u8> {
+    let mut body = String::from_utf8(script(version))
+        .unwrap()
+        .replace("export ", "")
+        .into_bytes();
+    body.extend(
+        format!("document.getElementById('out').textContent = 'version {version} ran';\n").bytes(),
+    );
+    body
+}
+
 /// The page's text after headless Chromium (with `profile`, kept between
 /// runs as a browser keeps its cache) has loaded it and run its scripts.
 fn chromium_dom(port: u16, profile: &Path) -> String {
-    let url = format!("http://localhost:{port}/index.html");
+    chromium_dom_at(&format!("http://localhost:{port}/index.html"), profile)
+}
+
+/// The text of the page at `url` once headless Chromium has run it.
+fn chromium_dom_at(url: &str, profile: &Path) -> String {
     let profile = format!("--user-data-dir={}", profile.display());
     let out = run_tool(
         "timeout",
@@ -171,7 +191,7 @@ fn chromium_dom(port: u16, profile: &Path) -> String {
             &profile,
             "--virtual-time-budget=3000",
             "--dump-dom",
-            &url,
+            url,
         ],
     );
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -188,18 +208,6 @@ fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
     let site = tempfile::tempdir().unwrap();
     let public = site.path().join("public");
     std::fs::create_dir_all(public.join("assets")).unwrap();
-    // A classic script: the functions without `export`.
-    let with_output = |version: u32| {
-        let mut body = String::from_utf8(script(version))
-            .unwrap()
-            .replace("export ", "")
-            .into_bytes();
-        body.extend(
-            format!("document.getElementById('out').textContent = 'version {version} ran';\n")
-                .bytes(),
-        );
-        body
-    };
     let page = |name: &str| {
         let html = format!(
             "<!doctype html><html><body><p id=\"out\">no script</p>\
@@ -207,7 +215,7 @@ fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
         );
         std::fs::write(public.join("index.html"), html).unwrap();
     };
-    std::fs::write(public.join("assets/app-1111111a.js"), with_output(1)).unwrap();
+    std::fs::write(public.join("assets/app-1111111a.js"), script_that_shows(1)).unwrap();
     page("app-1111111a.js");
     let t = Thrust::start(
         Options::app()
@@ -220,7 +228,7 @@ fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
     assert!(dom.contains("version 1 ran"), "{dom}\n{}", t.log_text());
 
     // The deploy: a new fingerprint, the old file kept beside it.
-    std::fs::write(public.join("assets/app-2222222b.js"), with_output(2)).unwrap();
+    std::fs::write(public.join("assets/app-2222222b.js"), script_that_shows(2)).unwrap();
     page("app-2222222b.js");
     // Written within the same second as the first page, it would carry the
     // same Last-Modified, and Chromium's revalidation would get a 304.
@@ -253,4 +261,165 @@ fn a_real_browser_runs_the_new_version_it_got_as_a_delta() {
         delta * 10 < whole,
         "{delta} bytes as dcz, {whole} for version 1"
     );
+}
+
+/// `name` under `dir` with its `.br` and `.gz` siblings, as Rails' asset
+/// precompilation leaves them.
+fn write_precompressed(dir: &Path, name: &str, body: &[u8]) {
+    use std::io::Write;
+    std::fs::write(dir.join(name), body).unwrap();
+    let mut br = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut br, 4096, 9, 22);
+        writer.write_all(body).unwrap();
+    }
+    std::fs::write(dir.join(format!("{name}.br")), br).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body).unwrap();
+    std::fs::write(dir.join(format!("{name}.gz")), gz.finish().unwrap()).unwrap();
+}
+
+/// Puma with ActionDispatch::Static over `public`, behind thrust with
+/// dictionaries on (no THRUST_PUBLIC_DIR: Rails names every file).
+fn rails(public: &Path) -> Thrust {
+    Thrust::start_ready(
+        Options::puma("tests/apps/public_site.ru")
+            .env("PUBLIC_ROOT", public.to_string_lossy())
+            .env("THRUST_COMPRESSION_DICTIONARIES", "1"),
+    )
+}
+
+fn brotli_decode(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::BrotliDecompress(&mut &body[..], &mut out).unwrap();
+    out
+}
+
+#[test]
+fn on_the_rails_path_a_delta_decodes_to_the_new_version_whether_version_1_came_as_br_or_identity() {
+    let (v1, v2) = (script(1), script(2));
+    for first in ["br", "identity"] {
+        let site = tempfile::tempdir().unwrap();
+        let public = site.path().join("public");
+        let assets = public.join("assets");
+        std::fs::create_dir_all(&assets).unwrap();
+        write_precompressed(&assets, "lib-1111111a.js", &v1);
+        let t = rails(&public);
+        let accept = format!("Accept-Encoding: {first}");
+        let (head, body) = fetch(t.port, "/assets/lib-1111111a.js", &[&accept]);
+        assert!(
+            head.contains("use-as-dictionary: match=\"/assets/lib-*.js\""),
+            "{head}"
+        );
+        let v1_got = if first == "br" {
+            assert!(head.contains("content-encoding: br"), "{head}");
+            brotli_decode(&body)
+        } else {
+            body
+        };
+        assert_eq!(v1_got, v1, "version 1 as {first}");
+
+        // The deploy: version 2 and its siblings beside version 1's.
+        write_precompressed(&assets, "lib-2222222b.js", &v2);
+        let held = base64::engine::general_purpose::STANDARD.encode(hex_bytes(&sha256(&v1)));
+        let available = format!("Available-Dictionary: :{held}:");
+        let asked = ["Accept-Encoding: dcz, br, gzip", available.as_str()];
+        // The first request for version 2 (a miss: Rails names the .br
+        // file), then the same from the stored entry (a hit).
+        for round in ["miss", "hit"] {
+            let (head, delta) = fetch(t.port, "/assets/lib-2222222b.js", &asked);
+            assert!(
+                head.contains("content-encoding: dcz"),
+                "{first}, {round}: {head}"
+            );
+            assert!(
+                head.contains(&format!("x-cache: {round}")),
+                "{first}, {round}: {head}"
+            );
+            let decoded = python_decode(site.path(), &v1, &delta);
+            assert!(
+                decoded == v2,
+                "{first}, {round}: the delta decodes to version 2's bytes"
+            );
+            assert!(
+                delta.len() < v2.len() / 50,
+                "{first}, {round}: {} bytes",
+                delta.len()
+            );
+        }
+        // A visitor without a dictionary still gets Rails' brotli file.
+        let (head, body) = fetch(t.port, "/assets/lib-2222222b.js", &["Accept-Encoding: br"]);
+        assert!(head.contains("content-encoding: br"), "{head}");
+        assert!(brotli_decode(&body) == v2);
+    }
+}
+
+#[test]
+fn a_real_browser_runs_the_new_version_on_the_rails_path() {
+    let site = tempfile::tempdir().unwrap();
+    let public = site.path().join("public");
+    let assets = public.join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    write_precompressed(&assets, "lib-1111111a.js", &script_that_shows(1));
+    let t = rails(&public);
+    let profile = site.path().join("profile");
+    let page = |name: &str| format!("http://localhost:{}/run?src={name}", t.port);
+    let dom = chromium_dom_at(&page("lib-1111111a.js"), &profile);
+    assert!(dom.contains("version 1 ran"), "{dom}\n{}", t.log_text());
+    write_precompressed(&assets, "lib-2222222b.js", &script_that_shows(2));
+    let dom = chromium_dom_at(&page("lib-2222222b.js"), &profile);
+    assert!(dom.contains("version 2 ran"), "{dom}\n{}", t.log_text());
+    let second = t
+        .wait_log(Duration::from_secs(5), |l| {
+            l["msg"] == "Request" && l["path"] == "/assets/lib-2222222b.js"
+        })
+        .expect("a log line for version 2");
+    assert_eq!(second["resp_content_encoding"], "dcz", "{second}");
+}
+
+#[test]
+fn made_up_hosts_and_queries_do_not_grow_dictionary_memory_past_its_bound() {
+    let site = tempfile::tempdir().unwrap();
+    let public = site.path().join("public");
+    let assets = public.join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    write_precompressed(&assets, "lib-1111111a.js", &script(1));
+    write_precompressed(&assets, "lib-2222222b.js", &script(2));
+    let metrics = free_port();
+    let t = Thrust::start_ready(
+        Options::puma("tests/apps/public_site.ru")
+            .env("PUBLIC_ROOT", public.to_string_lossy())
+            .env("THRUST_COMPRESSION_DICTIONARIES", "1")
+            .env("CACHE_SIZE", (8 << 20).to_string())
+            .env("THRUST_METRICS_PORT", metrics.to_string()),
+    );
+    let (rss_before, _) = t.memory_kib();
+    // Each request a new URL to thrust (a made-up 4 KiB Host, a new query),
+    // each answer stored and learned: the scopes and keys an attacker
+    // chooses must not pile up.
+    let filler = "h".repeat(4096);
+    for i in 0..400 {
+        let target = format!("/assets/lib-{}.js?n={i}", ["1111111a", "2222222b"][i % 2]);
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: {filler}{i}.example\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(raw(t.port, head.as_bytes()).unwrap().status, 200);
+    }
+    let held = |name: &str| {
+        let scraped = scrape(metrics);
+        scraped.get(&format!("{name}{{}}")).copied().unwrap_or(0.0)
+    };
+    // Let the last stores finish.
+    std::thread::sleep(Duration::from_millis(500));
+    let dictionary = held("thrust_dictionary_bytes");
+    let cache = held("thrust_cache_bytes");
+    assert!(dictionary > 0.0, "something was learned");
+    assert!(
+        dictionary <= (2 << 20) as f64,
+        "dictionaries hold {dictionary} bytes"
+    );
+    assert!(cache <= (8 << 20) as f64, "the cache holds {cache} bytes");
+    let (rss_after, _) = t.memory_kib();
+    let grown = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    assert!(grown < 40.0, "RSS grew {grown:.1} MiB");
 }

@@ -6,7 +6,8 @@
 //! `memory.max` or v1 `memory.limit_in_bytes`, the lowest along the
 //! cgroup's path; the machine's memory when there is none): the other half
 //! is the app's. From it come the cache (CACHE_SIZE), the responses being
-//! captured for it (`capture_budget`) and the rest goes to connections:
+//! captured for it (`capture_budget`), the compression dictionaries when
+//! they are on (`dictionary_budget`), and the rest goes to connections:
 //! half to the connections themselves (`CONNECTION` each: the default
 //! limit), half to the request heads being read, which share it. What the
 //! cache does not hold of its share, heads may borrow until the cache
@@ -48,6 +49,12 @@ pub fn capture_budget(cache_size: u64) -> u64 {
     cache_size / 4
 }
 
+/// What compression dictionaries and their deltas may hold
+/// (THRUST_COMPRESSION_DICTIONARIES): a quarter of CACHE_SIZE, on top of it.
+pub fn dictionary_budget(cache_size: u64) -> u64 {
+    cache_size / 4
+}
+
 /// What the memory left for connections is split into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionBudget {
@@ -66,8 +73,8 @@ pub struct ConnectionBudget {
     pub cache_lendable: u64,
 }
 
-/// What half the memory limit leaves for connections after the cache and
-/// its captures, split in two: half for the connections themselves, each
+/// What half the memory limit leaves for connections after the cache, its
+/// captures and (`dictionaries` on) the dictionaries, split in two: half for the connections themselves, each
 /// weighing what its kind holds (as many as that makes at `CONNECTION`
 /// each, no more than half the open-file limit, is the default limit), half
 /// for the heads being read; and what of the cache's share heads may
@@ -75,17 +82,24 @@ pub struct ConnectionBudget {
 pub fn connection_budget(
     memory_limit: u64,
     cache_size: u64,
+    dictionaries: bool,
     fd_limit: Option<u64>,
 ) -> ConnectionBudget {
+    let dictionaries = if dictionaries {
+        dictionary_budget(cache_size)
+    } else {
+        0
+    };
     let for_connections = (memory_limit / 2)
         .saturating_sub(cache_size)
-        .saturating_sub(capture_budget(cache_size));
+        .saturating_sub(capture_budget(cache_size))
+        .saturating_sub(dictionaries);
     let head_bytes = (for_connections / 2).max(MIN_CONNECTIONS * MIN_HEAD_BYTES);
     let connection_bytes = (for_connections / 2).max(MIN_CONNECTIONS * CONNECTION);
     let by_memory = connection_bytes / CONNECTION;
     let by_files = fd_limit.map_or(u64::MAX, |fds| (fds / 2).max(1));
     let cache_lendable = (memory_limit / 2)
-        .saturating_sub(capture_budget(cache_size))
+        .saturating_sub(capture_budget(cache_size) + dictionaries)
         .saturating_sub(connection_bytes + head_bytes)
         .min(cache_size);
     ConnectionBudget {
@@ -170,7 +184,7 @@ mod tests {
 
     #[test]
     fn connections_and_heads_share_what_half_the_memory_leaves_after_the_cache() {
-        let budget = |memory, fds| connection_budget(memory, 64 * MIB, fds);
+        let budget = |memory, fds| connection_budget(memory, 64 * MIB, false, fds);
         // 256 MiB: 128 for thrust, 64 cache, 16 captures: 48 MiB, half of it
         // for connections at 4 KiB, half for heads, which may borrow the
         // whole cache while it is empty.
@@ -195,9 +209,14 @@ mod tests {
         assert_eq!(budget(64 * MIB, None), floor);
         // A cache whose captures alone pass that memory lends nothing.
         assert_eq!(
-            connection_budget(16 << 30, MIB << 20, None).cache_lendable,
+            connection_budget(16 << 30, MIB << 20, false, None).cache_lendable,
             0
         );
+        // Dictionaries on: their 16 MiB come off what connections get.
+        let with_dictionaries = connection_budget(256 * MIB, 64 * MIB, true, Some(1 << 20));
+        assert_eq!(with_dictionaries.connections, 4096);
+        assert_eq!(with_dictionaries.head_bytes, 16 * MIB);
+        assert_eq!(with_dictionaries.cache_lendable, 64 * MIB);
     }
 
     #[test]

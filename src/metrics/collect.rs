@@ -19,6 +19,9 @@ pub trait Scraped: Send + Sync {
     fn app_state(&self) -> &'static str;
     /// URLs with a response in the cache, and the bytes counted against CACHE_SIZE.
     fn cache_held(&self) -> (u64, u64);
+    /// Bytes compression dictionaries and their deltas hold, as weighed
+    /// against their budget (0 with THRUST_COMPRESSION_DICTIONARIES off).
+    fn dictionaries_held(&self) -> u64;
     /// When the certificate served for each domain expires.
     fn certificate_expiries(&self) -> Vec<(String, SystemTime)>;
     /// Connections to the app open, and those counted against
@@ -90,6 +93,13 @@ impl Collector for Collected {
             "Bytes the cache holds, as counted against CACHE_SIZE",
             Some(&Unit::Bytes),
             bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            "dictionary",
+            "Bytes compression dictionaries and their deltas hold, within a quarter of CACHE_SIZE",
+            Some(&Unit::Bytes),
+            self.0.dictionaries_held(),
         )?;
 
         let (open, counted) = self.0.app_connections();

@@ -221,11 +221,11 @@ async fn send_named(
     asked: &Asked<'_>,
 ) -> Response<Body> {
     match to_store.and_then(|request| app.cache.store_file(request, &parts, &mut source)) {
-        Some(entry) => {
+        Some(mut entry) => {
             if let Some((dictionaries, offer)) = asked.dictionary {
-                if offer.wants_delta() && dictionaries.delta(offer).is_none() {
+                if offer.wants_delta() {
                     app.cache
-                        .learn_file(dictionaries, offer, &entry, source.path())
+                        .learn_file(dictionaries, offer, &mut entry, source.path())
                         .await;
                 }
             }

@@ -33,6 +33,10 @@ impl Scraped for Gauges {
         self.cache.held()
     }
 
+    fn dictionaries_held(&self) -> u64 {
+        self.cache.dictionaries_held()
+    }
+
     fn certificate_expiries(&self) -> Vec<(String, SystemTime)> {
         self.certificates
             .as_ref()

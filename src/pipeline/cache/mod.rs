@@ -35,6 +35,10 @@ use store::{BaseKey, Entry, ResponseCache};
 
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
+/// How long a returning visitor's first request for a new version waits for
+/// a storing slot to learn it (`Store::learn_file`).
+const LEARN_WAIT: Duration = Duration::from_millis(500);
+
 /// A request the cache may answer: GET or HEAD, no upgrade.
 pub struct CacheRequest {
     base: BaseKey,
@@ -202,7 +206,7 @@ pub fn respond(
     let dictionary = dictionary.filter(|_| entry.status == StatusCode::OK);
     let delta = dictionary
         .filter(|_| decided == Outcome::Whole)
-        .and_then(|(dictionaries, offer)| dictionaries.delta(offer));
+        .and_then(|(dictionaries, offer)| dictionaries.delta(offer, entry.identity));
     if let Some((_, offer)) = dictionary {
         // This version is the next one's dictionary; answers differ by the
         // dictionary the client holds.
@@ -270,8 +274,11 @@ impl Store {
                 config.cache_size,
             )),
             // Compression off means no Content-Encoding at all, dcz included.
-            dictionaries: (config.dictionaries && config.compression)
-                .then(|| Dictionaries::new(config.cache_size / 4)),
+            dictionaries: (config.dictionaries && config.compression).then(|| {
+                Dictionaries::new(crate::config::memory_budget::dictionary_budget(
+                    config.cache_size,
+                ))
+            }),
             jitter,
             config,
             flights: Arc::default(),
@@ -304,6 +311,11 @@ impl Store {
     /// URLs stored and the bytes they weigh, for /metrics.
     pub fn held(&self) -> (u64, u64) {
         (self.cache.urls(), self.cache.weighed_size())
+    }
+
+    /// Bytes the compression dictionaries hold, for /metrics.
+    pub fn dictionaries_held(&self) -> u64 {
+        self.dictionaries.as_ref().map_or(0, Dictionaries::held)
     }
 
     /// The stored answer to `request`, if any; the URL's hash is kept in
@@ -398,13 +410,15 @@ impl Store {
                     Vec::new()
                 };
             let count = variants.len();
-            if let Some((dictionaries, offer)) = learning {
-                // Before the entry can be found, so that its first hits
-                // already find the deltas from earlier versions.
-                dictionaries.learn(&offer, &body, file.as_deref());
-            }
+            // Before the entry can be found, so that its first hits
+            // already find the deltas from earlier versions.
+            let identity = learning.and_then(|(dictionaries, offer)| {
+                let encoding = headers.get(header::CONTENT_ENCODING);
+                dictionaries.learn(&offer, &body, encoding, file.as_deref())
+            });
             let mut entry = Entry::new(status, headers, body, lifetime);
             entry.variants = variants;
+            entry.identity = identity;
             let target = request.base.target.clone();
             store
                 .cache
@@ -416,28 +430,31 @@ impl Store {
     }
 
     /// For a file just stored (`entry`, read from `path`) that a client
-    /// holding a dictionary asks for, when no delta for it was made yet
-    /// (its first request since it was deployed): learns it and the
-    /// versions beside it now, on the blocking pool and within the storing
-    /// slots (none free: nothing is learned and the answer is compressed as
-    /// usual), so this very answer can be a delta.
+    /// holding a dictionary asks for (its first request since it was
+    /// deployed): learns it and the versions beside it now, on the blocking
+    /// pool within the storing slots, so this very answer can be a delta.
+    /// A slot is waited for up to `LEARN_WAIT` (the file's own store may
+    /// hold one); none by then: nothing is learned and the answer is
+    /// compressed as usual.
     pub async fn learn_file(
         &self,
         dictionaries: &Dictionaries,
         offer: &Offer,
-        entry: &Entry,
+        entry: &mut Entry,
         path: &Path,
     ) {
-        let Ok(permit) = self.storing.clone().try_acquire_owned() else {
+        let slot = tokio::time::timeout(LEARN_WAIT, self.storing.clone().acquire_owned());
+        let Ok(Ok(permit)) = slot.await else {
             return;
         };
         let (dictionaries, offer, path) = (dictionaries.clone(), offer.clone(), path.to_path_buf());
         let body = entry.body.clone();
+        let encoding = entry.headers.get(header::CONTENT_ENCODING).cloned();
         let learned = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            dictionaries.learn(&offer, &body, Some(&path));
+            dictionaries.learn(&offer, &body, encoding.as_ref(), Some(&path))
         });
-        let _ = learned.await;
+        entry.identity = learned.await.ok().flatten();
     }
 
     /// For a miss the app answered with a file: when the response may be

@@ -28,6 +28,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::config::Encoding;
+use crate::pipeline::compression::dictionary::Digest;
 
 /// Longest time an entry is kept, whatever max-age says.
 const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -59,6 +60,9 @@ pub struct Entry {
     pub body: Bytes,
     /// Compressed forms of `body`, made once when the entry is stored.
     pub variants: Vec<(Encoding, Bytes)>,
+    /// With compression dictionaries: the SHA-256 of its identity bytes
+    /// (`body` decoded), which its deltas are keyed by.
+    pub identity: Option<Digest>,
     pub stored_at: Instant,
     lifetime: Duration,
 }
@@ -74,6 +78,7 @@ impl Entry {
                 .collect(),
             body,
             variants: Vec::new(),
+            identity: None,
             stored_at: Instant::now(),
             lifetime: lifetime.min(MAX_LIFETIME),
         }

@@ -6,14 +6,23 @@
 //! Accept-Encoding), the answer is the new version compressed against the
 //! old: a Zstandard frame behind the RFC's 40-byte header.
 //!
-//! Dictionaries are known by their SHA-256 and the scope they were served
-//! in (host, forwarded origin, name pattern), so one is only ever used for
-//! the same asset family of the same site. They come from stored answers
-//! and from the earlier versions lying beside a stored file (what Kamal's
-//! asset bridging keeps after a deploy). The dictionaries and the deltas
-//! made from them are held in caches bounded in bytes (half of the budget
-//! each), the names pointing at them in one bounded by count.
+//! Everything is made from the identity bytes of a version: a browser
+//! hashes the decoded body it keeps as a dictionary, and decodes a `dcz`
+//! answer to the script itself. A body stored encoded (a precompressed
+//! `.br` file Rails names, an app's gzip) is decoded first. Dictionaries
+//! are known by the SHA-256 of those bytes and the scopes they were served
+//! in (host, forwarded origin, name pattern; kept as keyed hashes), so one
+//! is only ever used for the same asset family of the same site. They come
+//! from stored answers and from the earlier versions lying beside a stored
+//! file (what Kamal's asset bridging keeps after a deploy). A delta is
+//! keyed by the dictionary's hash and the identity hash of the stored
+//! entry it stands for (`Entry::identity`), so it goes out only for the
+//! bytes it was made from. Dictionaries and deltas are held in caches
+//! weighed in bytes, each entry with its overhead, within one budget (half
+//! each).
 
+use std::hash::BuildHasher;
+use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +30,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::Encoding;
 use crate::http::accept_encoding;
 use crate::pipeline::asset_name;
 
@@ -43,8 +53,9 @@ const DCZ_WINDOW_LOG: u32 = 23;
 const SIBLINGS: usize = 4;
 /// Scopes (host, origin, family) remembered per dictionary.
 const SCOPES: usize = 16;
-/// Targets whose stored body's hash is remembered.
-const TARGETS: u64 = 10_000;
+/// What a dictionary or a delta holds besides its bytes: the cache's
+/// entry, the key, a dictionary's scopes.
+const OVERHEAD: usize = 256;
 
 /// The name family of a fingerprinted JS or CSS path: its directory, what
 /// every version's name starts (`name-`) and ends (`.js`) with, and what
@@ -113,8 +124,6 @@ impl Family {
 pub struct Offer {
     /// Host, forwarded origin and family: where a dictionary may be used.
     scope: String,
-    /// The scope and the exact target: what a delta is made for.
-    target: String,
     pub family: Family,
     /// The dictionary the client holds, when it also accepts `dcz`.
     wanted: Option<Digest>,
@@ -135,7 +144,6 @@ impl Offer {
             .then(|| available(headers))
             .flatten();
         Some(Offer {
-            target: format!("{scope}\n{target}"),
             scope,
             family,
             wanted,
@@ -172,74 +180,96 @@ pub fn dcz(dictionary: &[u8], hash: &Digest, body: &[u8]) -> std::io::Result<Byt
     Ok(Bytes::from(out))
 }
 
-/// A version that may serve as a dictionary, and the scopes it was seen
-/// in (the same bytes may be served under several hosts).
+/// A version that may serve as a dictionary (its identity bytes), and the
+/// keyed hashes of the scopes it was seen in (the same bytes may be served
+/// under several hosts): at most `SCOPES`, so made-up Hosts cannot grow it.
 struct Known {
     body: Bytes,
-    scopes: Mutex<Vec<String>>,
+    scopes: Mutex<Vec<u64>>,
 }
 
 impl Known {
-    fn in_scope(&self, scope: &str) -> bool {
+    fn in_scope(&self, scope: u64) -> bool {
         self.scopes
             .lock()
-            .is_ok_and(|scopes| scopes.iter().any(|s| s == scope))
+            .is_ok_and(|scopes| scopes.contains(&scope))
     }
 }
 
 /// The dictionaries thrust knows and the deltas it has made, each within a
-/// byte budget. Deltas are keyed by content (dictionary and target hashes),
-/// so the same asset reached under another Host costs no new compression.
+/// byte budget. Deltas are keyed by content (dictionary and identity
+/// hashes), so the same asset reached under another Host costs no new
+/// compression.
 #[derive(Clone)]
 pub struct Dictionaries {
     known: moka::sync::Cache<Digest, Arc<Known>>,
-    /// `Offer::target` → the SHA-256 of the body stored for it.
-    targets: moka::sync::Cache<String, Digest>,
-    /// (dictionary, target) → the `dcz` body.
+    /// (dictionary, the identity bytes made from it) → the `dcz` body.
     deltas: moka::sync::Cache<(Digest, Digest), Bytes>,
+    /// Keys the scopes' hashes.
+    scope_hasher: std::hash::RandomState,
+    /// The largest identity body learned (what decoding may produce).
+    largest: usize,
 }
 
 impl Dictionaries {
-    /// Within `budget` bytes: half for dictionaries, half for deltas.
+    /// Within `budget` bytes: half for dictionaries, half for deltas, each
+    /// weighed with its overhead.
     pub fn new(budget: u64) -> Self {
-        let weigh = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX);
+        let weigh = |bytes: usize| u32::try_from(bytes + OVERHEAD).unwrap_or(u32::MAX);
         Dictionaries {
             known: moka::sync::Cache::builder()
                 .max_capacity(budget / 2)
                 .weigher(move |_, known: &Arc<Known>| weigh(known.body.len()))
                 .build(),
-            targets: moka::sync::Cache::builder().max_capacity(TARGETS).build(),
             deltas: moka::sync::Cache::builder()
                 .max_capacity(budget / 2)
                 .weigher(move |_, delta: &Bytes| weigh(delta.len()))
                 .build(),
+            scope_hasher: std::hash::RandomState::new(),
+            largest: usize::try_from(budget / 2).unwrap_or(usize::MAX),
         }
     }
 
-    /// The delta for `offer`'s wanted dictionary, when one was made.
-    pub fn delta(&self, offer: &Offer) -> Option<Bytes> {
+    /// The delta for `offer`'s wanted dictionary to the version whose
+    /// identity bytes hash to `identity`, when the dictionary is known in
+    /// the offer's scope and the delta was made.
+    pub fn delta(&self, offer: &Offer, identity: Option<Digest>) -> Option<Bytes> {
         let wanted = offer.wanted?;
-        let target = self.targets.get(&offer.target)?;
-        self.deltas.get(&(wanted, target))
+        let known = self.known.get(&wanted)?;
+        if !known.in_scope(self.scope_hash(offer)) {
+            return None;
+        }
+        self.deltas.get(&(wanted, identity?))
     }
 
-    /// Learns `body`, a stored version of `offer`'s family, and its earlier
-    /// versions beside `file` when it came from one; then makes the deltas
-    /// from each known earlier version in the scope to `body`. Runs on the
-    /// blocking pool (hashing and compressing are CPU work).
-    pub fn learn(&self, offer: &Offer, body: &Bytes, file: Option<&Path>) {
-        let own = sha256(body);
-        self.targets.insert(offer.target.clone(), own);
-        self.know(own, body.clone(), &offer.scope);
+    /// Learns `body`, a stored version of `offer`'s family encoded as
+    /// `encoding` says (its Content-Encoding; none: identity), and its
+    /// earlier versions beside `file` when it came from one; then makes
+    /// the deltas from each known earlier version in the scope to it. The
+    /// SHA-256 of its identity bytes, which the stored entry keeps
+    /// (`Entry::identity`); None when they could not be had (an encoding
+    /// thrust does not decode, or larger than a dictionary may be). Runs on
+    /// the blocking pool (decoding, hashing and compressing are CPU work).
+    pub fn learn(
+        &self,
+        offer: &Offer,
+        body: &Bytes,
+        encoding: Option<&HeaderValue>,
+        file: Option<&Path>,
+    ) -> Option<Digest> {
+        let identity = identity(body, encoding, self.largest)?;
+        let own = sha256(&identity);
+        let scope = self.scope_hash(offer);
+        self.know(own, identity.clone(), scope);
         if let Some(file) = file {
             for sibling in siblings(&offer.family, file) {
-                self.know(sha256(&sibling), sibling, &offer.scope);
+                self.know(sha256(&sibling), sibling, scope);
             }
         }
         let earlier: Vec<(Digest, Arc<Known>)> = self
             .known
             .iter()
-            .filter(|(hash, known)| **hash != own && known.in_scope(&offer.scope))
+            .filter(|(hash, known)| **hash != own && known.in_scope(scope))
             .map(|(hash, known)| (*hash, known))
             .collect();
         for (hash, known) in earlier {
@@ -247,15 +277,27 @@ impl Dictionaries {
             if self.deltas.contains_key(&key) {
                 continue;
             }
-            match dcz(&known.body, &hash, body) {
+            match dcz(&known.body, &hash, &identity) {
                 Ok(delta) => self.deltas.insert(key, delta),
                 Err(e) => tracing::debug!(error = %e, "Dictionary delta not made"),
             }
         }
+        Some(own)
+    }
+
+    /// Bytes held, as weighed (after pending maintenance).
+    pub fn held(&self) -> u64 {
+        self.known.run_pending_tasks();
+        self.deltas.run_pending_tasks();
+        self.known.weighted_size() + self.deltas.weighted_size()
+    }
+
+    fn scope_hash(&self, offer: &Offer) -> u64 {
+        self.scope_hasher.hash_one(&offer.scope)
     }
 
     /// Records that `body` (hashing to `hash`) was served in `scope`.
-    fn know(&self, hash: Digest, body: Bytes, scope: &str) {
+    fn know(&self, hash: Digest, body: Bytes, scope: u64) {
         let known = self.known.get_with(hash, || {
             Arc::new(Known {
                 body,
@@ -265,14 +307,36 @@ impl Dictionaries {
         let Ok(mut scopes) = known.scopes.lock() else {
             return;
         };
-        if !scopes.iter().any(|s| s == scope) {
+        if !scopes.contains(&scope) {
             // Bounded: a flood of made-up Host values cannot grow it.
             if scopes.len() == SCOPES {
                 scopes.remove(0);
             }
-            scopes.push(scope.to_string());
+            scopes.push(scope);
         }
     }
+}
+
+/// `body`'s identity bytes: itself, or decoded from its Content-Encoding
+/// (br, gzip, zstd), at most `limit` bytes of it (a decompression bomb
+/// stops there).
+fn identity(body: &Bytes, encoding: Option<&HeaderValue>, limit: usize) -> Option<Bytes> {
+    let Some(encoding) = encoding else {
+        return (body.len() <= limit).then(|| body.clone());
+    };
+    let name = encoding.to_str().ok()?.trim();
+    let encoding = [Encoding::Brotli, Encoding::Gzip, Encoding::Zstd]
+        .into_iter()
+        .find(|e| name.eq_ignore_ascii_case(e.token()))?;
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Brotli => Box::new(brotli::Decompressor::new(&body[..], 4096)),
+        Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(&body[..])),
+        Encoding::Zstd => Box::new(zstd::stream::read::Decoder::new(&body[..]).ok()?),
+    };
+    let mut decoded = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(cap).read_to_end(&mut decoded).ok()?;
+    (decoded.len() <= limit).then(|| Bytes::from(decoded))
 }
 
 /// Up to `SIBLINGS` earlier versions of `family` beside `file`, newest
@@ -379,6 +443,21 @@ mod tests {
         assert_eq!(decoded, new);
     }
 
+    /// A browser's request headers holding `dictionary` and taking dcz.
+    fn holding(dictionary: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("dcz"),
+        );
+        let held = base64::engine::general_purpose::STANDARD.encode(sha256(dictionary));
+        headers.insert(
+            AVAILABLE_DICTIONARY,
+            HeaderValue::from_str(&format!(":{held}:")).unwrap(),
+        );
+        headers
+    }
+
     #[test]
     fn earlier_versions_beside_a_file_are_learned_for_its_scope_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -391,34 +470,64 @@ mod tests {
         std::fs::write(dir.path().join("other-2222222b.js"), b"x").unwrap();
         let file = dir.path().join("app-3333333c.js");
         std::fs::write(&file, &v2).unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("dcz"),
-        );
-        let encoded = base64::engine::general_purpose::STANDARD.encode(sha256(&v1));
-        headers.insert(
-            AVAILABLE_DICTIONARY,
-            HeaderValue::from_str(&format!(":{encoded}:")).unwrap(),
-        );
+        let headers = holding(&v1);
         let dictionaries = Dictionaries::new(64 << 20);
         let offer = Offer::of("a.test", "", "/assets/app-3333333c.js", &headers).unwrap();
-        dictionaries.learn(&offer, &Bytes::from(v2.clone()), Some(&file));
+        let identity = dictionaries.learn(&offer, &Bytes::from(v2.clone()), None, Some(&file));
+        assert_eq!(identity, Some(sha256(&v2)));
         let delta = dictionaries
-            .delta(&offer)
+            .delta(&offer, identity)
             .expect("a delta from the version beside it");
         let mut decoder = zstd::bulk::Decompressor::with_dictionary(&v1).unwrap();
         assert_eq!(decoder.decompress(&delta[40..], v2.len()).unwrap(), v2);
         // Another host has nothing learned for it...
         let elsewhere = Offer::of("b.test", "", "/assets/app-3333333c.js", &headers).unwrap();
-        assert!(dictionaries.delta(&elsewhere).is_none());
+        assert!(dictionaries.delta(&elsewhere, identity).is_none());
         // ...and once it has, the delta already made serves it: the same
         // bytes under another Host cost no compression.
         dictionaries.deltas.run_pending_tasks();
         let made = dictionaries.deltas.entry_count();
-        dictionaries.learn(&elsewhere, &Bytes::from(v2.clone()), Some(&file));
+        dictionaries.learn(&elsewhere, &Bytes::from(v2.clone()), None, Some(&file));
         dictionaries.deltas.run_pending_tasks();
         assert_eq!(dictionaries.deltas.entry_count(), made);
-        assert_eq!(dictionaries.delta(&elsewhere), Some(delta));
+        assert_eq!(dictionaries.delta(&elsewhere, identity), Some(delta));
+    }
+
+    #[test]
+    fn an_encoded_version_is_learned_and_delta_encoded_as_its_identity_bytes() {
+        let v1: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("g{i}();\n").into_bytes())
+            .collect();
+        let mut v2 = v1.clone();
+        v2.extend_from_slice(b"more();\n");
+        let mut brotli_v2 = Vec::new();
+        brotli::BrotliCompress(&mut &v2[..], &mut brotli_v2, &Default::default()).unwrap();
+        let headers = holding(&v1);
+        let dictionaries = Dictionaries::new(64 << 20);
+        let v1_offer = Offer::of("a.test", "", "/assets/lib-1111111a.js", &headers).unwrap();
+        let v2_offer = Offer::of("a.test", "", "/assets/lib-2222222b.js", &headers).unwrap();
+        // Version 1 stored as identity, version 2 as the .br file Rails names.
+        dictionaries.learn(&v1_offer, &Bytes::from(v1.clone()), None, None);
+        let br = HeaderValue::from_static("br");
+        let identity = dictionaries.learn(&v2_offer, &Bytes::from(brotli_v2), Some(&br), None);
+        assert_eq!(
+            identity,
+            Some(sha256(&v2)),
+            "hashed as the browser hashes it"
+        );
+        let delta = dictionaries.delta(&v2_offer, identity).unwrap();
+        let mut decoder = zstd::bulk::Decompressor::with_dictionary(&v1).unwrap();
+        assert_eq!(decoder.decompress(&delta[40..], v2.len() + 1).unwrap(), v2);
+        // An encoding thrust does not decode, or a body past the limit: not learned.
+        let odd = HeaderValue::from_static("compress");
+        assert_eq!(
+            dictionaries.learn(&v2_offer, &Bytes::from(v2.clone()), Some(&odd), None),
+            None
+        );
+        let small = Dictionaries::new(1000);
+        assert_eq!(
+            small.learn(&v2_offer, &Bytes::from(v2.clone()), None, None),
+            None
+        );
     }
 }
