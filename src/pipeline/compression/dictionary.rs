@@ -262,7 +262,7 @@ impl Dictionaries {
         let scope = self.scope_hash(offer);
         self.know(own, identity.clone(), scope);
         if let Some(file) = file {
-            for sibling in siblings(&offer.family, file) {
+            for sibling in siblings(&offer.family, file, identity.len()) {
                 self.know(sha256(&sibling), sibling, scope);
             }
         }
@@ -339,19 +339,32 @@ fn identity(body: &Bytes, encoding: Option<&HeaderValue>, limit: usize) -> Optio
     (decoded.len() <= limit).then(|| Bytes::from(decoded))
 }
 
-/// Up to `SIBLINGS` earlier versions of `family` beside `file`, newest
-/// first, each no larger than `file` is now times four.
-fn siblings(family: &Family, file: &Path) -> Vec<Bytes> {
-    let (Some(dir), Ok(own)) = (file.parent(), std::fs::metadata(file)) else {
+/// Up to `SIBLINGS` earlier versions of `family` beside `file` (which may
+/// be a precompressed `.br` or `.gz`: the versions are the plain files),
+/// newest first, each no larger than four times `size`, the identity
+/// bytes of the version `file` holds.
+fn siblings(family: &Family, file: &Path, size: usize) -> Vec<Bytes> {
+    let Some(dir) = file.parent() else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let limit = own.len().saturating_mul(4);
+    let limit = u64::try_from(size).unwrap_or(u64::MAX).saturating_mul(4);
+    let encoded = file.extension().is_some_and(|ext| {
+        [Encoding::Brotli, Encoding::Gzip, Encoding::Zstd]
+            .iter()
+            .any(|e| ext == e.extension())
+    });
+    let plain = if encoded {
+        file.with_extension("")
+    } else {
+        file.to_path_buf()
+    };
     let mut found: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path() != file)
+        // Not the version itself, nor its plain file beside a `.br`.
+        .filter(|e| e.path() != file && e.path() != plain)
         .filter(|e| {
             e.file_name()
                 .to_str()
