@@ -67,14 +67,14 @@ def load(shape, port, path, count):
         raise RuntimeError(f"{shape}: not every request succeeded:\n{out}")
 
 
-def costs(out_file):
-    """(Ir of thrust's own binary, Ir of everything, allocation calls) in a
+def costs(out_file, binary):
+    """(Ir of `binary`'s own code, Ir of everything, allocation calls) in a
     callgrind output file."""
     names, objects = {}, {}
     own = total = allocations = 0
     current_object = callee = None
-    after_calls = False
-    binary_object = None
+    after_calls = in_binary = False
+    binary = os.path.realpath(binary)
 
     def named(table, value):
         match = re.match(r"\((\d+)\)(?: (.*))?", value)
@@ -89,6 +89,7 @@ def costs(out_file):
         for line in f:
             if line.startswith("ob="):
                 current_object = named(objects, line[3:].strip())
+                in_binary = current_object is not None and os.path.realpath(current_object) == binary
             elif line.startswith("cob="):
                 named(objects, line[4:].strip())
             elif line.startswith("fn="):
@@ -107,9 +108,7 @@ def costs(out_file):
                 if len(fields) >= 2:
                     cost = int(fields[1])
                     total += cost
-                    if binary_object is None and current_object and current_object.endswith("/thrust"):
-                        binary_object = current_object
-                    if current_object == binary_object:
+                    if in_binary:
                         own += cost
     return own, total, allocations
 
@@ -145,10 +144,10 @@ def measure(binary, shape):
             time.sleep(0.2)
         own = total = allocations = 0
         for f in dumped or []:
-            o, t, a = costs(f)
+            o, t, a = costs(f, binary)
             own, total, allocations = own + o, total + t, allocations + a
-        if total == 0:
-            raise RuntimeError(f"{shape}: callgrind wrote no counts")
+        if own == 0 or allocations == 0:
+            raise RuntimeError(f"{shape}: callgrind's counts name nothing in {binary}")
         return {"instructions": round(own / COUNT), "all_instructions": round(total / COUNT),
                 "allocations": round(allocations / COUNT, 1)}
     finally:
