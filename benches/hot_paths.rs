@@ -13,8 +13,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use thrust::hot_paths::{
-    compress_all, dcz, negotiate, set_forwarded, set_request_start, sha256, strip_hop_by_hop,
-    vary_names, BaseKey, CacheControl, ClientFacts, Encoding, Entry, ResponseCache,
+    compress_all, dcz, negotiate, set_forwarded, sha256, strip_hop_by_hop, vary_names, BaseKey,
+    CacheControl, ClientFacts, Encoding, Entry, ResponseCache,
 };
 
 /// What a browser sends for a page.
@@ -135,9 +135,9 @@ fn header_rewriting(c: &mut Criterion) {
                     https: true,
                     host: host.as_ref(),
                     trusted: false,
+                    start_millis: 1_796_000_000_000,
                 };
                 set_forwarded(&mut headers, &client);
-                set_request_start(&mut headers, 1_796_000_000_000, client.trusted);
                 headers
             },
             BatchSize::SmallInput,

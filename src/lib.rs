@@ -41,9 +41,7 @@ pub mod hot_paths {
     pub use crate::pipeline::cache::store::{BaseKey, Entry, ResponseCache};
     pub use crate::pipeline::compression::codec::compress_all;
     pub use crate::pipeline::compression::dictionary::{dcz, sha256};
-    pub use crate::pipeline::forwarding::{
-        set_forwarded, set_request_start, strip_hop_by_hop, ClientFacts,
-    };
+    pub use crate::pipeline::forwarding::{set_forwarded, strip_hop_by_hop, ClientFacts};
 }
 
 use app::deep_check::DeepCheck;

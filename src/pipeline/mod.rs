@@ -392,6 +392,40 @@ fn authority_matches_host(req: &Request<ClientBody>) -> bool {
     authority.eq_ignore_ascii_case(host.strip_suffix(port).unwrap_or(host))
 }
 
+/// What the log line and the metrics read of a response's head, found in
+/// one pass over its names (a hashed lookup each cost more).
+struct Told {
+    content_type: Option<header::HeaderValue>,
+    encoding: Option<header::HeaderValue>,
+    cache: Option<header::HeaderValue>,
+}
+
+impl Told {
+    fn of(headers: &header::HeaderMap) -> Self {
+        let mut told = Told {
+            content_type: None,
+            encoding: None,
+            cache: None,
+        };
+        for (name, value) in headers {
+            // The first value of each, as `HeaderMap::get` gives.
+            let slot = if name == header::CONTENT_TYPE {
+                &mut told.content_type
+            } else if name == header::CONTENT_ENCODING {
+                &mut told.encoding
+            } else if name == cache::X_CACHE {
+                &mut told.cache
+            } else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
+        }
+        told
+    }
+}
+
 /// `response` with a body that, once it has ended, counts the request in
 /// the metrics and writes its log line.
 fn reported(
@@ -402,25 +436,22 @@ fn reported(
     passing_health_check: bool,
 ) -> Response<Body> {
     let status = response.status().as_u16();
-    let log_requests = app.config.log_requests;
+    let log_requests = app.config.log_requests && !passing_health_check;
+    let told = (log_requests || app.metrics.is_some()).then(|| Told::of(response.headers()));
     // What the line needs from the response, taken only if a line is written.
-    let response_facts = (log_requests && !passing_health_check).then(|| {
-        let headers = response.headers();
+    let response_facts = told.as_ref().filter(|_| log_requests).map(|told| {
         (
-            headers.get(header::CONTENT_TYPE).cloned(),
-            headers.get(header::CONTENT_ENCODING).cloned(),
-            headers.get(cache::X_CACHE).cloned(),
+            told.content_type.clone(),
+            told.encoding.clone(),
+            told.cache.clone(),
         )
     });
     // What the metrics need from the response, taken only with metrics on.
-    let metrics = app.metrics.clone().map(|metrics| {
-        let headers = response.headers();
-        let seen = (
-            headers.get(cache::X_CACHE).cloned(),
-            headers.get(header::CONTENT_ENCODING).cloned(),
-        );
-        (metrics, seen)
-    });
+    let metrics = app
+        .metrics
+        .clone()
+        .zip(told)
+        .map(|(metrics, told)| (metrics, (told.cache, told.encoding)));
     let (parts, body) = response.into_parts();
     let body = response_end::observed(body, move |sent, ending| {
         drop(in_flight);

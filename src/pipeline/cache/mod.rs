@@ -20,7 +20,7 @@ use super::compression::dictionary::{
     Dictionaries, Offer, AVAILABLE_DICTIONARY, USE_AS_DICTIONARY,
 };
 use super::compression::{self, CompressionRequest};
-use super::forwarding::{self, Rewrite, ORIGIN_HEADERS};
+use super::forwarding::{self, Rewrite, ORIGIN_HEADERS, ORIGIN_HEADER_COUNT};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::FileSource;
@@ -149,22 +149,33 @@ fn may_use_cache<B>(req: &Request<B>) -> bool {
 fn origin(headers: &HeaderMap) -> String {
     // Room for a host name and a scheme: one allocation in the usual case.
     let mut key = String::with_capacity(64);
-    // Which of them the head holds, in one pass over its names: a hashed
-    // lookup for each of the seven cost more than the rest of the key.
-    let mut present = 0u8;
-    for name in headers.keys() {
-        if let Some(index) = ORIGIN_HEADERS.iter().position(|origin| origin == name) {
-            present |= 1 << index;
+    // Their values in one pass over the head (a hashed lookup for each name
+    // cost more than the rest of the key): each name's first value in
+    // place, the rare further ones aside, written in the order of
+    // ORIGIN_HEADERS and, for one name, as received.
+    let mut first: [Option<&HeaderValue>; ORIGIN_HEADER_COUNT] = [None; ORIGIN_HEADER_COUNT];
+    let mut more: Vec<(usize, &HeaderValue)> = Vec::new();
+    for (name, value) in headers {
+        let Some(index) = ORIGIN_HEADERS.iter().position(|origin| origin == name) else {
+            continue;
+        };
+        match &mut first[index] {
+            slot @ None => *slot = Some(value),
+            Some(_) => more.push((index, value)),
         }
     }
-    for (index, name) in ORIGIN_HEADERS.iter().enumerate() {
-        if present & (1 << index) == 0 {
+    let mut push = |index: usize, value: &HeaderValue| {
+        key.push(char::from(b'0' + index as u8));
+        push_lossy(&mut key, value.as_bytes());
+        key.push('\n');
+    };
+    for (index, value) in first.iter().enumerate() {
+        let Some(value) = value else {
             continue;
-        }
-        for value in headers.get_all(name) {
-            key.push(char::from(b'0' + index as u8));
-            push_lossy(&mut key, value.as_bytes());
-            key.push('\n');
+        };
+        push(index, value);
+        for (_, value) in more.iter().filter(|(of, _)| *of == index) {
+            push(index, value);
         }
     }
     key
