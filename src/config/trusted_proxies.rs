@@ -60,9 +60,10 @@ impl TrustedProxies {
     /// otherwise X-Forwarded-For read from the right, skipping trusted
     /// hops, up to the first address that is not trusted (or the leftmost,
     /// when all are). An entry that is not an address ends the walk at the
-    /// hop that reported it.
-    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientAddr {
-        if !self.trusts(peer.ip()) || !headers.contains_key(X_FORWARDED_FOR) {
+    /// hop that reported it. `forwarded_for`: whether the head holds
+    /// X-Forwarded-For (the caller's one pass over the head saw it).
+    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap, forwarded_for: bool) -> ClientAddr {
+        if !forwarded_for || !self.trusts(peer.ip()) {
             return ClientAddr::Peer(peer);
         }
         let mut client = ClientAddr::Peer(peer);
@@ -265,12 +266,24 @@ mod tests {
         let trusted = TrustedProxies::parse(DEFAULT_TRUSTED).unwrap();
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.4")]);
         assert_eq!(
-            trusted.client(peer("10.0.0.2"), &chain).to_string(),
+            trusted
+                .client(
+                    peer("10.0.0.2"),
+                    &chain,
+                    chain.contains_key("x-forwarded-for")
+                )
+                .to_string(),
             "203.0.113.9"
         );
         // An untrusted peer's list is not read at all.
         assert_eq!(
-            trusted.client(peer("8.8.8.8"), &chain).to_string(),
+            trusted
+                .client(
+                    peer("8.8.8.8"),
+                    &chain,
+                    chain.contains_key("x-forwarded-for")
+                )
+                .to_string(),
             "8.8.8.8:40000"
         );
         // All trusted: the leftmost.
@@ -279,23 +292,45 @@ mod tests {
             ("x-forwarded-for", "10.0.0.4"),
         ]);
         assert_eq!(
-            trusted.client(peer("127.0.0.1"), &inside).to_string(),
+            trusted
+                .client(
+                    peer("127.0.0.1"),
+                    &inside,
+                    inside.contains_key("x-forwarded-for")
+                )
+                .to_string(),
             "10.9.9.9"
         );
         // Garbage stops the walk at the hop that reported it.
         let garbage = headers(&[("x-forwarded-for", "evil, 10.0.0.4")]);
         assert_eq!(
-            trusted.client(peer("127.0.0.1"), &garbage).to_string(),
+            trusted
+                .client(
+                    peer("127.0.0.1"),
+                    &garbage,
+                    garbage.contains_key("x-forwarded-for")
+                )
+                .to_string(),
             "10.0.0.4"
         );
         let ported = headers(&[("x-forwarded-for", "[2001:db8::1]:443")]);
         assert_eq!(
-            trusted.client(peer("127.0.0.1"), &ported).to_string(),
+            trusted
+                .client(
+                    peer("127.0.0.1"),
+                    &ported,
+                    ported.contains_key("x-forwarded-for")
+                )
+                .to_string(),
             "2001:db8::1"
         );
         assert_eq!(
             TrustedProxies::Nobody
-                .client(peer("127.0.0.1"), &chain)
+                .client(
+                    peer("127.0.0.1"),
+                    &chain,
+                    chain.contains_key("x-forwarded-for")
+                )
                 .to_string(),
             "127.0.0.1:40000"
         );

@@ -314,9 +314,9 @@ impl Rewrite {
 }
 
 /// The request id: the client's if it sent one, else a new random UUID.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(&X_REQUEST_ID) {
-        return id.clone();
+pub fn ensure_request_id(headers: &mut HeaderMap, sent: Option<HeaderValue>) -> HeaderValue {
+    if let Some(id) = sent {
+        return id;
     }
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = HeaderValue::from_bytes(
@@ -445,9 +445,11 @@ mod tests {
     #[test]
     fn a_request_id_is_added_once() {
         let mut h = headers(&[("x-request-id", "abc")]);
-        assert_eq!(ensure_request_id(&mut h), "abc");
+        let sent = h.get("x-request-id").cloned();
+        assert_eq!(ensure_request_id(&mut h, sent), "abc");
+        assert_eq!(h.get_all("x-request-id").iter().count(), 1);
         let mut h = HeaderMap::new();
-        let id = ensure_request_id(&mut h);
+        let id = ensure_request_id(&mut h, None);
         assert_eq!(id.len(), 36);
         assert_eq!(h["x-request-id"], id);
     }

@@ -265,14 +265,13 @@ pub fn handle(
                 counted.saw_http2();
             }
         }
-        let client = app
-            .config
-            .trusted_proxies
-            .client(conn.remote, req.headers());
-        let mut facts = RequestFacts::of(&req, client);
+        let (mut facts, seen) = RequestFacts::of(&req, |forwarded_for| {
+            let proxies = &app.config.trusted_proxies;
+            proxies.client(conn.remote, req.headers(), forwarded_for)
+        });
 
         let (mut response, passing_health_check) =
-            if let Some((status, text)) = refused(&conn, &req) {
+            if let Some((status, text)) = refused(&conn, &req, seen.hosts) {
                 (proxy::plain(status, text, true), false)
             } else if health::is_health_request(&req, app.config.health_path.as_deref()) {
                 let response = health::answer(
@@ -302,7 +301,10 @@ pub fn handle(
                 // X-Forwarded-For, -Host, -Proto, X-Request-Start), where it grew
                 // and was rehashed up to four times a request.
                 req.headers_mut().reserve(6);
-                facts.request_id = Some(forwarding::ensure_request_id(req.headers_mut()));
+                facts.request_id = Some(forwarding::ensure_request_id(
+                    req.headers_mut(),
+                    seen.request_id,
+                ));
                 (serve_app(&app, &conn, req).await, false)
             };
         if let Some(offer) = alt_svc {
@@ -315,8 +317,13 @@ pub fn handle(
     }
 }
 
-/// Why a request is refused before anything else looks at it, if it is.
-fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'static str)> {
+/// Why a request is refused before anything else looks at it, if it is
+/// (`hosts`: how many Host headers it has).
+fn refused(
+    conn: &ConnInfo,
+    req: &Request<ClientBody>,
+    hosts: usize,
+) -> Option<(StatusCode, &'static str)> {
     match conn.state.take_head() {
         Head::Fine => None,
         Head::AmbiguousFraming => Some((
@@ -331,7 +338,6 @@ fn refused(conn: &ConnInfo, req: &Request<ClientBody>) -> Option<(StatusCode, &'
     .or_else(|| {
         // RFC 9112 §3.2: two Host headers are a bad request. The app and
         // the cache key could each take a different one.
-        let hosts = req.headers().get_all(header::HOST).iter().count();
         (hosts > 1).then_some((StatusCode::BAD_REQUEST, "more than one Host header\n"))
     })
     .or_else(|| {

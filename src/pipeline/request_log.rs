@@ -5,10 +5,11 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use crate::config::trusted_proxies::ClientAddr;
+use crate::config::trusted_proxies::{ClientAddr, X_FORWARDED_FOR};
 use crate::http::headers::content_length;
 use crate::log;
 use crate::pipeline::compression::dictionary::AVAILABLE_DICTIONARY;
+use crate::pipeline::forwarding::X_REQUEST_ID;
 
 /// What the log line needs from the request, taken before the request is
 /// handed on. Cheap clones (shared bytes), formatted only if a line is written.
@@ -28,44 +29,65 @@ pub struct RequestFacts {
     pub request_id: Option<HeaderValue>,
 }
 
+/// What the same pass over the request head saw for the rest of the
+/// pipeline: how many Host headers, and the client's X-Request-Id.
+pub struct Seen {
+    pub hosts: usize,
+    pub request_id: Option<HeaderValue>,
+}
+
 /// A header value's bytes, empty when absent.
 fn bytes(value: Option<&HeaderValue>) -> &[u8] {
     value.map_or(&b""[..], HeaderValue::as_bytes)
 }
 
 impl RequestFacts {
-    pub fn of<B>(req: &Request<B>, remote: ClientAddr) -> Self {
+    /// The facts of `req`, its client found by `client` (told whether the
+    /// head holds X-Forwarded-For), and what else the pass saw.
+    pub fn of<B>(req: &Request<B>, client: impl FnOnce(bool) -> ClientAddr) -> (Self, Seen) {
         let headers = req.headers();
-        let mut facts = RequestFacts {
+        let (mut user_agent, mut content_type, mut dictionary) = (None, None, None);
+        let mut seen = Seen {
+            hosts: 0,
+            request_id: None,
+        };
+        // One pass over the head, where a hashed lookup for each of the
+        // seven cost more than the pass.
+        let (mut has_length, mut forwarded_for) = (false, false);
+        for (name, value) in headers {
+            if name == header::HOST {
+                seen.hosts += 1;
+            } else if name == header::USER_AGENT {
+                user_agent.get_or_insert_with(|| value.clone());
+            } else if name == header::CONTENT_TYPE {
+                content_type.get_or_insert_with(|| value.clone());
+            } else if name == header::CONTENT_LENGTH {
+                has_length = true;
+            } else if name == X_FORWARDED_FOR {
+                forwarded_for = true;
+            } else if name == X_REQUEST_ID {
+                seen.request_id.get_or_insert_with(|| value.clone());
+            } else if name == AVAILABLE_DICTIONARY {
+                dictionary.get_or_insert_with(|| value.clone());
+            }
+        }
+        let facts = RequestFacts {
             started: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            remote,
-            user_agent: None,
-            content_length: 0,
-            content_type: None,
-            dictionary: None,
+            remote: client(forwarded_for),
+            user_agent,
+            content_length: if has_length {
+                content_length(headers).unwrap_or(0)
+            } else {
+                0
+            },
+            content_type,
+            dictionary,
             request_id: None,
         };
-        // One pass over the head, where a hashed lookup for each of the
-        // four cost more than the pass.
-        let mut has_length = false;
-        for (name, value) in headers {
-            if name == header::USER_AGENT {
-                facts.user_agent.get_or_insert_with(|| value.clone());
-            } else if name == header::CONTENT_TYPE {
-                facts.content_type.get_or_insert_with(|| value.clone());
-            } else if name == header::CONTENT_LENGTH {
-                has_length = true;
-            } else if name == AVAILABLE_DICTIONARY {
-                facts.dictionary.get_or_insert_with(|| value.clone());
-            }
-        }
-        if has_length {
-            facts.content_length = content_length(headers).unwrap_or(0);
-        }
-        facts
+        (facts, seen)
     }
 
     pub fn path(&self) -> &str {
