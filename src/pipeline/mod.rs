@@ -95,9 +95,10 @@ fn serve_app<'a>(
         // values are still shared with hyper's buffer (cloning is then cheap);
         // the cache redoes the rewrite on it (`forwarding::Rewrite`).
         let client_headers = (matches!(*req.method(), Method::GET | Method::HEAD)
-            && !req.headers().contains_key(header::RANGE))
+            && !conditions.asks_for_range())
         .then(|| req.headers().clone());
         let passage = proxy::prepare(app, conn, &mut req);
+        let upgrade = passage.rewrite.upgrade;
         // A path below THRUST_PUBLIC_DIR is looked up by that path alone;
         // when no file is there, the request is the app's, and so is its key.
         let public = app.config.public_dir.as_deref().and_then(|root| {
@@ -106,8 +107,8 @@ fn serve_app<'a>(
         let mut cache_request = match &public {
             Some((_, target)) => target
                 .key()
-                .and_then(|key| CacheRequest::for_public_file(&req, key)),
-            None => CacheRequest::of(&req),
+                .and_then(|key| CacheRequest::for_public_file(&req, key, &conditions, upgrade)),
+            None => CacheRequest::of(&req, &conditions, upgrade),
         };
         let mut hit = cache_request
             .as_mut()
@@ -116,7 +117,7 @@ fn serve_app<'a>(
         if let (None, Some((root, target))) = (&hit, public) {
             public_file = target.open(root);
             if public_file.is_none() {
-                cache_request = CacheRequest::of(&req);
+                cache_request = CacheRequest::of(&req, &conditions, upgrade);
                 hit = cache_request
                     .as_mut()
                     .and_then(|c| app.cache.lookup(c, req.headers()));

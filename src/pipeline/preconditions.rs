@@ -88,6 +88,11 @@ impl Conditions {
         &self.method
     }
 
+    /// The request has a Range header (GET and HEAD: others keep none).
+    pub fn asks_for_range(&self) -> bool {
+        self.range.is_some()
+    }
+
     /// What to send of a representation of `size` bytes whose status and
     /// validators (ETag, Last-Modified) are `status` and `headers`.
     pub fn evaluate(&self, status: StatusCode, headers: &HeaderMap, size: u64) -> Outcome {

@@ -20,7 +20,7 @@ use super::compression::dictionary::{
     Dictionaries, Offer, AVAILABLE_DICTIONARY, USE_AS_DICTIONARY,
 };
 use super::compression::{self, CompressionRequest};
-use super::forwarding::{self, Rewrite, ORIGIN_HEADERS, ORIGIN_HEADER_COUNT};
+use super::forwarding::{Rewrite, ORIGIN_HEADERS, ORIGIN_HEADER_COUNT};
 use super::preconditions::{Conditions, Outcome};
 use super::representation::{self, Content};
 use super::sendfile::FileSource;
@@ -56,9 +56,11 @@ pub struct CacheRequest {
 }
 
 impl CacheRequest {
-    /// None when the request must bypass the cache.
-    pub fn of<B>(req: &Request<B>) -> Option<Self> {
-        if !may_use_cache(req) {
+    /// None when the request must bypass the cache (`upgrade`: it goes on
+    /// as a protocol switch, `Rewrite::upgrade`). `conditions` are the
+    /// request's (they know whether it asks for a range).
+    pub fn of<B>(req: &Request<B>, conditions: &Conditions, upgrade: bool) -> Option<Self> {
+        if !may_use_cache(req, upgrade) {
             return None;
         }
         let host = req
@@ -82,26 +84,31 @@ impl CacheRequest {
             origin: origin(req.headers()),
             public: false,
         };
-        Some(CacheRequest::keyed(req, base))
+        Some(CacheRequest::keyed(req, base, conditions))
     }
 
     /// For a file below THRUST_PUBLIC_DIR, keyed on its path `key` alone:
     /// None when the request must bypass the cache.
-    pub fn for_public_file<B>(req: &Request<B>, key: &str) -> Option<Self> {
+    pub fn for_public_file<B>(
+        req: &Request<B>,
+        key: &str,
+        conditions: &Conditions,
+        upgrade: bool,
+    ) -> Option<Self> {
         let base = BaseKey {
             target: key.to_string(),
             host: String::new(),
             origin: String::new(),
             public: true,
         };
-        may_use_cache(req).then(|| CacheRequest::keyed(req, base))
+        may_use_cache(req, upgrade).then(|| CacheRequest::keyed(req, base, conditions))
     }
 
-    fn keyed<B>(req: &Request<B>, base: BaseKey) -> Self {
+    fn keyed<B>(req: &Request<B>, base: BaseKey, conditions: &Conditions) -> Self {
         CacheRequest {
             base,
             method: req.method().clone(),
-            range: req.headers().contains_key(header::RANGE),
+            range: conditions.asks_for_range(),
             hash: 0,
             headers: HeaderMap::new(),
             rewrite: None,
@@ -138,9 +145,8 @@ impl CacheRequest {
 }
 
 /// GET or HEAD, no upgrade.
-fn may_use_cache<B>(req: &Request<B>) -> bool {
-    (req.method() == Method::GET || req.method() == Method::HEAD)
-        && !forwarding::wants_upgrade(req.headers())
+fn may_use_cache<B>(req: &Request<B>, upgrade: bool) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD) && !upgrade
 }
 
 /// The origin headers of a request as the app receives them (X-Forwarded-

@@ -41,11 +41,19 @@ pub struct CompressionRequest {
 
 impl CompressionRequest {
     pub fn of<B>(req: &Request<B>) -> Self {
-        let headers = req.headers();
+        // One pass over the head, where a hashed lookup cost more.
+        let (mut accept_encoding, mut has_credentials) = (None, false);
+        for (name, value) in req.headers() {
+            if name == header::ACCEPT_ENCODING {
+                // Shared with the request's bytes, not copied.
+                accept_encoding.get_or_insert_with(|| value.clone());
+            } else {
+                has_credentials |= CREDENTIALS.contains(name);
+            }
+        }
         CompressionRequest {
-            // Shared with the request's bytes, not copied.
-            accept_encoding: headers.get(header::ACCEPT_ENCODING).cloned(),
-            has_credentials: headers.keys().any(|name| CREDENTIALS.contains(name)),
+            accept_encoding,
+            has_credentials,
             method: req.method().clone(),
             target: req.uri().path_and_query().cloned(),
         }
