@@ -353,7 +353,9 @@ impl Store {
                 )
             })
             .flatten();
-        let (Some(lifetime), Some(vary)) = (lifetime, vary_names(&parts.headers)) else {
+        // Vary read only for a head that may be stored.
+        let planned = lifetime.and_then(|lifetime| Some((lifetime, vary_names(&parts.headers)?)));
+        let Some((lifetime, vary)) = planned else {
             // Said at debug level, so a test can know the decision.
             tracing::debug!(target = %request.base.target, "Response not stored: its request or head does not allow it, or it is larger than MAX_CACHE_ITEM_SIZE");
             // An app that failed may answer the next one; any other

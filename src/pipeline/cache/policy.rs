@@ -38,17 +38,17 @@ pub fn storable(status: StatusCode, headers: &HeaderMap, max_item: u64) -> Optio
     let status_ok = (200..400).contains(&status.as_u16())
         && status != StatusCode::NOT_MODIFIED
         && status != StatusCode::PARTIAL_CONTENT;
-    let too_big = content_length(headers).is_some_and(|len| len > max_item);
-    if !status_ok || too_big {
+    if !status_ok {
         return None;
     }
     let lines = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    CacheControl::parse(lines)
-        .shared_lifetime()
-        .map(Duration::from_secs)
+    // Its size looked at only when it may be stored: most answers may not.
+    let lifetime = CacheControl::parse(lines).shared_lifetime()?;
+    let too_big = content_length(headers).is_some_and(|len| len > max_item);
+    (!too_big).then(|| Duration::from_secs(lifetime))
 }
 
 #[cfg(test)]
