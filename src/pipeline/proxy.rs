@@ -71,7 +71,9 @@ pub fn forward<'a>(
 ) -> impl Future<Output = Response<Body>> + 'a {
     async move {
         let limit = (app.config.max_request_body > 0).then_some(app.config.max_request_body);
-        if let (Some(limit), Some(declared)) = (limit, content_length(req.headers())) {
+        // The declared length read only with a limit to hold it to.
+        let declared = limit.and_then(|_| content_length(req.headers()));
+        if let (Some(limit), Some(declared)) = (limit, declared) {
             if declared > limit {
                 return plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
