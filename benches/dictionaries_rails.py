@@ -23,7 +23,6 @@ import base64
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import cpu_seconds, ensure_tools, free_port, wait_for_200  # noqa: E402
+from dictionaries import get  # noqa: E402  (Content-Encoding and bytes of a GET)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = int(os.environ.get("DEPLOY", "50"))
@@ -45,16 +45,6 @@ def write_asset(assets, name, body):
     subprocess.run(["brotli", "-f", "-q", "11", "-o", path + ".br", path], check=True)
     with open(path + ".gz", "wb") as f:
         f.write(gzip.compress(body, 9))
-
-
-def get(port, path, headers):
-    """(Content-Encoding, bytes received) of GET `path`."""
-    cmd = ["curl", "-s", "-D", "-", "-o", "/dev/null", "-w", "%{size_download}", f"http://127.0.0.1:{port}{path}"]
-    for h in headers:
-        cmd[1:1] = ["-H", h]
-    out = subprocess.run(cmd, capture_output=True, text=True).stdout
-    encoding = re.search(r"(?im)^content-encoding: (\S+)", out)
-    return (encoding.group(1) if encoding else "identity"), int(out.strip().splitlines()[-1])
 
 
 def holding(body):
