@@ -70,7 +70,10 @@ where
             next = connection.accept() => match next {
                 Some(Ok((req, respond))) => {
                     let open = seat.stream_opened();
-                    let served = stream::h2::serve(handler.clone(), req, respond);
+                    // Boxed: the task's cell then holds a pointer, which
+                    // tokio moves three times in a task's life (spawned,
+                    // finished, taken), not the stream's whole state.
+                    let served = Box::pin(stream::h2::serve(handler.clone(), req, respond));
                     tokio::spawn(async move {
                         served.await;
                         drop(open);

@@ -133,7 +133,8 @@ pub async fn serve(
                 Some(resolver) => {
                     let open = seat.stream_opened();
                     let (handler, connection) = (handler.clone(), connection.clone());
-                    let served = stream::h3::serve(handler, resolver, connection, opening);
+                    // Boxed, as HTTP/2's streams (server/http2.rs).
+                    let served = Box::pin(stream::h3::serve(handler, resolver, connection, opening));
                     tokio::spawn(async move {
                         served.await;
                         drop(open);
