@@ -568,3 +568,27 @@ fn pipelined_files_on_one_connection_never_share_a_slot() {
         );
     }
 }
+
+#[test]
+fn the_apps_own_body_beside_a_named_file_does_not_cost_a_new_app_connection() {
+    // The test app sends a short body with the header (as Django and many
+    // Rack apps do): thrust reads it away, and the connection is reused.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "report.txt", &sample(1024));
+    let t = Thrust::start_ready(Options::app());
+    for _ in 0..20 {
+        let r = get(t.port, &sendfile_target(&file, "")).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, sample(1024));
+    }
+    let peers: std::collections::HashSet<_> = t
+        .app_requests("/sendfile")
+        .iter()
+        .map(|e| e["peer"].as_u64().unwrap())
+        .collect();
+    assert!(
+        peers.len() <= 4,
+        "20 X-Sendfile answers one after another took {} app connections",
+        peers.len()
+    );
+}

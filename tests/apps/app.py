@@ -126,6 +126,8 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body_len": body_len,
             "time": time.time(),
+            # Which of thrust's connections carried it (its port).
+            "peer": self.client_address[1],
         })
         route = getattr(self, "route_" + url.path.strip("/").replace("-", "_"), None)
         if route is None:

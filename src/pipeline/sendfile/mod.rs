@@ -1,6 +1,7 @@
 //! X-Sendfile / X-Accel-Redirect: the app names a file in a response header
 //! and thrust sends the file, so Puma's threads are not tied up streaming it.
 
+mod app_body;
 mod beneath;
 pub mod file;
 pub(crate) mod path;
@@ -64,7 +65,7 @@ pub enum Named {
     /// No file: the response goes on as it is.
     Nothing(Response<Body>),
     /// This file, answered with the app's status and headers (the app's
-    /// body dropped, the file header removed).
+    /// body read and thrown away, the file header removed).
     File(FileSource, response::Parts),
 }
 
@@ -86,7 +87,8 @@ pub fn named(config: &Config, response: Response<Body>) -> Named {
         Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
     };
     // The app's body (usually empty) is replaced by the file.
-    let (mut parts, _) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    app_body::release(body);
     parts.headers.remove(&name);
     // An app that cut a range itself (Rack::Files answers a Range with 206)
     // still names the whole file: thrust cuts the client's range from it.
