@@ -180,9 +180,13 @@ impl NamedFile {
 }
 
 fn sibling(path: &Path, encoding: Encoding) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
+    let extension = encoding.extension();
+    // Sized once: each of the two pushes would otherwise grow the name
+    // anew, three siblings a request.
+    let mut name = std::ffi::OsString::with_capacity(path.as_os_str().len() + 1 + extension.len());
+    name.push(path.as_os_str());
     name.push(".");
-    name.push(encoding.extension());
+    name.push(extension);
     PathBuf::from(name)
 }
 

@@ -85,7 +85,9 @@ fn decode(encoded: &[u8]) -> Option<Vec<u8>> {
 /// `.` and `..` resolved without the file system (`/a/../..` is `/`), and
 /// repeated slashes collapsed.
 fn normalized(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
+    // Never longer than the path with a leading slash: sized once.
+    let mut out = PathBuf::with_capacity(path.as_os_str().len() + 1);
+    out.push("/");
     for component in path.components() {
         match component {
             Component::Normal(name) => out.push(name),
