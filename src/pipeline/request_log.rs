@@ -8,6 +8,7 @@ use http::{Method, Request, Uri, Version};
 use crate::config::trusted_proxies::{ClientAddr, X_FORWARDED_FOR};
 use crate::http::headers::content_length;
 use crate::log;
+use crate::log::json::spelled;
 use crate::pipeline::compression::dictionary::AVAILABLE_DICTIONARY;
 use crate::pipeline::forwarding::X_REQUEST_ID;
 
@@ -120,23 +121,32 @@ impl RequestFacts {
             _ => "HTTP/1.1",
         };
         log::line("INFO", "Request", |line| {
-            line.text("path", self.uri.path())
-                .number("status", u64::from(status))
-                .number("dur", self.started.elapsed().as_millis() as u64)
-                .text("method", self.method.as_str())
-                .number("req_content_length", self.content_length)
-                .bytes("req_content_type", bytes(self.content_type.as_ref()))
-                .number("resp_content_length", resp_content_length)
-                .bytes("resp_content_type", bytes(resp_content_type))
-                .text("remote_addr", self.remote.text().as_str())
-                .bytes("user_agent", bytes(self.user_agent.as_ref()))
-                .bytes("cache", cache.map_or(&b"bypass"[..], |v| v.as_bytes()))
-                .text("query", self.uri.query().unwrap_or_default())
-                .text("proto", proto)
-                .bytes("request_id", bytes(self.request_id.as_ref()))
-                .bytes("resp_content_encoding", bytes(resp_content_encoding));
+            line.text(spelled!("path"), self.uri.path())
+                .number(spelled!("status"), u64::from(status))
+                .number(spelled!("dur"), self.started.elapsed().as_millis() as u64)
+                .text(spelled!("method"), self.method.as_str())
+                .number(spelled!("req_content_length"), self.content_length)
+                .bytes(
+                    spelled!("req_content_type"),
+                    bytes(self.content_type.as_ref()),
+                )
+                .number(spelled!("resp_content_length"), resp_content_length)
+                .bytes(spelled!("resp_content_type"), bytes(resp_content_type))
+                .text(spelled!("remote_addr"), self.remote.text().as_str())
+                .bytes(spelled!("user_agent"), bytes(self.user_agent.as_ref()))
+                .bytes(
+                    spelled!("cache"),
+                    cache.map_or(&b"bypass"[..], |v| v.as_bytes()),
+                )
+                .text(spelled!("query"), self.uri.query().unwrap_or_default())
+                .text(spelled!("proto"), proto)
+                .bytes(spelled!("request_id"), bytes(self.request_id.as_ref()))
+                .bytes(
+                    spelled!("resp_content_encoding"),
+                    bytes(resp_content_encoding),
+                );
             if resp_content_encoding.is_some_and(|e| e == "dcz") {
-                line.bytes("dictionary", bytes(self.dictionary.as_ref()));
+                line.bytes(spelled!("dictionary"), bytes(self.dictionary.as_ref()));
             }
         });
     }
