@@ -18,13 +18,15 @@ the crates and jemalloc compiled into it: what a change to thrust moves,
 and the same on any x86-64 machine), with those of the shared libraries
 (libc's memcpy and system call wrappers, whose variants differ by CPU)
 shown beside; and the allocations (calls into jemalloc's malloc, mallocx,
-calloc, realloc, rallocx). A shape fails when either count is more than
+calloc, realloc, rallocx, or libc's in a build without jemalloc). A shape fails when either count is more than
 TOLERANCE over its baseline.
 
 Usage: python3 benches/instructions.py [BINARY] [--update] [SHAPE ...]
   BINARY    default target/release/thrust
   --update  writes the counts measured as the new baseline (commit it
             with the reason the counts moved)
+  KEEP=DIR  keeps callgrind's output of each shape in DIR/SHAPE/ (for
+            `callgrind_annotate --inclusive=no`: where the count goes)
 """
 import json
 import os
@@ -45,7 +47,10 @@ SHAPES = ["proxied", "hit", "h2c", "sendfile"]
 WARMUP = 300
 COUNT = 2000
 TOLERANCE = 0.05
-ALLOCATORS = {"_rjem_malloc", "_rjem_mallocx", "_rjem_calloc", "_rjem_realloc", "_rjem_rallocx"}
+# jemalloc's entry points, and libc's for builds from before thrust
+# carried jemalloc (the history in benches/RESULTS.md is counted too).
+ALLOCATORS = {"_rjem_malloc", "_rjem_mallocx", "_rjem_calloc", "_rjem_realloc", "_rjem_rallocx",
+              "malloc", "calloc", "realloc"}
 
 
 def target(shape, work):
@@ -153,6 +158,10 @@ def measure(binary, shape):
     finally:
         vg.terminate()
         vg.wait()
+        if os.environ.get("KEEP"):
+            kept = os.path.join(os.environ["KEEP"], shape)
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(work, kept)
         shutil.rmtree(work, ignore_errors=True)
 
 
