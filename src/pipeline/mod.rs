@@ -145,10 +145,15 @@ fn serve_app<'a>(
         // the Vary values of the stored entry: hits never copy them. A range of
         // something not stored goes to the app as it is (a bypass), and is not
         // stored.
-        let mut to_store = cache_request
-            .filter(|c| !c.is_range())
-            .zip(client_headers)
-            .map(|(c, headers)| c.with_headers(headers, passage.rewrite.clone()));
+        // Matched, not chained through Option's adapters: each of those
+        // moved the whole request (a few hundred bytes) once more.
+        let mut to_store = match (cache_request, client_headers) {
+            (Some(mut request), Some(headers)) if !request.is_range() => {
+                request.keep_headers(headers, passage.rewrite.clone());
+                Some(request)
+            }
+            _ => None,
+        };
         // The first miss for a URL goes to the app; the others wait for its
         // answer to be stored, then are answered from it (cache::flights).
         if let Some(request) = to_store.as_mut() {
@@ -445,20 +450,18 @@ fn reported(
     let status = response.status().as_u16();
     let log_requests = app.config.log_requests && !passing_health_check;
     let told = (log_requests || app.metrics.is_some()).then(|| Told::of(response.headers()));
-    // What the line needs from the response, taken only if a line is written.
-    let response_facts = told.as_ref().filter(|_| log_requests).map(|told| {
-        (
-            told.content_type.clone(),
-            told.encoding.clone(),
-            told.cache.clone(),
-        )
-    });
-    // What the metrics need from the response, taken only with metrics on.
-    let metrics = app
-        .metrics
-        .clone()
-        .zip(told)
-        .map(|(metrics, told)| (metrics, (told.cache, told.encoding)));
+    // What the metrics need from the response, taken only with metrics on;
+    // what the line needs, only if a line is written (copied only when
+    // both are).
+    let metrics = match (&app.metrics, &told) {
+        (Some(metrics), Some(told)) => {
+            Some((metrics.clone(), (told.cache.clone(), told.encoding.clone())))
+        }
+        _ => None,
+    };
+    let response_facts = told
+        .filter(|_| log_requests)
+        .map(|told| (told.content_type, told.encoding, told.cache));
     let (parts, body) = response.into_parts();
     let body = response_end::observed(body, move |sent, ending| {
         drop(in_flight);

@@ -47,7 +47,7 @@ pub struct CacheRequest {
     method: Method,
     range: bool,
     /// The client's request headers, kept only for a miss (see
-    /// `with_headers`), and how they were rewritten for the app: the entry's
+    /// `keep_headers`), and how they were rewritten for the app: the entry's
     /// Vary values are those the app saw.
     headers: HeaderMap,
     rewrite: Option<Rewrite>,
@@ -118,12 +118,9 @@ impl CacheRequest {
 
     /// Keeps the client's request headers and how they were rewritten,
     /// which a miss needs to store its response.
-    pub fn with_headers(self, headers: HeaderMap, rewrite: Rewrite) -> Self {
-        CacheRequest {
-            headers,
-            rewrite: Some(rewrite),
-            ..self
-        }
+    pub fn keep_headers(&mut self, headers: HeaderMap, rewrite: Rewrite) {
+        self.headers = headers;
+        self.rewrite = Some(rewrite);
     }
 
     /// A Range request is answered from a stored entry but never stored.
