@@ -11,13 +11,13 @@
 //! HTTP/2: each stream's hints go to the task that owns the stream
 //! (`StreamHints`), which sends them as informational HEADERS frames.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::task::{ready, Context, Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use http::HeaderMap;
-use tokio::sync::mpsc;
 
 /// Most bytes of hints waiting for one request; more are dropped, so a
 /// client that does not read cannot make thrust hold more.
@@ -118,70 +118,128 @@ impl Queue {
     }
 }
 
-/// Hints on their way to one HTTP/2 stream's task; at most `STREAM_HINTS`
-/// wait, more are dropped.
+/// Hints on their way to one HTTP/2 or HTTP/3 stream's task; at most
+/// `STREAM_HINTS` wait, more are dropped. A queue of its own rather than a
+/// tokio channel: every stream makes one, almost none carries a hint, and
+/// a channel's first block (room for 32 header maps) cost each stream a
+/// 3 KiB allocation.
 #[derive(Clone)]
-pub struct StreamHints(mpsc::Sender<HeaderMap>);
+pub struct StreamHints(Arc<StreamQueue>);
 
 pub const STREAM_HINTS: usize = 8;
 
+struct StreamQueue {
+    /// Hints are queued: spares the stream's task the lock each time it is
+    /// polled.
+    waiting: AtomicBool,
+    queue: Mutex<Queued>,
+    waker: AtomicWaker,
+}
+
+struct Queued {
+    hints: VecDeque<HeaderMap>,
+    /// The stream's answer began: no more hints for it.
+    closed: bool,
+}
+
+impl StreamQueue {
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl StreamHints {
     pub fn channel() -> (StreamHints, StreamHintsWaiting) {
-        let (sender, receiver) = mpsc::channel(STREAM_HINTS);
+        let shared = Arc::new(StreamQueue {
+            waiting: AtomicBool::new(false),
+            queue: Mutex::new(Queued {
+                hints: VecDeque::new(),
+                closed: false,
+            }),
+            waker: AtomicWaker::new(),
+        });
         let waiting = StreamHintsWaiting {
-            receiver,
+            shared: shared.clone(),
             room: MOST_WAITING,
         };
-        (StreamHints(sender), waiting)
+        (StreamHints(shared), waiting)
     }
 
     /// False when the hint is dropped (too many wait, or the answer began).
     pub fn push(&self, headers: HeaderMap) -> bool {
-        self.0.try_send(headers).is_ok()
+        let mut queued = self.0.lock();
+        if queued.closed || queued.hints.len() >= STREAM_HINTS {
+            return false;
+        }
+        queued.hints.push_back(headers);
+        self.0.waiting.store(true, Ordering::Release);
+        drop(queued);
+        self.0.waker.wake();
+        true
     }
 }
 
 /// The stream task's side: the hints to send, at most `MOST_WAITING` bytes
 /// of them per stream. h2 holds HEADERS frames for a client that does not
 /// read without a limit of its own, so a stream's hints are bounded as an
-/// HTTP/1 request's are; one that does not fit is dropped.
+/// HTTP/1 request's are; one that does not fit is dropped. Dropped when the
+/// answer begins, which closes the queue.
 pub struct StreamHintsWaiting {
-    receiver: mpsc::Receiver<HeaderMap>,
+    shared: Arc<StreamQueue>,
     room: usize,
 }
 
 impl StreamHintsWaiting {
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<HeaderMap>> {
-        while let Some(headers) = ready!(self.receiver.poll_recv(cx)) {
-            if let Some(headers) = self.admit(headers) {
-                return Poll::Ready(Some(headers));
-            }
+    /// The next hint; pending (woken when one comes) while none waits.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<HeaderMap> {
+        if let Some(headers) = self.try_next() {
+            return Poll::Ready(headers);
         }
-        Poll::Ready(None)
+        self.shared.waker.register(cx.waker());
+        // One queued between the look and the registration.
+        match self.try_next() {
+            Some(headers) => Poll::Ready(headers),
+            None => Poll::Pending,
+        }
     }
 
     /// A hint already queued, without waiting.
     pub fn try_next(&mut self) -> Option<HeaderMap> {
-        while let Ok(headers) = self.receiver.try_recv() {
-            if let Some(headers) = self.admit(headers) {
+        if !self.shared.waiting.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queued = self.shared.lock();
+        while let Some(headers) = queued.hints.pop_front() {
+            if let Some(headers) = admit(&mut self.room, headers) {
                 return Some(headers);
             }
         }
+        self.shared.waiting.store(false, Ordering::Release);
         None
     }
+}
 
-    fn admit(&mut self, headers: HeaderMap) -> Option<HeaderMap> {
-        // A header field's size as HTTP/2 counts it (RFC 9113 §6.5.2).
-        let size: usize = headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 32)
-            .sum();
-        if size > self.room {
-            dropped();
-            return None;
-        }
-        self.room -= size;
-        Some(headers)
+/// `headers` if they fit in the stream's `room` for hints (which they
+/// then take), else None.
+fn admit(room: &mut usize, headers: HeaderMap) -> Option<HeaderMap> {
+    // A header field's size as HTTP/2 counts it (RFC 9113 §6.5.2).
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    if size > *room {
+        dropped();
+        return None;
+    }
+    *room -= size;
+    Some(headers)
+}
+
+impl Drop for StreamHintsWaiting {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
     }
 }
 
@@ -245,6 +303,37 @@ mod tests {
         small.insert("link", HeaderValue::from_static("</a.css>; rel=preload"));
         assert!(hints.push(small));
         assert!(waiting.try_next().is_some());
+    }
+
+    #[test]
+    fn a_streams_hints_wake_its_task_and_stop_once_its_answer_begins() {
+        let (hints, mut waiting) = StreamHints::channel();
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(waiting.poll_next(&mut cx).is_pending());
+        let mut link = HeaderMap::new();
+        link.insert("link", HeaderValue::from_static("</a.css>; rel=preload"));
+        assert!(hints.push(link.clone()));
+        assert!(woken.0.load(Ordering::Acquire), "the task is woken");
+        assert!(waiting.poll_next(&mut cx).is_ready());
+        for _ in 0..STREAM_HINTS {
+            assert!(hints.push(link.clone()));
+        }
+        assert!(!hints.push(link.clone()), "more than STREAM_HINTS wait");
+        drop(waiting);
+        let (hints, waiting) = StreamHints::channel();
+        drop(waiting);
+        assert!(!hints.push(link), "the answer began");
+    }
+
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::Release);
+        }
     }
 
     #[test]

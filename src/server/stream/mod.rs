@@ -140,10 +140,8 @@ fn send_hints<S: ClientStream>(
 ) -> Poll<Result<(), Gone>> {
     loop {
         std::task::ready!(deadline.poll_ready(stream, cx))?;
-        match waiting.poll_next(cx) {
-            Poll::Ready(Some(headers)) => stream.start_interim(headers)?,
-            _ => return Poll::Pending,
-        }
+        let headers = std::task::ready!(waiting.poll_next(cx));
+        stream.start_interim(headers)?;
     }
 }
 
