@@ -395,6 +395,25 @@ def table(results, scenarios):
     return "\n".join(lines)
 
 
+def round_by_round(each_round, scenarios):
+    """thrust's CPU per request over nginx's in each round (the two ran
+    back to back in it): the spread the medians hide."""
+    lines = ["thrust's CPU per request against nginx's, round by round (each pair ran back to back):", "",
+             "| scenario | fronts | each round | lowest – highest |", "|---|---|---|---|"]
+    for scenario in scenarios:
+        rounds = each_round.get(scenario.name, {})
+        for front in scenario.fronts:
+            reference = front.replace("thrust", "nginx")
+            if not front.startswith("thrust") or reference not in rounds:
+                continue
+            ratios = [ours["cpu_per_1k"] / theirs["cpu_per_1k"]
+                      for ours, theirs in zip(rounds[front], rounds[reference]) if theirs["cpu_per_1k"] > 0]
+            if ratios:
+                lines.append(f"| {scenario.name} | {front} / {reference} | "
+                             f"{', '.join(f'{r:.2f}x' for r in ratios)} | {min(ratios):.2f}x – {max(ratios):.2f}x |")
+    return "\n".join(lines)
+
+
 def median_round(rounds):
     """Each figure's median over the rounds (errors: the sum)."""
     merged = {key: statistics.median(r[key] for r in rounds) for key in rounds[0] if key != "errors"}
@@ -451,7 +470,7 @@ def main():
     work = tempfile.mkdtemp(prefix="thrust-bench-")
     os.chmod(work, 0o755)
     bench = Bench(work)
-    results = {}
+    results, each_round = {}, {}
     try:
         bench.start()
         for scenario in scenarios:
@@ -466,6 +485,7 @@ def main():
                     print(f"  {front}: {r['rps']:.0f} req/s, {r['cpu_per_1k']:.4f} CPU s/1k, {r['errors']} errors",
                           file=sys.stderr)
             results[scenario.name] = {front: median_round(rounds[front]) for front in scenario.fronts}
+            each_round[scenario.name] = rounds
             print(f"done: {scenario.name}", file=sys.stderr)
         start_rows = startup(bench, 20) if not args.only else []
         idle_rss = rss_kib([bench.thrust.pid])
@@ -491,6 +511,8 @@ def main():
         "All processes share the machine's CPUs.",
         "",
         table(results, scenarios),
+        "",
+        round_by_round(each_round, scenarios),
     ]
     if start_rows:
         parts += ["", "| start-up (20 runs) | median ms | min ms | max ms | RSS after, MiB |", "|---|---|---|---|---|"]
