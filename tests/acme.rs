@@ -1,188 +1,16 @@
 //! Automatic certificates against a real ACME server: Debian's pebble, with
-//! pebble-challtestsrv answering its DNS queries with 127.0.0.1 (SPEC §9).
+//! pebble-challtestsrv answering its DNS queries with 127.0.0.1 (SPEC §9;
+//! `common::pebble`).
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::pebble::{acme_thrust, served_leaf, Pebble};
 use common::*;
-
-/// pebble and its DNS stand-in, on free ports, killed on drop.
-struct Pebble {
-    processes: Vec<Child>,
-    dir: tempfile::TempDir,
-    directory: String,
-    management: u16,
-    /// The CA that signed pebble's own HTTPS certificate (for SSL_CERT_FILE).
-    ca: PathBuf,
-}
-
-impl Pebble {
-    /// Validates challenges against `http_port` / `tls_port` on 127.0.0.1,
-    /// at once.
-    fn start(http_port: u16, tls_port: u16, eab: Option<(&str, &str)>) -> Pebble {
-        Pebble::launch(http_port, tls_port, eab, None, None)
-    }
-
-    /// As `start`, issuing certificates valid for `seconds`.
-    fn start_short_lived(http_port: u16, tls_port: u16, seconds: u64) -> Pebble {
-        Pebble::launch(http_port, tls_port, None, None, Some(seconds))
-    }
-
-    /// As `start`, but each validation (pebble makes three per challenge)
-    /// first waits a random whole number of seconds below `seconds`, as a
-    /// real CA's take their time: concurrent orders finish at different
-    /// times.
-    fn start_slow_validations(http_port: u16, tls_port: u16, seconds: u32) -> Pebble {
-        Pebble::launch(http_port, tls_port, None, Some(seconds), None)
-    }
-
-    fn launch(
-        http_port: u16,
-        tls_port: u16,
-        eab: Option<(&str, &str)>,
-        va_sleep: Option<u32>,
-        validity: Option<u64>,
-    ) -> Pebble {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        // Distinct names: OpenSSL takes a certificate whose subject equals its
-        // issuer for a self-signed one.
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "thrust test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let mut server_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        server_params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        server_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, ca_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), server_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), server_key.serialize_pem()).unwrap();
-
-        let (listen, management, dns) = (free_port(), free_port(), free_port());
-        let eab_config = match eab {
-            Some((kid, key)) => format!(
-                r#","externalAccountBindingRequired": true, "externalAccountMACKeys": {{"{kid}": "{key}"}}"#
-            ),
-            None => String::new(),
-        };
-        let validity_config = validity
-            .map(|seconds| format!(r#","certificateValidityPeriod": {seconds}"#))
-            .unwrap_or_default();
-        let config = format!(
-            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": ""{eab_config}{validity_config}}}}}"#,
-            cert = dir.path().join("cert.pem").display(),
-            key = dir.path().join("key.pem").display(),
-        );
-        std::fs::write(dir.path().join("pebble.json"), config).unwrap();
-        let log = |name: &str| Stdio::from(std::fs::File::create(dir.path().join(name)).unwrap());
-        let dns_server = Command::new("pebble-challtestsrv")
-            .args([
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                &format!("127.0.0.1:{dns}"),
-            ])
-            .args([
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv is required; run scripts/test to install pebble");
-        let mut pebble = Command::new("pebble");
-        pebble.args([
-            "-config",
-            dir.path().join("pebble.json").to_str().unwrap(),
-            "-dnsserver",
-            &format!("127.0.0.1:{dns}"),
-        ]);
-        match va_sleep {
-            Some(seconds) => pebble.env("PEBBLE_VA_SLEEPTIME", seconds.to_string()),
-            None => pebble.env("PEBBLE_VA_NOSLEEP", "1"),
-        };
-        let pebble = pebble
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble is required; run scripts/test to install it");
-        let pebble = Pebble {
-            processes: vec![dns_server, pebble],
-            directory: format!("https://127.0.0.1:{listen}/dir"),
-            management,
-            ca,
-            dir,
-        };
-        assert!(wait_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
-        }));
-        pebble
-    }
-
-    /// The root that signs pebble's certificates, as PEM in a file.
-    fn issuing_root(&self) -> PathBuf {
-        let out = run_tool(
-            "curl",
-            &[
-                "-s",
-                "-S",
-                "--cacert",
-                self.ca.to_str().unwrap(),
-                &format!("https://127.0.0.1:{}/roots/0", self.management),
-            ],
-        );
-        assert!(
-            out.stdout.starts_with(b"-----BEGIN"),
-            "pebble's root: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = self.dir.path().join("root.pem");
-        std::fs::write(&path, out.stdout).unwrap();
-        path
-    }
-
-    /// How many orders pebble has been asked for.
-    fn orders(&self) -> usize {
-        std::fs::read_to_string(self.dir.path().join("pebble.log"))
-            .unwrap_or_default()
-            .matches("POST /order-plz")
-            .count()
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.processes {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 struct Site {
     http: u16,
@@ -201,23 +29,8 @@ impl Site {
 
     /// thrust for app.test, with the given extra settings.
     fn thrust(&self, pebble: &Pebble, extra: &[(&'static str, &str)]) -> Thrust {
-        let mut options = Options::app()
-            .env("TLS_DOMAIN", "app.test")
-            .env("HTTP_PORT", self.http.to_string())
-            .env("HTTPS_PORT", self.https.to_string())
-            .env("ACME_DIRECTORY", pebble.directory.clone())
-            .env("SSL_CERT_FILE", pebble.ca.to_string_lossy())
-            .env(
-                "STORAGE_PATH",
-                self.storage.path().join("certs").to_string_lossy(),
-            );
-        for (name, value) in extra {
-            options = options.env(name, *value);
-        }
-        let mut t = Thrust::start(options);
-        // The harness picked its own HTTP port; the ACME server validates on ours.
-        t.port = self.http;
-        t
+        let storage = self.storage.path().join("certs");
+        acme_thrust(pebble, &storage, (self.http, self.https), extra)
     }
 }
 
@@ -230,32 +43,6 @@ fn not_after(pem: &[u8]) -> i64 {
         .validity()
         .not_after
         .timestamp()
-}
-
-/// The PEM of the leaf certificate served for app.test on `port`.
-fn served_leaf(port: u16) -> String {
-    let resolve = format!("app.test:{port}:127.0.0.1");
-    let url = format!("https://app.test:{port}/");
-    let out = run_tool(
-        "curl",
-        &[
-            "-s",
-            "-k",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{certs}",
-            "--resolve",
-            &resolve,
-            &url,
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or(0);
-    let end = text
-        .find("-----END CERTIFICATE-----")
-        .map_or(text.len(), |i| i + "-----END CERTIFICATE-----".len());
-    text[start..end].to_string()
 }
 
 /// Waits for `t` to be ready, having taken its certificate from STORAGE_PATH.
@@ -498,6 +285,20 @@ fn a_failing_acme_server_leaves_http_serving_and_is_retried() {
     assert!(again.is_some(), "{}", t.log_text());
 }
 
+/// Every file below `dir`, in its folders too.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_below(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// A small tmpfs mounted on a directory for the length of a test: a disk
 /// that can fill up. Needs root; `None` when it cannot be mounted.
 struct SmallDisk(PathBuf);
@@ -555,13 +356,11 @@ fn a_full_storage_disk_keeps_the_certificate_in_memory_and_stores_it_once_there_
     );
     let r = request(site.http, "GET", "/up", &[("Host", "app.test")], b"").unwrap();
     assert_eq!(r.status, 200);
-    let leftovers: Vec<_> = std::fs::read_dir(&storage)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    // The folders for claims and challenge answers are made at start-up.
+    let leftovers = files_below(&storage);
     assert!(
         leftovers.is_empty(),
-        "a failed write leaves nothing: {leftovers:?}"
+        "a failed write leaves no file: {leftovers:?}"
     );
 
     // Room again: the account and the certificate land without a new order.

@@ -10,7 +10,7 @@ use crate::app::supervisor;
 use crate::config::{resolved, Config, Tls, Worker};
 use crate::server::activation;
 use crate::server::listen::{self, BindError};
-use crate::tls::acme::store::Store;
+use crate::tls::acme::store::FileStore;
 use crate::tls::static_cert::StaticCert;
 
 /// A failure as start-up reports it.
@@ -116,7 +116,7 @@ pub fn run(command: &[String]) -> u8 {
             ),
             Err(e) => return fail(e, 2),
         },
-        Tls::Acme => match Store::probe(&config.acme.storage) {
+        Tls::Acme => match FileStore::probe(&config.acme.storage) {
             Ok(()) => println!(
                 "  TLS: automatic certificates for {}, stored in {}",
                 config.acme.domains.join(", "),

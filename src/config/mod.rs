@@ -74,6 +74,10 @@ pub struct AcmeSettings {
     pub challenge: AcmeChallenge,
     /// None: renew when a third of the lifetime remains.
     pub renew_within: Option<Duration>,
+    /// How long a copy's claim on a name outlives its last renewal: copies
+    /// sharing STORAGE_PATH order a name one at a time, and another copy
+    /// takes over this long after the one ordering died.
+    pub claim_ttl: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,7 +336,7 @@ mod tests {
         assert_eq!(e.variable, "THRUSTER_HTTP_PORT");
         assert_eq!(e.value, "eighty");
         assert!(e.to_string().contains("port number"));
-        let cases: [(&[(&str, &str)], &str); 14] = [
+        let cases: [(&[(&str, &str)], &str); 16] = [
             (&[("THRUST_RESTART", "always")], "THRUST_RESTART"),
             (&[("THRUST_RESTART_LIMIT", "0")], "THRUST_RESTART_LIMIT"),
             (&[("THRUST_RESTART_WINDOW", "5m")], "THRUST_RESTART_WINDOW"),
@@ -356,6 +360,8 @@ mod tests {
                 &[("EAB_KID", "kid"), ("EAB_HMAC_KEY", "not base64!")],
                 "EAB_HMAC_KEY",
             ),
+            (&[("THRUST_ACME_CLAIM_TTL", "2")], "THRUST_ACME_CLAIM_TTL"),
+            (&[("THRUST_ACME_CLAIM_TTL", "1m")], "THRUST_ACME_CLAIM_TTL"),
         ];
         for (vars, variable) in cases {
             assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");

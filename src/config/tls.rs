@@ -101,6 +101,11 @@ pub fn acme(env: &Env, domains: Vec<String>) -> Result<AcmeSettings, ConfigError
         renew_within: env
             .parsed("THRUST_ACME_RENEW_WITHIN", parse_whole)?
             .map(Duration::from_secs),
+        claim_ttl: match env.parsed("THRUST_ACME_CLAIM_TTL", parse_whole)? {
+            None => Duration::from_secs(60),
+            Some(seconds) if seconds >= 3 => Duration::from_secs(seconds),
+            Some(_) => return Err(env.invalid("THRUST_ACME_CLAIM_TTL", "at least 3 seconds")),
+        },
     })
 }
 

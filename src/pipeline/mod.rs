@@ -289,11 +289,12 @@ pub fn handle(
                 .await;
                 let ok = response.status() == StatusCode::OK;
                 (response, ok)
-            } else if let Some(answer) = app
-                .certificates
-                .as_ref()
-                .and_then(|c| redirect::acme_http_challenge(c, &req))
-            {
+            } else if let Some(answer) = match app.certificates.as_ref() {
+                Some(certificates) if redirect::is_acme_challenge(&req) => {
+                    redirect::acme_http_challenge(certificates, &req).await
+                }
+                _ => None,
+            } {
                 (answer, false)
             } else if let Some(certificates) = app
                 .certificates

@@ -56,7 +56,7 @@ pub fn is_acme_challenge<B>(req: &Request<B>) -> bool {
 }
 
 /// The key authorization for a pending HTTP-01 challenge, answered by thrust.
-pub fn acme_http_challenge<B>(
+pub async fn acme_http_challenge<B>(
     certificates: &Certificates,
     req: &Request<B>,
 ) -> Option<Response<Body>> {
@@ -64,7 +64,7 @@ pub fn acme_http_challenge<B>(
         .uri()
         .path()
         .strip_prefix("/.well-known/acme-challenge/")?;
-    let answer = certificates.http_challenge(token)?;
+    let answer = certificates.http_challenge(token).await?;
     let mut response = Response::new(body::full(answer));
     response
         .headers_mut()

@@ -78,10 +78,11 @@ impl Certificates {
         }
     }
 
-    /// The ACME HTTP-01 answer for a token, when one is pending.
-    pub fn http_challenge(&self, token: &str) -> Option<String> {
+    /// The ACME HTTP-01 answer for a token, when one is pending here or
+    /// in a copy sharing STORAGE_PATH.
+    pub async fn http_challenge(&self, token: &str) -> Option<String> {
         match self {
-            Certificates::Acme(acme) => acme.http_challenge(token),
+            Certificates::Acme(acme) => acme.http_challenge(token).await,
             Certificates::Static(_) => None,
         }
     }
@@ -217,6 +218,8 @@ impl Handshaker {
             ));
         };
         if wants_challenge {
+            // The order may be another copy's, its answer in the store.
+            acme.fetch_alpn_challenge(&name).await;
             return start.into_stream(challenge.clone()).await;
         }
         if acme.certificate_for(&name, WAIT_FOR_ORDER).await.is_none() {

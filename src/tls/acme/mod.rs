@@ -3,13 +3,21 @@
 //! start-up in the background, answered by TLS-ALPN-01 (in the TLS resolver)
 //! or HTTP-01 (on the HTTP port), reused across restarts and renewed when a
 //! third of its lifetime remains, with backoff on failure.
+//!
+//! Copies of thrust sharing STORAGE_PATH (`storage`) order each name one at
+//! a time: the copy holding the name's claim orders, publishes its
+//! challenge answers in the store (the CA may ask any copy) and stores the
+//! certificate; the others wait for it there, and every copy looks in the
+//! store for certificates another copy renewed.
 
 mod client;
+mod file_claim;
+pub mod storage;
 pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
@@ -21,7 +29,8 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
 use crate::config::{AcmeChallenge, AcmeSettings};
-use store::Store;
+use storage::{Answer, Claim, Storage};
+use store::FileStore;
 
 /// Never order again for a domain sooner than this after a success, even
 /// when the clock says a new certificate is already due (a clock far off).
@@ -31,6 +40,20 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How often a write STORAGE_PATH refused is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// How often a copy waiting on another's order looks in the store again.
+const SHARED_POLL: Duration = Duration::from_secs(2);
+/// How often every copy looks in the store for a certificate another copy
+/// renewed.
+const STORE_CHECK: Duration = Duration::from_secs(30);
+/// How long a challenge answer another copy published, once read, is kept.
+const SHARED_ANSWER_KEPT: Duration = Duration::from_secs(5);
+/// Store reads for challenge answers at a time: a flood of made-up tokens
+/// or handshakes waits on none of them, it gets no answer.
+const ANSWER_READS: usize = 4;
+
+/// When a TLS-ALPN-01 answer was read from the store, and the challenge
+/// certificate made from it (None: the store had none).
+type SharedAnswer = (Instant, Option<Arc<CertifiedKey>>);
 
 pub struct Acme {
     settings: AcmeSettings,
@@ -43,7 +66,12 @@ pub struct Acme {
     /// TLS-ALPN-01: domain → the challenge certificate.
     alpn_certificates: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     account: tokio::sync::Mutex<Option<Account>>,
-    store: Store,
+    store: Arc<dyn Storage>,
+    /// This copy's name in the store's claims.
+    holder: String,
+    /// TLS-ALPN-01 answers other copies published, by name.
+    shared_alpn: Mutex<HashMap<String, SharedAnswer>>,
+    answer_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// A chain and key in PEM, ready for rustls, with the chain's end of validity.
@@ -71,7 +99,7 @@ pub(crate) fn certified(
 
 impl Acme {
     pub fn new(settings: AcmeSettings) -> std::io::Result<Arc<Self>> {
-        let store = Store::open(&settings.storage)?;
+        let store = Arc::new(FileStore::open(&settings.storage)?);
         Ok(Arc::new(Acme {
             settings,
             certificates: RwLock::default(),
@@ -80,6 +108,9 @@ impl Acme {
             alpn_certificates: RwLock::default(),
             account: tokio::sync::Mutex::new(None),
             store,
+            holder: holder_name(),
+            shared_alpn: Mutex::default(),
+            answer_reads: Arc::new(tokio::sync::Semaphore::new(ANSWER_READS)),
         }))
     }
 
@@ -121,12 +152,70 @@ impl Acme {
             .unwrap_or_default()
     }
 
+    /// The TLS-ALPN-01 certificate for `domain`: this copy's order's, or
+    /// one made from the answer another copy published in the store (kept
+    /// a few seconds: the CA validates from several places).
     pub fn alpn_challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn_certificates.read().ok()?.get(domain).cloned()
+        if let Some(own) = self.alpn_certificates.read().ok()?.get(domain).cloned() {
+            return Some(own);
+        }
+        let shared = self.shared_alpn.lock().ok()?;
+        let (read_at, cert) = shared.get(domain)?;
+        (read_at.elapsed() < SHARED_ANSWER_KEPT)
+            .then(|| cert.clone())
+            .flatten()
     }
 
-    pub fn http_challenge(&self, token: &str) -> Option<String> {
-        self.http_tokens.lock().ok()?.get(token).cloned()
+    /// Looks in the store for a TLS-ALPN-01 answer another copy published
+    /// for `domain`, unless this copy has one: called before a challenge
+    /// handshake is answered (`alpn_challenge`).
+    pub async fn fetch_alpn_challenge(self: &Arc<Self>, domain: &str) {
+        let own = self
+            .alpn_certificates
+            .read()
+            .is_ok_and(|own| own.contains_key(domain));
+        let fresh = self.shared_alpn.lock().is_ok_and(|shared| {
+            shared
+                .get(domain)
+                .is_some_and(|(at, _)| at.elapsed() < SHARED_ANSWER_KEPT)
+        });
+        if own || fresh {
+            return;
+        }
+        let Some(digest) = self.read_answer(Answer::TlsAlpn01, domain).await else {
+            return;
+        };
+        let cert = alpn_certificate(domain, &digest)
+            .map_err(|e| tracing::warn!(domain, error = %e, "TLS-ALPN-01 answer from the store unusable"))
+            .ok();
+        if let Ok(mut shared) = self.shared_alpn.lock() {
+            shared.retain(|_, (at, _)| at.elapsed() < SHARED_ANSWER_KEPT);
+            shared.insert(domain.to_string(), (Instant::now(), cert));
+        }
+    }
+
+    /// The HTTP-01 answer for `token`: this copy's order's, or one another
+    /// copy published in the store.
+    pub async fn http_challenge(self: &Arc<Self>, token: &str) -> Option<String> {
+        if let Some(own) = self.http_tokens.lock().ok()?.get(token).cloned() {
+            return Some(own);
+        }
+        let answer = self.read_answer(Answer::Http01, token).await?;
+        String::from_utf8(answer).ok()
+    }
+
+    /// An answer from the store, read on the blocking pool, at most
+    /// `ANSWER_READS` at a time (None past that).
+    async fn read_answer(self: &Arc<Self>, kind: Answer, key: &str) -> Option<Vec<u8>> {
+        let permit = self.answer_reads.clone().try_acquire_owned().ok()?;
+        let (store, key) = (self.store.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            store.answer(kind, &key)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Loads stored certificates and starts keeping every domain's current.
@@ -190,26 +279,37 @@ impl Acme {
     ) {
         let mut backoff = FIRST_BACKOFF;
         // No gap before the first renewal of a certificate found in storage.
-        let mut gap = Duration::ZERO;
+        let mut not_before = Instant::now();
         loop {
-            if let Some((from, until)) = validity {
-                let wait = self
+            // Until it is due, every STORE_CHECK a look at the store: a copy
+            // sharing it may have renewed it.
+            while let Some((from, until)) = validity {
+                let due = self
                     .renew_at(&domain, from, until)
                     .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                tokio::time::sleep(wait.max(gap)).await;
+                    .unwrap_or_default()
+                    .max(not_before.saturating_duration_since(Instant::now()));
+                if due.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(due.min(STORE_CHECK)).await;
+                if let Some(newer) = self.stored_newer(&domain, Some(until)).await {
+                    tracing::info!(domain = %domain, "Certificate renewed by another copy sharing STORAGE_PATH, loaded");
+                    validity = Some(newer);
+                }
             }
             let renewing = validity.is_some();
-            tracing::info!(domain = %domain, renewing, "Certificate ordered");
-            match self.obtain(&domain).await {
-                Ok(obtained) => {
+            match self.renew_shared(&domain, validity).await {
+                Ok((obtained, by_us)) => {
                     validity = Some(obtained);
                     backoff = FIRST_BACKOFF;
-                    gap = MIN_RENEWAL_GAP;
-                    if renewing {
-                        tracing::info!(domain = %domain, "Certificate renewed");
-                    } else {
-                        tracing::info!(domain = %domain, "Certificate obtained");
+                    not_before = Instant::now() + MIN_RENEWAL_GAP;
+                    match (by_us, renewing) {
+                        (false, _) => {
+                            tracing::info!(domain = %domain, "Certificate loaded from storage, ordered by another copy sharing it")
+                        }
+                        (true, true) => tracing::info!(domain = %domain, "Certificate renewed"),
+                        (true, false) => tracing::info!(domain = %domain, "Certificate obtained"),
                     }
                 }
                 Err(e) => {
@@ -219,6 +319,131 @@ impl Acme {
                 }
             }
         }
+    }
+
+    /// A certificate for `domain` that is not due: one another copy stored
+    /// (false) or one this copy ordered while holding the name's claim
+    /// (true). Waits while another copy holds the claim.
+    async fn renew_shared(
+        self: &Arc<Self>,
+        domain: &str,
+        validity: Option<(SystemTime, SystemTime)>,
+    ) -> Result<((SystemTime, SystemTime), bool), String> {
+        let than = validity.map(|(_, until)| until);
+        let mut said_waiting = false;
+        loop {
+            if let Some(stored) = self.stored_not_due(domain, than).await {
+                return Ok((stored, false));
+            }
+            match self.claim(domain).await {
+                Ok(Claim::Held) => {
+                    // One stored just before the claim was taken.
+                    let result = match self.stored_not_due(domain, than).await {
+                        Some(stored) => Ok((stored, false)),
+                        None => self.obtain_claimed(domain).await.map(|v| (v, true)),
+                    };
+                    self.release(domain).await;
+                    return result;
+                }
+                Ok(Claim::Busy) => {
+                    if !said_waiting {
+                        tracing::info!(domain = %domain, "Another copy sharing STORAGE_PATH is ordering this certificate; waiting for it");
+                        said_waiting = true;
+                    }
+                    tokio::time::sleep(SHARED_POLL).await;
+                }
+                // A store that takes no claim (read-only, full) does not keep
+                // a single copy from its certificate.
+                Err(e) => {
+                    tracing::warn!(domain = %domain, error = %e, "Could not claim the order in STORAGE_PATH, ordering without a claim");
+                    return self.obtain(domain).await.map(|v| (v, true));
+                }
+            }
+        }
+    }
+
+    /// `obtain`, with the claim renewed every third of its time to live
+    /// while the order runs.
+    async fn obtain_claimed(
+        self: &Arc<Self>,
+        domain: &str,
+    ) -> Result<(SystemTime, SystemTime), String> {
+        let keeper = {
+            let (acme, domain) = (self.clone(), domain.to_string());
+            tokio::spawn(async move {
+                let every = acme.settings.claim_ttl / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let (store, name, holder, ttl) = (
+                        acme.store.clone(),
+                        domain.clone(),
+                        acme.holder.clone(),
+                        acme.settings.claim_ttl,
+                    );
+                    let kept =
+                        tokio::task::spawn_blocking(move || store.renew_claim(&name, &holder, ttl))
+                            .await;
+                    if !matches!(kept, Ok(Ok(true))) {
+                        tracing::warn!(domain = %domain, "The claim on this order was lost (STORAGE_PATH unwritable, or renewed too late); another copy may order it too");
+                    }
+                }
+            })
+        };
+        let result = self.obtain(domain).await;
+        keeper.abort();
+        result
+    }
+
+    async fn claim(&self, domain: &str) -> std::io::Result<Claim> {
+        let (store, name, holder, ttl) = (
+            self.store.clone(),
+            domain.to_string(),
+            self.holder.clone(),
+            self.settings.claim_ttl,
+        );
+        tokio::task::spawn_blocking(move || store.try_claim(&name, &holder, ttl))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    async fn release(&self, domain: &str) {
+        let (store, name, holder) = (self.store.clone(), domain.to_string(), self.holder.clone());
+        let released =
+            tokio::task::spawn_blocking(move || store.release_claim(&name, &holder)).await;
+        if let Ok(Err(e)) = released {
+            tracing::warn!(domain = %domain, error = %e, "Could not release the claim in STORAGE_PATH; it expires on its own");
+        }
+    }
+
+    /// The stored certificate for `domain`, installed, when it ends after
+    /// `than` (any, for None) and is not due for renewal.
+    async fn stored_not_due(
+        &self,
+        domain: &str,
+        than: Option<SystemTime>,
+    ) -> Option<(SystemTime, SystemTime)> {
+        let (from, until) = self.stored_newer(domain, than).await?;
+        (self.renew_at(domain, from, until) > SystemTime::now()).then_some((from, until))
+    }
+
+    /// The stored certificate for `domain`, installed, when it ends after
+    /// `than` (any, for None). A chain and a key that do not match (another
+    /// copy writing them) are left for the next look.
+    async fn stored_newer(
+        &self,
+        domain: &str,
+        than: Option<SystemTime>,
+    ) -> Option<(SystemTime, SystemTime)> {
+        let (store, name) = (self.store.clone(), domain.to_string());
+        let (chain, key) = tokio::task::spawn_blocking(move || store.certificate(&name))
+            .await
+            .ok()??;
+        let (cert, from, until) = certified(&chain, &key).ok()?;
+        if than.is_some_and(|than| until <= than) {
+            return None;
+        }
+        self.install(domain, cert);
+        Some((from, until))
     }
 
     async fn account(&self) -> Result<Account, String> {
@@ -276,6 +501,7 @@ impl Acme {
 
     /// One order, start to finish; returns the new certificate's validity.
     async fn obtain(&self, domain: &str) -> Result<(SystemTime, SystemTime), String> {
+        tracing::info!(domain = %domain, renewing = self.current(domain).is_some(), "Certificate ordered");
         let account = self.account().await?;
         let identifiers = [Identifier::Dns(domain.to_string())];
         let mut order = account
@@ -292,6 +518,7 @@ impl Acme {
             acme: self,
             domain,
             tokens: Vec::new(),
+            alpn: false,
         };
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
@@ -307,13 +534,18 @@ impl Acme {
             let key_authorization = challenge.key_authorization();
             match kind {
                 ChallengeType::TlsAlpn01 => {
-                    let cert = alpn_certificate(domain, key_authorization.digest().as_ref())?;
-                    published.alpn_certificate(cert);
+                    let digest = key_authorization.digest().as_ref().to_vec();
+                    let cert = alpn_certificate(domain, &digest)?;
+                    published.alpn_certificate(cert, digest).await;
                 }
-                _ => published.http_token(
-                    challenge.token.clone(),
-                    key_authorization.as_str().to_string(),
-                ),
+                _ => {
+                    published
+                        .http_token(
+                            challenge.token.clone(),
+                            key_authorization.as_str().to_string(),
+                        )
+                        .await
+                }
             }
             challenge.set_ready().await.map_err(|e| e.to_string())?;
         }
@@ -358,9 +590,9 @@ impl Acme {
 /// read-only disk) loses nothing the CA gave: the caller uses it from memory,
 /// the failure is logged, and the write is tried again in the background every
 /// `STORE_RETRY` until it lands. Until then a restart orders anew.
-async fn persist<W>(store: &Store, what: &'static str, name: String, write: W)
+async fn persist<W>(store: &Arc<dyn Storage>, what: &'static str, name: String, write: W)
 where
-    W: Fn(&Store) -> std::io::Result<()> + Send + Sync + 'static,
+    W: Fn(&dyn Storage) -> std::io::Result<()> + Send + Sync + 'static,
 {
     let write = Arc::new(write);
     let Err(e) = write_once(store, &write).await else {
@@ -379,36 +611,56 @@ where
     });
 }
 
-async fn write_once<W>(store: &Store, write: &Arc<W>) -> std::io::Result<()>
+async fn write_once<W>(store: &Arc<dyn Storage>, write: &Arc<W>) -> std::io::Result<()>
 where
-    W: Fn(&Store) -> std::io::Result<()> + Send + Sync + 'static,
+    W: Fn(&dyn Storage) -> std::io::Result<()> + Send + Sync + 'static,
 {
     let (store, write) = (store.clone(), write.clone());
-    tokio::task::spawn_blocking(move || write(&store))
+    tokio::task::spawn_blocking(move || write(store.as_ref()))
         .await
         .map_err(std::io::Error::other)?
 }
 
-/// The challenge answers one order has published. They are withdrawn when
-/// the order's validation ends, however it ends (an error, a dropped task),
-/// and only they are.
+/// The challenge answers one order has published, in this copy and in the
+/// store for the others. They are withdrawn when the order's validation
+/// ends, however it ends (an error, a dropped task), and only they are.
 struct Published<'a> {
     acme: &'a Acme,
     domain: &'a str,
     tokens: Vec<String>,
+    alpn: bool,
 }
 
 impl Published<'_> {
-    fn http_token(&mut self, token: String, key_authorization: String) {
+    async fn http_token(&mut self, token: String, key_authorization: String) {
+        self.share(
+            Answer::Http01,
+            &token,
+            key_authorization.as_bytes().to_vec(),
+        )
+        .await;
         if let Ok(mut map) = self.acme.http_tokens.lock() {
             map.insert(token.clone(), key_authorization);
         }
         self.tokens.push(token);
     }
 
-    fn alpn_certificate(&mut self, cert: Arc<CertifiedKey>) {
+    async fn alpn_certificate(&mut self, cert: Arc<CertifiedKey>, digest: Vec<u8>) {
+        self.share(Answer::TlsAlpn01, self.domain, digest).await;
         if let Ok(mut map) = self.acme.alpn_certificates.write() {
             map.insert(self.domain.to_string(), cert);
+        }
+        self.alpn = true;
+    }
+
+    /// Into the store, for copies the CA's validation may reach instead;
+    /// a store that refuses it leaves the answer to this copy alone.
+    async fn share(&self, kind: Answer, key: &str, value: Vec<u8>) {
+        let (store, key_owned) = (self.acme.store.clone(), key.to_string());
+        let shared =
+            tokio::task::spawn_blocking(move || store.put_answer(kind, &key_owned, &value)).await;
+        if !matches!(shared, Ok(Ok(()))) {
+            tracing::warn!(domain = %self.domain, "Challenge answer not written to STORAGE_PATH: only this copy can answer it");
         }
     }
 }
@@ -422,6 +674,23 @@ impl Drop for Published<'_> {
             for token in &self.tokens {
                 map.remove(token);
             }
+        }
+        // Out of the store in the background: a drop cannot wait.
+        let mut shared: Vec<(Answer, String)> = self
+            .tokens
+            .iter()
+            .map(|token| (Answer::Http01, token.clone()))
+            .collect();
+        if self.alpn {
+            shared.push((Answer::TlsAlpn01, self.domain.to_string()));
+        }
+        if !shared.is_empty() {
+            let store = self.acme.store.clone();
+            tokio::task::spawn_blocking(move || {
+                for (kind, key) in shared {
+                    let _ = store.remove_answer(kind, &key);
+                }
+            });
         }
     }
 }
@@ -449,6 +718,23 @@ fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
     )))
 }
 
+/// This copy's name in claims: its host name (a container's is its id or
+/// pod name), process id and a random part, so a restarted copy on the same
+/// host is never taken for the one before it.
+fn holder_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(48)
+        .collect();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..12])
+}
+
 fn decode_base64url(text: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -461,36 +747,91 @@ mod tests {
     use super::*;
     use crate::config::AcmeChallenge;
 
-    #[test]
-    fn an_order_withdraws_its_own_answers_and_no_others() {
-        let storage = tempfile::tempdir().unwrap();
-        let acme = Acme::new(AcmeSettings {
+    fn settings(storage: &std::path::Path) -> AcmeSettings {
+        AcmeSettings {
             domains: vec!["a.test".into(), "b.test".into()],
             directory: "https://127.0.0.1:1/dir".into(),
             email: None,
             eab: None,
-            storage: storage.path().to_path_buf(),
+            storage: storage.to_path_buf(),
             challenge: AcmeChallenge::Http01,
             renew_within: None,
-        })
-        .unwrap();
+            claim_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// Whether `token` has no answer, in this copy or the store, within a
+    /// second (the store's copy is removed in the background).
+    async fn withdrawn(acme: &Arc<Acme>, token: &str) -> bool {
+        for _ in 0..100 {
+            if acme.http_challenge(token).await.is_none() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn an_order_withdraws_its_own_answers_and_no_others() {
+        let storage = tempfile::tempdir().unwrap();
+        let acme = Acme::new(settings(storage.path())).unwrap();
+        // Another copy sharing STORAGE_PATH.
+        let other = Acme::new(settings(storage.path())).unwrap();
         let mut a = Published {
             acme: &acme,
             domain: "a.test",
             tokens: Vec::new(),
+            alpn: false,
         };
-        a.http_token("token-a".into(), "answer-a".into());
+        a.http_token("token-a".into(), "answer-a".into()).await;
         let mut b = Published {
             acme: &acme,
             domain: "b.test",
             tokens: Vec::new(),
+            alpn: false,
         };
-        b.http_token("token-b".into(), "answer-b".into());
+        b.http_token("token-b".into(), "answer-b".into()).await;
+        assert_eq!(
+            other.http_challenge("token-a").await.as_deref(),
+            Some("answer-a")
+        );
         // a.test's order ends while b.test's validation is still to come.
         drop(a);
-        assert_eq!(acme.http_challenge("token-a"), None);
-        assert_eq!(acme.http_challenge("token-b").as_deref(), Some("answer-b"));
+        assert!(withdrawn(&acme, "token-a").await);
+        assert!(withdrawn(&other, "token-a").await);
+        assert_eq!(
+            acme.http_challenge("token-b").await.as_deref(),
+            Some("answer-b")
+        );
+        assert_eq!(
+            other.http_challenge("token-b").await.as_deref(),
+            Some("answer-b")
+        );
         drop(b);
-        assert_eq!(acme.http_challenge("token-b"), None);
+        assert!(withdrawn(&other, "token-b").await);
+        // A token that is not a file name never reaches the store.
+        assert_eq!(other.http_challenge("../account.json").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_tls_alpn_answer_published_by_one_copy_is_served_by_another() {
+        let storage = tempfile::tempdir().unwrap();
+        let acme = Acme::new(settings(storage.path())).unwrap();
+        let other = Acme::new(settings(storage.path())).unwrap();
+        let digest = [7u8; 32].to_vec();
+        let mut published = Published {
+            acme: &acme,
+            domain: "a.test",
+            tokens: Vec::new(),
+            alpn: false,
+        };
+        let cert = alpn_certificate("a.test", &digest).unwrap();
+        published.alpn_certificate(cert, digest).await;
+        assert!(other.alpn_challenge("a.test").is_none());
+        other.fetch_alpn_challenge("a.test").await;
+        assert!(other.alpn_challenge("a.test").is_some());
+        assert!(other.alpn_challenge("b.test").is_none());
+        drop(published);
     }
 }

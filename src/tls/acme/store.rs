@@ -1,22 +1,30 @@
 //! STORAGE_PATH: the ACME account and one certificate per domain, readable
-//! by thrust's user only (directory 0700, files 0600).
+//! by thrust's user only (directories 0700, files 0600); with it, what
+//! copies sharing the directory agree on: claims (`claims/`, see
+//! `file_claim`) and challenge answers (`answers/http-01/`,
+//! `answers/tls-alpn-01/`).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-#[derive(Clone)]
-pub struct Store {
+use super::file_claim;
+use super::storage::{Answer, Claim, Storage};
+
+pub struct FileStore {
     dir: PathBuf,
 }
 
-impl Store {
+impl FileStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        Ok(Store { dir: dir.into() })
+        for sub in ["", "claims", "answers/http-01", "answers/tls-alpn-01"] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir.join(sub))?;
+        }
+        Ok(FileStore { dir: dir.into() })
     }
 
     /// Whether `open` would succeed, without creating anything: the
@@ -40,9 +48,10 @@ impl Store {
     }
 
     fn write(&self, name: &str, contents: &[u8]) -> std::io::Result<()> {
-        // Written beside, then renamed: a crash never leaves half a key.
+        // Written beside, then renamed: a crash never leaves half a key,
+        // and a copy reading meanwhile sees the old file or the new one.
         let path = self.dir.join(name);
-        let partial = self.dir.join(format!(".{name}.partial"));
+        let partial = self.dir.join(partial_name(name));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -65,44 +74,107 @@ impl Store {
         std::fs::read(self.dir.join(name)).ok()
     }
 
-    /// The stored account for a directory URL.
-    pub fn account(&self, directory: &str) -> Option<Vec<u8>> {
+    /// Where an answer is kept; None for a key that is not a plain file
+    /// name (a token comes from a request path).
+    fn answer_path(kind: Answer, key: &str) -> Option<String> {
+        let plain = !key.is_empty()
+            && key.len() <= 255
+            && !key.starts_with('.')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let folder = match kind {
+            Answer::Http01 => "answers/http-01",
+            Answer::TlsAlpn01 => "answers/tls-alpn-01",
+        };
+        plain.then(|| format!("{folder}/{key}"))
+    }
+}
+
+/// The name a file is written under before it is renamed into place: in
+/// the same folder, hidden, and this process's own, so that copies writing
+/// the same file at once never write into one partial file.
+fn partial_name(name: &str) -> String {
+    let (folder, file) = name.rsplit_once('/').unwrap_or(("", name));
+    let hidden = format!(".{file}.partial.{}", std::process::id());
+    if folder.is_empty() {
+        hidden
+    } else {
+        format!("{folder}/{hidden}")
+    }
+}
+
+impl Storage for FileStore {
+    fn account(&self, directory: &str) -> Option<Vec<u8>> {
         self.read(&format!("account-{}.json", file_safe(directory)))
     }
 
-    pub fn save_account(&self, directory: &str, credentials: &[u8]) -> std::io::Result<()> {
+    fn save_account(&self, directory: &str, credentials: &[u8]) -> std::io::Result<()> {
         self.write(
             &format!("account-{}.json", file_safe(directory)),
             credentials,
         )
     }
 
-    /// The stored chain and key for a domain, as PEM.
-    pub fn certificate(&self, domain: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn certificate(&self, name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
         Some((
-            self.read(&format!("{domain}.crt"))?,
-            self.read(&format!("{domain}.key"))?,
+            self.read(&format!("{name}.crt"))?,
+            self.read(&format!("{name}.key"))?,
         ))
     }
 
-    /// A certificate Thruster stored for a domain (Go's autocert directory
-    /// cache: one file named after the domain, `domain+rsa` for an RSA key,
-    /// holding the private key and then the chain, in PEM), so that
-    /// switching from Thruster does not order certificates anew. Returned
-    /// whole: the key and the chain are read from the same text.
-    pub fn thruster_certificate(&self, domain: &str) -> Option<Vec<u8>> {
-        self.read(domain)
-            .or_else(|| self.read(&format!("{domain}+rsa")))
-    }
-
-    pub fn save_certificate(
+    /// The key, then the chain: a copy reading between the two renames
+    /// gets a chain and a key that do not match, which it refuses and
+    /// reads again later (`certified` checks that they match).
+    fn save_certificate(
         &self,
-        domain: &str,
+        name: &str,
         chain_pem: &[u8],
         key_pem: &[u8],
     ) -> std::io::Result<()> {
-        self.write(&format!("{domain}.key"), key_pem)?;
-        self.write(&format!("{domain}.crt"), chain_pem)
+        self.write(&format!("{name}.key"), key_pem)?;
+        self.write(&format!("{name}.crt"), chain_pem)
+    }
+
+    /// Go's autocert directory cache, as Thruster leaves it: one file
+    /// named after the domain (`domain+rsa` for an RSA key), the private
+    /// key and then the chain, so that switching from Thruster does not
+    /// order certificates anew.
+    fn thruster_certificate(&self, name: &str) -> Option<Vec<u8>> {
+        self.read(name)
+            .or_else(|| self.read(&format!("{name}+rsa")))
+    }
+
+    fn try_claim(&self, name: &str, holder: &str, ttl: Duration) -> std::io::Result<Claim> {
+        file_claim::try_claim(&self.dir.join("claims"), name, holder, ttl)
+    }
+
+    fn renew_claim(&self, name: &str, holder: &str, ttl: Duration) -> std::io::Result<bool> {
+        file_claim::renew(&self.dir.join("claims"), name, holder, ttl)
+    }
+
+    fn release_claim(&self, name: &str, holder: &str) -> std::io::Result<()> {
+        file_claim::release(&self.dir.join("claims"), name, holder)
+    }
+
+    fn put_answer(&self, kind: Answer, key: &str, value: &[u8]) -> std::io::Result<()> {
+        let path = Self::answer_path(kind, key)
+            .ok_or_else(|| std::io::Error::other("not a plain file name"))?;
+        self.write(&path, value)
+    }
+
+    fn answer(&self, kind: Answer, key: &str) -> Option<Vec<u8>> {
+        self.read(&Self::answer_path(kind, key)?)
+    }
+
+    fn remove_answer(&self, kind: Answer, key: &str) -> std::io::Result<()> {
+        let Some(path) = Self::answer_path(kind, key) else {
+            return Ok(());
+        };
+        match std::fs::remove_file(self.dir.join(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
