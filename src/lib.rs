@@ -219,7 +219,7 @@ fn certificates(config: &Config) -> Result<Option<Certificates>, u8> {
                 Err(2)
             }
         },
-        Tls::Acme => match tls::acme::Acme::new(config.acme.clone()) {
+        Tls::Acme => match tls::acme::Acme::new(config.acme.clone(), config.worker.clone()) {
             Ok(acme) => Ok(Some(Certificates::Acme(acme))),
             Err(e) => {
                 eprintln!("thrust: STORAGE_PATH={:?}: {e}", config.acme.storage);

@@ -256,3 +256,43 @@ fn a_copy_killed_while_ordering_leaves_the_order_to_the_others_once_its_claim_ex
         logs(&others)
     );
 }
+
+#[test]
+fn an_on_demand_name_asked_for_at_two_copies_at_once_is_ordered_once() {
+    let (storage, ports, balancer) = cluster(2);
+    let pebble = Pebble::start(balancer.http, balancer.https, None);
+    let settings = [
+        ("TLS_DOMAIN", ""),
+        ("THRUST_ON_DEMAND_TLS_ASK", "/thrust/domains"),
+        ("ALLOWED_DOMAINS", "shop.test"),
+    ];
+    let copies: Vec<Thrust> = ports
+        .iter()
+        .map(|p| copy(&pebble, storage.path(), *p, &settings))
+        .collect();
+    for t in &copies {
+        t.wait_ready();
+    }
+    let root = pebble.issuing_root();
+    let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        ports
+            .iter()
+            .map(|p| {
+                let root = &root;
+                scope.spawn(move || https_get(p.https, root, "shop.test", "/"))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    for answer in &answers {
+        assert_eq!(
+            answer.as_deref(),
+            Ok("hello from app\n"),
+            "{}",
+            logs(&copies)
+        );
+    }
+    assert_eq!(pebble.orders(), 1, "{}", logs(&copies));
+}

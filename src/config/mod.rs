@@ -25,6 +25,7 @@ pub use table::{
     help_text, markdown_table, spellings, Kind, Variable, DEFAULT_ACME_DIRECTORY,
     SOCKET_ACTIVATION_VARIABLES, VARIABLES,
 };
+pub use tls::is_dns_label;
 use trusted_proxies::TrustedProxies;
 
 /// Where the app server listens.
@@ -78,6 +79,28 @@ pub struct AcmeSettings {
     /// sharing STORAGE_PATH order a name one at a time, and another copy
     /// takes over this long after the one ordering died.
     pub claim_ttl: Duration,
+    /// THRUST_ON_DEMAND_TLS_ASK: names outside `domains` the app allows get
+    /// a certificate at their first handshake.
+    pub on_demand: Option<OnDemand>,
+}
+
+/// On-demand TLS: where to ask, and how many orders it may cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnDemand {
+    pub ask: AskAt,
+    /// THRUST_ON_DEMAND_TLS_PER_MINUTE: new names ordered in a minute.
+    pub per_minute: u32,
+    /// THRUST_ON_DEMAND_TLS_MAX_NAMES: names kept at once.
+    pub most_names: usize,
+}
+
+/// Where `GET <path>?domain=<name>` goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AskAt {
+    /// The app, on its port or socket (a path such as `/thrust/domains`).
+    App { path: String },
+    /// An absolute `http://` URL: its host and port, and its path and query.
+    Url { authority: String, path: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +178,8 @@ impl Config {
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let env = Env { vars };
         let domains = tls::domains(&env)?;
-        let tls = tls::mode(&env, &domains)?;
+        let on_demand = tls::on_demand(&env)?;
+        let tls = tls::mode(&env, &domains, on_demand.is_some())?;
         let tls_on = tls != Tls::Off;
         let http_port = env.port("HTTP_PORT")?.unwrap_or(80);
         let https_port = env.port("HTTPS_PORT")?.unwrap_or(443);
@@ -166,7 +190,7 @@ impl Config {
             https_port,
             worker: sections::worker(&env, listening_on_3000)?,
             tls,
-            acme: tls::acme(&env, domains)?,
+            acme: tls::acme(&env, domains, on_demand)?,
             http2: env.boolean("THRUST_HTTP2", tls_on)?,
             h2c: env.boolean("H2C_ENABLED", false)?,
             http3: sections::http3(&env, tls_on)?,
@@ -364,6 +388,56 @@ mod tests {
             (&[("THRUST_ACME_CLAIM_TTL", "1m")], "THRUST_ACME_CLAIM_TTL"),
         ];
         for (vars, variable) in cases {
+            assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn on_demand_tls_asks_a_path_on_the_app_or_an_http_url_and_turns_tls_on() {
+        let c = parse(&[("THRUST_ON_DEMAND_TLS_ASK", "/thrust/domains")]).unwrap();
+        assert_eq!(c.tls, Tls::Acme);
+        assert!(c.acme.domains.is_empty());
+        let on_demand = c.acme.on_demand.unwrap();
+        assert_eq!(
+            on_demand.ask,
+            AskAt::App {
+                path: "/thrust/domains".into()
+            }
+        );
+        assert_eq!((on_demand.per_minute, on_demand.most_names), (10, 1000));
+        let c = parse(&[(
+            "THRUST_ON_DEMAND_TLS_ASK",
+            "http://auth.internal:8080/check?site=1",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.acme.on_demand.unwrap().ask,
+            AskAt::Url {
+                authority: "auth.internal:8080".into(),
+                path: "/check?site=1".into()
+            }
+        );
+        for (vars, variable) in [
+            (
+                &[("THRUST_ON_DEMAND_TLS_ASK", "https://auth.internal/check")][..],
+                "THRUST_ON_DEMAND_TLS_ASK",
+            ),
+            (
+                &[("THRUST_ON_DEMAND_TLS_ASK", "thrust/domains")],
+                "THRUST_ON_DEMAND_TLS_ASK",
+            ),
+            (
+                &[("THRUST_ON_DEMAND_TLS_ASK", "//evil.example/x")],
+                "THRUST_ON_DEMAND_TLS_ASK",
+            ),
+            (
+                &[
+                    ("THRUST_ON_DEMAND_TLS_ASK", "/thrust/domains"),
+                    ("THRUST_ON_DEMAND_TLS_PER_MINUTE", "0"),
+                ],
+                "THRUST_ON_DEMAND_TLS_PER_MINUTE",
+            ),
+        ] {
             assert_eq!(parse(vars).unwrap_err().variable, variable, "{vars:?}");
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::env::{parse_whole, ConfigError, Env};
 use super::table::DEFAULT_ACME_DIRECTORY;
-use super::{AcmeChallenge, AcmeSettings, Tls};
+use super::{AcmeChallenge, AcmeSettings, AskAt, OnDemand, Tls};
 
 /// TLS_DOMAIN's names. Internationalised names are kept in their ASCII
 /// (punycode) form, which is what SNI, Host headers and certificates carry.
@@ -34,8 +34,53 @@ pub fn domains(env: &Env) -> Result<Vec<String>, ConfigError> {
     Ok(domains)
 }
 
-/// TLS off, with the certificate pair, or with ACME for `domains`.
-pub fn mode(env: &Env, domains: &[String]) -> Result<Tls, ConfigError> {
+/// THRUST_ON_DEMAND_TLS_ASK and its limits, when set.
+pub fn on_demand(env: &Env) -> Result<Option<OnDemand>, ConfigError> {
+    let Some(ask) = env.text("THRUST_ON_DEMAND_TLS_ASK") else {
+        return Ok(None);
+    };
+    let expected = "a path on the app (/thrust/domains) or an absolute http:// URL";
+    let ask = if ask.starts_with('/') && !ask.starts_with("//") {
+        AskAt::App { path: ask }
+    } else if let Some(rest) = ask.strip_prefix("http://") {
+        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        };
+        if authority.is_empty() || authority.contains('@') || path.contains('#') {
+            return Err(env.invalid("THRUST_ON_DEMAND_TLS_ASK", expected));
+        }
+        AskAt::Url {
+            authority: authority.to_string(),
+            path,
+        }
+    } else {
+        return Err(env.invalid("THRUST_ON_DEMAND_TLS_ASK", expected));
+    };
+    let per_minute = match env.parsed("THRUST_ON_DEMAND_TLS_PER_MINUTE", parse_whole)? {
+        None => 10,
+        Some(n @ 1..=10_000) => n as u32,
+        Some(_) => return Err(env.invalid("THRUST_ON_DEMAND_TLS_PER_MINUTE", "1 to 10000")),
+    };
+    let most_names = match env.parsed("THRUST_ON_DEMAND_TLS_MAX_NAMES", parse_whole)? {
+        None => 1000,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(_) => return Err(env.invalid("THRUST_ON_DEMAND_TLS_MAX_NAMES", "1 to 1000000")),
+    };
+    Ok(Some(OnDemand {
+        ask,
+        per_minute,
+        most_names,
+    }))
+}
+
+/// TLS off, with the certificate pair, or with ACME for `domains` (and,
+/// `on_demand`, for the names the app allows).
+pub fn mode(env: &Env, domains: &[String], on_demand: bool) -> Result<Tls, ConfigError> {
     match (env.text("SSL_CERT_PATH"), env.text("SSL_KEY_PATH")) {
         (Some(cert), Some(key)) => {
             for name in ["SSL_CERT_PATH", "SSL_KEY_PATH"] {
@@ -51,7 +96,7 @@ pub fn mode(env: &Env, domains: &[String]) -> Result<Tls, ConfigError> {
         }
         (Some(_), None) => Err(env.invalid("SSL_CERT_PATH", "SSL_KEY_PATH to be set as well")),
         (None, Some(_)) => Err(env.invalid("SSL_KEY_PATH", "SSL_CERT_PATH to be set as well")),
-        (None, None) if domains.is_empty() => Ok(Tls::Off),
+        (None, None) if domains.is_empty() && !on_demand => Ok(Tls::Off),
         (None, None) => match domains.iter().find(|d| d.starts_with("*.")) {
             Some(wildcard) => Err(ConfigError {
                 expected: format!(
@@ -68,7 +113,11 @@ pub fn mode(env: &Env, domains: &[String]) -> Result<Tls, ConfigError> {
 }
 
 /// The ACME directory, account, challenge, storage and renewal settings.
-pub fn acme(env: &Env, domains: Vec<String>) -> Result<AcmeSettings, ConfigError> {
+pub fn acme(
+    env: &Env,
+    domains: Vec<String>,
+    on_demand: Option<OnDemand>,
+) -> Result<AcmeSettings, ConfigError> {
     let directory = env
         .text("ACME_DIRECTORY")
         .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_string());
@@ -106,6 +155,7 @@ pub fn acme(env: &Env, domains: Vec<String>) -> Result<AcmeSettings, ConfigError
             Some(seconds) if seconds >= 3 => Duration::from_secs(seconds),
             Some(_) => return Err(env.invalid("THRUST_ACME_CLAIM_TTL", "at least 3 seconds")),
         },
+        on_demand,
     })
 }
 
@@ -116,18 +166,18 @@ fn is_domain_name(name: &str) -> bool {
         Some(parent) => parent.contains('.').then_some(parent),
         None => Some(name),
     };
-    labels.is_some_and(|labels| {
-        name.len() <= 253
-            && labels.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-    })
+    labels.is_some_and(|labels| name.len() <= 253 && labels.split('.').all(is_dns_label))
+}
+
+/// One label of a DNS name: 1 to 63 letters, digits and inner hyphens.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn is_base64url(value: &str) -> bool {

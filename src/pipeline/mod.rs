@@ -301,7 +301,7 @@ pub fn handle(
                 .as_ref()
                 .filter(|_| !conn.https && !redirect::is_acme_challenge(&req))
             {
-                (redirect::answer(certificates, &req), false)
+                (redirect::answer(certificates, &req).await, false)
             } else {
                 // The map is as large as the client's headers: room at once for
                 // what thrust adds on the way to the app (X-Request-Id, Host,

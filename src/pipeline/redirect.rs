@@ -28,8 +28,12 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-pub fn answer<B>(certificates: &Certificates, req: &Request<B>) -> Response<Body> {
-    let Some(host) = request_host(req).filter(|host| certificates.covers(host)) else {
+pub async fn answer<B>(certificates: &Certificates, req: &Request<B>) -> Response<Body> {
+    let host = match request_host(req) {
+        Some(host) if certificates.covers(&host).await => Some(host),
+        _ => None,
+    };
+    let Some(host) = host else {
         return proxy::plain(
             StatusCode::MISDIRECTED_REQUEST,
             "this host is not served here\n",

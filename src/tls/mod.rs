@@ -106,11 +106,12 @@ impl Certificates {
         }
     }
 
-    /// Whether the HTTP port may redirect this host to HTTPS.
-    pub fn covers(&self, host: &str) -> bool {
+    /// Whether the HTTP port may redirect this host to HTTPS (with
+    /// on-demand TLS, the app may be asked).
+    pub async fn covers(&self, host: &str) -> bool {
         match self {
             Certificates::Static(cert) => cert.current().covers(host),
-            Certificates::Acme(acme) => acme.covers(host),
+            Certificates::Acme(acme) => acme.covers(host).await,
         }
     }
 }
@@ -204,25 +205,35 @@ impl Handshaker {
         };
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let hello = start.client_hello();
-        let name = hello
-            .server_name()
-            .map(str::to_ascii_lowercase)
-            .filter(|name| acme.covers(name));
+        let name = hello.server_name().map(str::to_ascii_lowercase);
         let wants_challenge = hello
             .alpn()
             .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
-        let Some(name) = name else {
-            return Err(io::Error::new(
+        let refused = || {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
-                "server name not in TLS_DOMAIN",
-            ));
+                "server name not in TLS_DOMAIN, nor allowed by THRUST_ON_DEMAND_TLS_ASK",
+            )
+        };
+        let Some(name) = name else {
+            return Err(refused());
         };
         if wants_challenge {
+            if !acme.may_validate(&name) {
+                return Err(refused());
+            }
             // The order may be another copy's, its answer in the store.
             acme.fetch_alpn_challenge(&name).await;
             return start.into_stream(challenge.clone()).await;
         }
-        if acme.certificate_for(&name, WAIT_FOR_ORDER).await.is_none() {
+        let certified = if acme.lists(&name) {
+            acme.certificate_for(&name, WAIT_FOR_ORDER).await.is_some()
+        } else if acme.on_demand_certificate(&name, WAIT_FOR_ORDER).await {
+            true
+        } else {
+            return Err(refused());
+        };
+        if !certified {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no certificate for {name} yet"),

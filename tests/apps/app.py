@@ -129,6 +129,9 @@ class Handler(BaseHTTPRequestHandler):
             # Which of thrust's connections carried it (its port).
             "peer": self.client_address[1],
         })
+        if url.path == "/thrust/domains":
+            self.route_on_demand_ask(query)
+            return
         route = getattr(self, "route_" + url.path.strip("/").replace("-", "_"), None)
         if route is None:
             self.send(200, "hello from app\n")
@@ -223,6 +226,14 @@ class Handler(BaseHTTPRequestHandler):
         with open(query["path"], "rb") as f:
             data = f.read()
         self.send(200, data, "text/javascript", [("Cache-Control", "public, max-age=3600")])
+
+    def route_on_demand_ask(self, query):
+        """thrust's on-demand TLS question: 200 for a name in ALLOWED_DOMAINS
+        (an entry starting with a dot allows the names below it), else 404."""
+        name = query.get("domain", "")
+        allowed = [d for d in os.environ.get("ALLOWED_DOMAINS", "").split(",") if d]
+        yes = any(name == d or (d.startswith(".") and name.endswith(d)) for d in allowed)
+        self.send(200 if yes else 404, "yes\n" if yes else "no\n")
 
     def route_sendfile(self, query, body, body_len):
         """Like Rack::Sendfile: names the file in the header the front server announced."""

@@ -10,8 +10,10 @@
 //! certificate; the others wait for it there, and every copy looks in the
 //! store for certificates another copy renewed.
 
+mod ask;
 mod client;
 mod file_claim;
+mod on_demand;
 pub mod storage;
 pub mod store;
 
@@ -28,7 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
-use crate::config::{AcmeChallenge, AcmeSettings};
+use crate::config::{AcmeChallenge, AcmeSettings, Worker};
 use storage::{Answer, Claim, Storage};
 use store::FileStore;
 
@@ -72,6 +74,9 @@ pub struct Acme {
     /// TLS-ALPN-01 answers other copies published, by name.
     shared_alpn: Mutex<HashMap<String, SharedAnswer>>,
     answer_reads: Arc<tokio::sync::Semaphore>,
+    /// THRUST_ON_DEMAND_TLS_ASK: the question to the app, and the bounds on
+    /// what its yes may cost.
+    on_demand: Option<(ask::Ask, on_demand::Budget)>,
 }
 
 /// A chain and key in PEM, ready for rustls, with the chain's end of validity.
@@ -98,9 +103,17 @@ pub(crate) fn certified(
 }
 
 impl Acme {
-    pub fn new(settings: AcmeSettings) -> std::io::Result<Arc<Self>> {
+    /// `worker` is where the app listens, for an ask URL that is a path.
+    pub fn new(settings: AcmeSettings, worker: Worker) -> std::io::Result<Arc<Self>> {
         let store = Arc::new(FileStore::open(&settings.storage)?);
+        let on_demand = settings.on_demand.clone().map(|on_demand| {
+            (
+                ask::Ask::new(on_demand.ask, worker),
+                on_demand::Budget::new(on_demand.per_minute, on_demand.most_names),
+            )
+        });
         Ok(Arc::new(Acme {
+            on_demand,
             settings,
             certificates: RwLock::default(),
             arrived: watch::Sender::new(0),
@@ -114,8 +127,88 @@ impl Acme {
         }))
     }
 
-    pub fn covers(&self, host: &str) -> bool {
+    /// Whether `host` is one of TLS_DOMAIN's names.
+    pub fn lists(&self, host: &str) -> bool {
         self.settings.domains.iter().any(|d| d == host)
+    }
+
+    /// Whether the HTTP port may redirect `host` to HTTPS: a listed name,
+    /// one with a certificate, or one the app allows (on-demand TLS).
+    pub async fn covers(&self, host: &str) -> bool {
+        if self.lists(host) || self.current(host).is_some() {
+            return true;
+        }
+        match &self.on_demand {
+            Some((ask, _)) => on_demand::acceptable(host) && ask.allows(host).await,
+            None => false,
+        }
+    }
+
+    /// Whether a TLS-ALPN-01 handshake for `name` may be answered: a listed
+    /// name, or with on-demand TLS any name it would ask about (the order
+    /// may be another copy's).
+    pub fn may_validate(&self, name: &str) -> bool {
+        self.lists(name) || (self.on_demand.is_some() && on_demand::acceptable(name))
+    }
+
+    /// On-demand TLS: whether `name` has a certificate, once the app was
+    /// asked (a yes kept for a while) and, for a name new to this copy, its
+    /// stored certificate loaded or, within the order budget, one ordered
+    /// (the handshake waits up to `limit` for it).
+    pub async fn on_demand_certificate(self: &Arc<Self>, name: &str, limit: Duration) -> bool {
+        let Some((ask, budget)) = &self.on_demand else {
+            return false;
+        };
+        if !on_demand::acceptable(name) {
+            return false;
+        }
+        if self.current(name).is_some() {
+            return true;
+        }
+        if !ask.allows(name).await {
+            return false;
+        }
+        if !budget.keeps(name) {
+            let stored = self.stored_not_due(name, None).await;
+            let kept = match stored {
+                Some(_) => budget.keep_stored(name),
+                None => budget.keep_new(name),
+            };
+            if let Err(why) = kept {
+                tracing::warn!(
+                    name,
+                    reason = why,
+                    "On-demand TLS: no certificate ordered for an allowed name"
+                );
+                return false;
+            }
+            let acme = self.clone();
+            let domain = name.to_string();
+            tokio::spawn(async move { acme.maintain(domain, stored).await });
+        }
+        self.certificate_for(name, limit).await.is_some()
+    }
+
+    /// Whether `domain` came by on-demand TLS, and the app still allows it
+    /// (asked again before each renewal).
+    async fn still_allowed(&self, domain: &str) -> bool {
+        match &self.on_demand {
+            Some((ask, budget)) if !self.lists(domain) => {
+                let allowed = ask.allows(domain).await;
+                if !allowed {
+                    budget.forget(domain);
+                    if let Ok(mut certificates) = self.certificates.write() {
+                        certificates.remove(domain);
+                    }
+                    tracing::info!(
+                        domain,
+                        "On-demand TLS: the app no longer allows this name; not renewed"
+                    );
+                }
+                allowed
+            }
+            _ => true,
+        }
     }
 
     /// The certificate for `domain`, waiting up to `limit` while its order is
@@ -299,6 +392,9 @@ impl Acme {
                 }
             }
             let renewing = validity.is_some();
+            if renewing && !self.still_allowed(&domain).await {
+                return;
+            }
             match self.renew_shared(&domain, validity).await {
                 Ok((obtained, by_us)) => {
                     validity = Some(obtained);
@@ -757,6 +853,7 @@ mod tests {
             challenge: AcmeChallenge::Http01,
             renew_within: None,
             claim_ttl: Duration::from_secs(60),
+            on_demand: None,
         }
     }
 
@@ -775,9 +872,9 @@ mod tests {
     #[tokio::test]
     async fn an_order_withdraws_its_own_answers_and_no_others() {
         let storage = tempfile::tempdir().unwrap();
-        let acme = Acme::new(settings(storage.path())).unwrap();
+        let acme = Acme::new(settings(storage.path()), Worker::Port(1)).unwrap();
         // Another copy sharing STORAGE_PATH.
-        let other = Acme::new(settings(storage.path())).unwrap();
+        let other = Acme::new(settings(storage.path()), Worker::Port(1)).unwrap();
         let mut a = Published {
             acme: &acme,
             domain: "a.test",
@@ -817,8 +914,8 @@ mod tests {
     #[tokio::test]
     async fn a_tls_alpn_answer_published_by_one_copy_is_served_by_another() {
         let storage = tempfile::tempdir().unwrap();
-        let acme = Acme::new(settings(storage.path())).unwrap();
-        let other = Acme::new(settings(storage.path())).unwrap();
+        let acme = Acme::new(settings(storage.path()), Worker::Port(1)).unwrap();
+        let other = Acme::new(settings(storage.path()), Worker::Port(1)).unwrap();
         let digest = [7u8; 32].to_vec();
         let mut published = Published {
             acme: &acme,
