@@ -1,8 +1,8 @@
 //! Copies of thrust sharing one STORAGE_PATH behind a round-robin balancer
 //! (Debian's HAProxy: TCP for the HTTPS port, HTTP for port 80) that
-//! pebble validates through: each name is ordered once, any copy answers
-//! the CA's challenges, and every copy serves the certificate and its
-//! renewals (SPEC §9, replicas).
+//! pebble validates through: each name is ordered once (and the account
+//! made once), any copy answers the CA's challenges, and every copy serves
+//! the certificate and its renewals (SPEC §9, replicas).
 
 mod common;
 
@@ -150,6 +150,7 @@ fn three_copies_order_each_name_once_and_all_serve_it_for_each_challenge() {
             "{challenge}: every copy serves the one certificate"
         );
         assert_eq!(pebble.orders(), 1, "{challenge}: {}", logs(&copies));
+        assert_eq!(pebble.accounts(), 1, "one account for the copies");
         let ordered: Vec<bool> = copies
             .iter()
             .map(|t| logged(t, "Certificate obtained"))

@@ -187,6 +187,14 @@ impl Pebble {
         path
     }
 
+    /// How many accounts pebble has been asked to make.
+    pub fn accounts(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("pebble.log"))
+            .unwrap_or_default()
+            .matches("POST /sign-me-up")
+            .count()
+    }
+
     /// How many orders pebble has been asked for.
     pub fn orders(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("pebble.log"))

@@ -45,6 +45,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// half a second of a new on-demand name's first handshake), within 30 s;
 /// a CA's Retry-After is honoured over it.
 const POLL: RetryPolicy = RetryPolicy::new().initial_delay(Duration::from_millis(50));
+/// The claim under which one of the copies sharing STORAGE_PATH makes the
+/// account (no domain name has an underscore).
+const ACCOUNT_CLAIM: &str = "_account";
 /// How often a write STORAGE_PATH refused is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// How often a copy waiting on another's order looks in the store again.
@@ -552,51 +555,77 @@ impl Acme {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let directory = &self.settings.directory;
-        let builder = || client::http_client().map(Account::builder_with_http);
-        let account = match self
-            .store
-            .account(directory)
-            .and_then(|json| serde_json::from_slice::<AccountCredentials>(&json).ok())
-        {
-            Some(credentials) => builder()?
-                .from_credentials(credentials)
-                .await
-                .map_err(|e| e.to_string())?,
-            None => {
-                let contact = self
-                    .settings
-                    .email
-                    .as_ref()
-                    .map(|email| format!("mailto:{email}"));
-                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-                let eab = match &self.settings.eab {
-                    Some((kid, key)) => Some(ExternalAccountKey::new(
-                        kid.clone(),
-                        &decode_base64url(key)?,
-                    )),
-                    None => None,
-                };
-                let new = NewAccount {
-                    contact: &contacts,
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                };
-                let (account, credentials) = builder()?
-                    .create(&new, directory.clone(), eab.as_ref())
+        let account = loop {
+            // Copies sharing STORAGE_PATH make one account: one makes it
+            // under a claim while the others wait for it to be stored.
+            let claim = self.claim(ACCOUNT_CLAIM).await;
+            if let Some(credentials) = self.stored_credentials().await {
+                if matches!(claim, Ok(Claim::Held)) {
+                    self.release(ACCOUNT_CLAIM).await;
+                }
+                break client::http_client()
+                    .map(Account::builder_with_http)?
+                    .from_credentials(credentials)
                     .await
                     .map_err(|e| e.to_string())?;
-                let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
-                tracing::info!(directory = %directory, "ACME account created");
-                let directory_url = directory.clone();
-                persist(&self.store, "account", directory.clone(), move |store| {
-                    store.save_account(&directory_url, &json)
-                })
-                .await;
-                account
+            }
+            match claim {
+                Ok(Claim::Busy) => tokio::time::sleep(SHARED_POLL).await,
+                held_or_unclaimable => {
+                    let created = self.create_account().await;
+                    if matches!(held_or_unclaimable, Ok(Claim::Held)) {
+                        self.release(ACCOUNT_CLAIM).await;
+                    }
+                    break created?;
+                }
             }
         };
         *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// The account stored for the directory, if any.
+    async fn stored_credentials(&self) -> Option<AccountCredentials> {
+        let (store, directory) = (self.store.clone(), self.settings.directory.clone());
+        let json = tokio::task::spawn_blocking(move || store.account(&directory))
+            .await
+            .ok()??;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// A new account at the directory, stored.
+    async fn create_account(&self) -> Result<Account, String> {
+        let directory = &self.settings.directory;
+        let contact = self
+            .settings
+            .email
+            .as_ref()
+            .map(|email| format!("mailto:{email}"));
+        let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+        let eab = match &self.settings.eab {
+            Some((kid, key)) => Some(ExternalAccountKey::new(
+                kid.clone(),
+                &decode_base64url(key)?,
+            )),
+            None => None,
+        };
+        let new = NewAccount {
+            contact: &contacts,
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (account, credentials) = client::http_client()
+            .map(Account::builder_with_http)?
+            .create(&new, directory.clone(), eab.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+        tracing::info!(directory = %directory, "ACME account created");
+        let directory_url = directory.clone();
+        persist(&self.store, "account", directory.clone(), move |store| {
+            store.save_account(&directory_url, &json)
+        })
+        .await;
         Ok(account)
     }
 
