@@ -154,3 +154,35 @@ fn a_flood_of_new_names_orders_no_more_than_the_budget() {
         "{rss_before} KiB before, {rss_after} after"
     );
 }
+
+#[test]
+fn an_ask_url_with_a_query_gets_the_name_added_to_it() {
+    let (http, https) = (free_port(), free_port());
+    let storage = tempfile::tempdir().unwrap();
+    let pebble = Pebble::start(http, https, None);
+    // The ask goes to an absolute http:// URL (here the test app itself).
+    let app_port = free_port().to_string();
+    let ask = format!("http://127.0.0.1:{app_port}/thrust/domains?site=7");
+    let t = on_demand(
+        &pebble,
+        (http, https),
+        storage.path(),
+        "shop.test",
+        &[
+            ("TARGET_PORT", &app_port),
+            ("THRUST_ON_DEMAND_TLS_ASK", &ask),
+        ],
+    );
+    t.wait_ready();
+    let root = pebble.issuing_root();
+    assert_eq!(
+        https_get(https, &root, "shop.test", "/").as_deref(),
+        Ok("hello from app\n"),
+        "{}",
+        t.log_text()
+    );
+    let asks = t.app_requests("/thrust/domains");
+    assert_eq!(asks.len(), 1);
+    assert_eq!(asks[0]["target"], "/thrust/domains?site=7&domain=shop.test");
+    assert_eq!(asks[0]["headers"]["host"], format!("127.0.0.1:{app_port}"));
+}
