@@ -46,15 +46,28 @@ fn an_allowed_name_gets_a_certificate_at_its_first_handshake_and_a_refused_one_n
     let t = on_demand(&pebble, (http, https), storage.path(), "shop.test", &[]);
     t.wait_ready();
     let root = pebble.issuing_root();
-    // The first handshake waits for the order; the next ones are served.
-    for _ in 0..3 {
+    // Four first handshakes at once wait for one order; a later one is
+    // served at once.
+    let first: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        (0..4)
+            .map(|_| scope.spawn(|| https_get(https, &root, "shop.test", "/")))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    for answer in first {
         assert_eq!(
-            https_get(https, &root, "shop.test", "/").as_deref(),
+            answer.as_deref(),
             Ok("hello from app\n"),
             "{}",
             t.log_text()
         );
     }
+    assert_eq!(
+        https_get(https, &root, "shop.test", "/").as_deref(),
+        Ok("hello from app\n")
+    );
     assert_eq!(pebble.orders(), 1);
     assert_eq!(
         asked(&t, "shop.test"),

@@ -182,17 +182,24 @@ impl Acme {
                 Some(_) => budget.keep_stored(name),
                 None => budget.keep_new(name),
             };
-            if let Err(why) = kept {
-                tracing::warn!(
-                    name,
-                    reason = why,
-                    "On-demand TLS: no certificate ordered for an allowed name"
-                );
-                return false;
+            match kept {
+                // This handshake took the name: it starts keeping it
+                // current (the others racing for it wait below).
+                Ok(true) => {
+                    let acme = self.clone();
+                    let domain = name.to_string();
+                    tokio::spawn(async move { acme.maintain(domain, stored).await });
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    tracing::warn!(
+                        name,
+                        reason = why,
+                        "On-demand TLS: no certificate ordered for an allowed name"
+                    );
+                    return false;
+                }
             }
-            let acme = self.clone();
-            let domain = name.to_string();
-            tokio::spawn(async move { acme.maintain(domain, stored).await });
         }
         self.certificate_for(name, limit).await.is_some()
     }

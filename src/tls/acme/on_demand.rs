@@ -69,22 +69,26 @@ impl Budget {
         self.state().names.contains(name)
     }
 
-    /// Keeps `name`, whose certificate is stored already; false when
-    /// `most` names are kept.
-    pub fn keep_stored(&self, name: &str) -> Result<(), &'static str> {
-        let mut state = self.state();
-        if state.names.len() >= self.most && !state.names.contains(name) {
-            return Err("THRUST_ON_DEMAND_TLS_MAX_NAMES names have certificates");
-        }
-        state.names.insert(name.to_string());
-        Ok(())
-    }
-
-    /// Keeps `name`, to be ordered now; refused past either bound.
-    pub fn keep_new(&self, name: &str) -> Result<(), &'static str> {
+    /// Keeps `name`, whose certificate is stored already, refused when
+    /// `most` names are kept; true when this call took it (so exactly one
+    /// of the handshakes racing for a name starts keeping it).
+    pub fn keep_stored(&self, name: &str) -> Result<bool, &'static str> {
         let mut state = self.state();
         if state.names.contains(name) {
-            return Ok(());
+            return Ok(false);
+        }
+        if state.names.len() >= self.most {
+            return Err("THRUST_ON_DEMAND_TLS_MAX_NAMES names have certificates");
+        }
+        Ok(state.names.insert(name.to_string()))
+    }
+
+    /// Keeps `name`, to be ordered now, refused past either bound; true
+    /// when this call took it.
+    pub fn keep_new(&self, name: &str) -> Result<bool, &'static str> {
+        let mut state = self.state();
+        if state.names.contains(name) {
+            return Ok(false);
         }
         if state.names.len() >= self.most {
             return Err("THRUST_ON_DEMAND_TLS_MAX_NAMES names have certificates");
@@ -97,8 +101,7 @@ impl Budget {
             return Err("THRUST_ON_DEMAND_TLS_PER_MINUTE new names were ordered this minute");
         }
         state.ordered_this_minute += 1;
-        state.names.insert(name.to_string());
-        Ok(())
+        Ok(state.names.insert(name.to_string()))
     }
 
     /// The app no longer allows `name`: its place is free.
@@ -144,18 +147,19 @@ mod tests {
     #[test]
     fn new_names_are_bounded_per_minute_and_in_all() {
         let budget = Budget::new(2, 3);
-        assert!(budget.keep_new("a.test").is_ok());
-        assert!(budget.keep_new("b.test").is_ok());
+        assert_eq!(budget.keep_new("a.test"), Ok(true));
+        assert_eq!(budget.keep_new("b.test"), Ok(true));
         assert!(
             budget.keep_new("c.test").is_err(),
             "a third new name this minute"
         );
-        // A stored certificate is not an order; a kept name is kept.
-        assert!(budget.keep_stored("c.test").is_ok());
-        assert!(budget.keep_new("a.test").is_ok());
+        // A stored certificate is not an order; a kept name is taken once.
+        assert_eq!(budget.keep_stored("c.test"), Ok(true));
+        assert_eq!(budget.keep_new("a.test"), Ok(false));
+        assert_eq!(budget.keep_stored("a.test"), Ok(false));
         assert!(budget.keep_stored("d.test").is_err(), "three names at most");
         budget.forget("a.test");
         assert!(!budget.keeps("a.test"));
-        assert!(budget.keep_stored("d.test").is_ok());
+        assert_eq!(budget.keep_stored("d.test"), Ok(true));
     }
 }
