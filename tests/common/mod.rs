@@ -21,14 +21,30 @@ pub const THRUST: &str = env!("CARGO_BIN_EXE_thrust");
 
 /// A TCP port nothing listens on right now. Ports come from a counter below
 /// the kernel's ephemeral range, so two tests of one run never get the same
-/// port and no outgoing connection can take it meanwhile.
+/// port and no outgoing connection can take it meanwhile. Test binaries run
+/// side by side (scripts/test-binaries): a port one of them has handed out
+/// may not be bound yet when another looks, so each port handed out is also
+/// locked (`flock` on a file named after it, held until this process exits)
+/// and a port another process holds is skipped.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HELD: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+        std::sync::Mutex::new(Vec::new());
+    let locks = std::env::temp_dir().join("thrust-test-ports");
+    let _ = std::fs::create_dir_all(&locks);
     let base = (std::process::id() * 7919) % 20_000;
     loop {
         let offset = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = (10_000 + (base + offset) % 20_000) as u16;
+        let Ok(file) = std::fs::File::create(locks.join(port.to_string())) else {
+            continue;
+        };
+        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
         if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            HELD.lock().unwrap().push(lock);
             return port;
         }
     }
