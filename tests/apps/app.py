@@ -22,7 +22,10 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 LOG = os.environ.get("APP_LOG")
-LOG_LOCK = threading.Lock()
+# Re-entrant: a signal's handler records in the main thread, and may run
+# while another handler there holds the lock (SIGHUP, then SIGTERM); with a
+# plain lock that second handler waited forever and the app never exited.
+LOG_LOCK = threading.RLock()
 
 
 def record(entry):
