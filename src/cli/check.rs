@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::app::supervisor;
-use crate::config::{resolved, Config, Tls, Worker};
+use crate::config::{resolved, AskAt, Config, Tls, Worker};
 use crate::server::activation;
 use crate::server::listen::{self, BindError};
 use crate::tls::acme::store::FileStore;
@@ -50,7 +50,7 @@ fn effective(config: &Config) -> Vec<String> {
         Tls::Acme => lines.push(format!(
             "HTTPS on 0.0.0.0:{} with automatic certificates for {}",
             config.https_port,
-            config.acme.domains.join(", ")
+            acme_names(config)
         )),
     }
     lines.push(match &config.worker {
@@ -119,7 +119,7 @@ pub fn run(command: &[String]) -> u8 {
         Tls::Acme => match FileStore::probe(&config.acme.storage) {
             Ok(()) => println!(
                 "  TLS: automatic certificates for {}, stored in {}",
-                config.acme.domains.join(", "),
+                acme_names(&config),
                 config.acme.storage.display()
             ),
             Err(e) => return fail(format!("STORAGE_PATH={:?}: {e}", config.acme.storage), 2),
@@ -174,4 +174,23 @@ pub fn run(command: &[String]) -> u8 {
     }
     println!("OK");
     0
+}
+
+/// The names ACME certificates are for: TLS_DOMAIN's, and with on-demand
+/// TLS those the ask URL allows.
+fn acme_names(config: &Config) -> String {
+    let asked = config
+        .acme
+        .on_demand
+        .as_ref()
+        .map(|on_demand| match &on_demand.ask {
+            AskAt::App { path } => format!("the names the app allows at {path}"),
+            AskAt::Url { authority, path } => format!("the names http://{authority}{path} allows"),
+        });
+    let listed = (!config.acme.domains.is_empty()).then(|| config.acme.domains.join(", "));
+    [listed, asked]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", and ")
 }
