@@ -457,14 +457,26 @@ fn files_sent_for_the_app_are_stored_and_hits_never_reach_the_app() {
     assert_eq!(big_requests, 2);
 }
 
-/// Requests `target` and waits (bounded) until its response is stored.
+/// Requests `target` until its response is stored (bounded). A miss that
+/// comes while every storing slot is busy is not stored, by design (no
+/// queue grows): with stores of evicted entries still running on CI's two
+/// cores, that can be the first request.
 fn store(t: &Thrust, target: &str) {
-    let first = get_with(t.port, target, &[]);
-    assert_eq!(first.header("x-cache"), Some("miss"), "{target}");
-    assert!(
-        wait_stored(t, target, Duration::from_secs(10)),
-        "{target} never stored"
-    );
+    for _ in 0..5 {
+        let miss = get_with(t.port, target, &[]);
+        assert_eq!(miss.header("x-cache"), Some("miss"), "{target}");
+        if wait_stored(t, target, Duration::from_secs(4)) {
+            return;
+        }
+        assert!(
+            t.log_lines()
+                .iter()
+                .any(|l| l["msg"] == "Cache busy storing, response not stored"
+                    && l["target"] == target),
+            "{target} neither stored nor turned away for a busy cache"
+        );
+    }
+    panic!("{target} never stored");
 }
 
 fn is_hit(t: &Thrust, target: &str) -> bool {
