@@ -178,11 +178,7 @@ impl Acme {
         }
         if !budget.keeps(name) {
             let stored = self.stored_not_due(name, None).await;
-            let kept = match stored {
-                Some(_) => budget.keep_stored(name),
-                None => budget.keep_new(name),
-            };
-            match kept {
+            match budget.keep(name, stored.is_none()) {
                 // This handshake took the name: it starts keeping it
                 // current (the others racing for it wait below).
                 Ok(true) => {

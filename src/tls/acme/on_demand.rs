@@ -69,10 +69,11 @@ impl Budget {
         self.state().names.contains(name)
     }
 
-    /// Keeps `name`, whose certificate is stored already, refused when
-    /// `most` names are kept; true when this call took it (so exactly one
-    /// of the handshakes racing for a name starts keeping it).
-    pub fn keep_stored(&self, name: &str) -> Result<bool, &'static str> {
+    /// Keeps `name`, refused past `most` names or, when it is to be
+    /// `ordered` now (no stored certificate), past this minute's orders;
+    /// true when this call took it (so exactly one of the handshakes racing
+    /// for a name starts keeping it).
+    pub fn keep(&self, name: &str, ordered: bool) -> Result<bool, &'static str> {
         let mut state = self.state();
         if state.names.contains(name) {
             return Ok(false);
@@ -80,18 +81,8 @@ impl Budget {
         if state.names.len() >= self.most {
             return Err("THRUST_ON_DEMAND_TLS_MAX_NAMES names have certificates");
         }
-        Ok(state.names.insert(name.to_string()))
-    }
-
-    /// Keeps `name`, to be ordered now, refused past either bound; true
-    /// when this call took it.
-    pub fn keep_new(&self, name: &str) -> Result<bool, &'static str> {
-        let mut state = self.state();
-        if state.names.contains(name) {
-            return Ok(false);
-        }
-        if state.names.len() >= self.most {
-            return Err("THRUST_ON_DEMAND_TLS_MAX_NAMES names have certificates");
+        if !ordered {
+            return Ok(state.names.insert(name.to_string()));
         }
         if state.minute_began.elapsed() >= MINUTE {
             state.minute_began = Instant::now();
@@ -147,19 +138,19 @@ mod tests {
     #[test]
     fn new_names_are_bounded_per_minute_and_in_all() {
         let budget = Budget::new(2, 3);
-        assert_eq!(budget.keep_new("a.test"), Ok(true));
-        assert_eq!(budget.keep_new("b.test"), Ok(true));
+        assert_eq!(budget.keep("a.test", true), Ok(true));
+        assert_eq!(budget.keep("b.test", true), Ok(true));
         assert!(
-            budget.keep_new("c.test").is_err(),
+            budget.keep("c.test", true).is_err(),
             "a third new name this minute"
         );
         // A stored certificate is not an order; a kept name is taken once.
-        assert_eq!(budget.keep_stored("c.test"), Ok(true));
-        assert_eq!(budget.keep_new("a.test"), Ok(false));
-        assert_eq!(budget.keep_stored("a.test"), Ok(false));
-        assert!(budget.keep_stored("d.test").is_err(), "three names at most");
+        assert_eq!(budget.keep("c.test", false), Ok(true));
+        assert_eq!(budget.keep("a.test", true), Ok(false));
+        assert_eq!(budget.keep("a.test", false), Ok(false));
+        assert!(budget.keep("d.test", false).is_err(), "three names at most");
         budget.forget("a.test");
         assert!(!budget.keeps("a.test"));
-        assert_eq!(budget.keep_stored("d.test"), Ok(true));
+        assert_eq!(budget.keep("d.test", false), Ok(true));
     }
 }
