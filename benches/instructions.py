@@ -118,6 +118,23 @@ def costs(out_file, binary):
     return own, total, allocations
 
 
+def counted(vg, shape, port, path, work):
+    """WARMUP requests uncounted, then COUNT with `vg`'s instrumentation on;
+    the callgrind output files in `work` once they are written whole."""
+    load(shape, port, path, WARMUP)
+    subprocess.run(["callgrind_control", "-i", "on", str(vg.pid)], capture_output=True)
+    load(shape, port, path, COUNT)
+    subprocess.run(["callgrind_control", "-i", "off", str(vg.pid)], capture_output=True)
+    subprocess.run(["callgrind_control", "-d", str(vg.pid)], capture_output=True)
+    dumped = []
+    for _ in range(100):
+        dumped = [os.path.join(work, f) for f in os.listdir(work) if f.startswith("out.")]
+        if dumped and all("totals:" in open(f, errors="replace").read() for f in dumped):
+            break
+        time.sleep(0.2)
+    return dumped
+
+
 def measure(binary, shape):
     work = tempfile.mkdtemp(prefix=f"thrust-instructions-{shape}-")
     port = free_port()
@@ -136,19 +153,8 @@ def measure(binary, shape):
             if time.time() > deadline or vg.poll() is not None:
                 raise RuntimeError(f"{shape}: thrust under valgrind did not start")
             time.sleep(0.2)
-        load(shape, port, path, WARMUP)
-        subprocess.run(["callgrind_control", "-i", "on", str(vg.pid)], capture_output=True)
-        load(shape, port, path, COUNT)
-        subprocess.run(["callgrind_control", "-i", "off", str(vg.pid)], capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(vg.pid)], capture_output=True)
-        dumped = None
-        for _ in range(100):
-            dumped = [os.path.join(work, f) for f in os.listdir(work) if f.startswith("out.")]
-            if dumped and all("totals:" in open(f, errors="replace").read() for f in dumped):
-                break
-            time.sleep(0.2)
         own = total = allocations = 0
-        for f in dumped or []:
+        for f in counted(vg, shape, port, path, work):
             o, t, a = costs(f, binary)
             own, total, allocations = own + o, total + t, allocations + a
         if own == 0 or allocations == 0:

@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import ensure_tools, free_port  # noqa: E402
-from instructions import COUNT, SHAPES, WARMUP, costs, load, target  # noqa: E402
+from instructions import COUNT, SHAPES, costs, counted, target  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NGINX = "/usr/sbin/nginx"
@@ -109,20 +109,10 @@ def measure(shape):
             if time.time() > deadline:
                 sys.exit(f"{shape}: nginx under valgrind did not answer")
             time.sleep(0.2)
-        load(shape, port, path, WARMUP)
-        subprocess.run(["callgrind_control", "-i", "on", str(vg.pid)], capture_output=True)
-        load(shape, port, path, COUNT)
-        subprocess.run(["callgrind_control", "-i", "off", str(vg.pid)], capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(vg.pid)], capture_output=True)
         total = own = 0
-        for _ in range(100):
-            dumped = [os.path.join(work, f) for f in os.listdir(work) if f.startswith("out.")]
-            if dumped and all("totals:" in open(f, errors="replace").read() for f in dumped):
-                for f in dumped:
-                    o, t, _ = costs(f, NGINX)
-                    own, total = own + o, total + t
-                break
-            time.sleep(0.2)
+        for f in counted(vg, shape, port, path, work):
+            o, t, _ = costs(f, NGINX)
+            own, total = own + o, total + t
         with open(os.path.join(work, "access.log")) as log:
             last = log.readlines()[-1]
         return round(own / COUNT), round(total / COUNT), last
